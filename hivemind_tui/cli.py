@@ -1,0 +1,195 @@
+"""The command line: global options, output rules and exit codes of cli.md, and the command registry.
+
+Each command group lives in `hivemind_tui/commands/` and registers its subcommands here through
+`CommandRegistry`; a handler gets a `Context` and returns a `Result` (a JSON document plus its human text),
+or raises a `HivemindError`, whose class carries the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+from hivemind_tui import __version__
+from hivemind_tui.config import LoadedSettings, Settings, load_settings
+from hivemind_tui.datadir import DataDir
+from hivemind_tui.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.logging_setup import configure_logging, quiet_grpc_core
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Result:
+    """What a command produced: `data` for --json, `text` for people (both describe the same thing)."""
+
+    data: dict[str, Any]
+    text: str = ""
+    exit_code: ExitCode = ExitCode.OK
+
+
+@dataclass
+class Context:
+    """What every handler needs: parsed arguments, settings with their sources, and the data dir."""
+
+    args: argparse.Namespace
+    loaded: LoadedSettings
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    @cached_property
+    def data_dir(self) -> DataDir:
+        return DataDir.from_settings(self.settings)
+
+    @property
+    def json(self) -> bool:
+        return bool(self.args.json)
+
+    def warn(self, text: str) -> None:
+        """Warnings and progress go to stderr, so stdout stays one JSON document with --json."""
+        print(text, file=sys.stderr, flush=True)
+
+
+Handler = Callable[[Context], Result | Awaitable[Result]]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors follow the --json error rules."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.removeprefix("hivemind-tui").strip()
+        raise UsageError(f"{where}: {message}" if where else message)
+
+
+def _global_options(suppress: bool) -> argparse.ArgumentParser:
+    """The options valid before and after any command.
+
+    Subcommands get copies whose defaults are SUPPRESS, so a value given before the command is not
+    overwritten by the subparser's default (cli.md).
+    """
+    parent = argparse.ArgumentParser(add_help=False)
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parent.add_argument_group("global options")
+    group.add_argument("--pool", metavar="ADDR", default=default, help="Node Pool HOST:PORT (empty: embedded)")
+    group.add_argument("--data-dir", metavar="DIR", default=default, help="data dir (stores, tokens, logs)")
+    group.add_argument("--config", metavar="FILE", default=default, type=Path, help="settings file (TOML)")
+    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                       help="print exactly one JSON document on stdout")
+    group.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                       help="change nothing: act as a viewer")
+    return parent
+
+
+class CommandRegistry:
+    """Adds commands (and command groups) that all accept the global options."""
+
+    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+        self._subparsers = subparsers
+        self._parent = parent
+
+    def command(self, name: str, handler: Handler, help: str, description: str | None = None) -> Parser:
+        parser = self._subparsers.add_parser(name, help=help, description=description or help,
+                                             parents=[self._parent])
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, help: str) -> CommandRegistry:
+        parser = self._subparsers.add_parser(name, help=help, description=help, parents=[self._parent])
+        parser.set_defaults(handler=None, group_parser=parser)
+        sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=Parser)
+        return CommandRegistry(sub, self._parent)
+
+
+def build_parser() -> Parser:
+    from hivemind_tui.commands import register_all
+
+    parser = Parser(prog="hivemind-tui", description="The HiveMind Master Node: a terminal console and "
+                    "one-shot commands with JSON output.", parents=[_global_options(suppress=False)])
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.set_defaults(handler=None)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    register_all(CommandRegistry(subparsers, _global_options(suppress=True)))
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "pool_address": getattr(args, "pool", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "readonly": True if getattr(args, "readonly", False) else None,
+    }
+
+
+def _emit(result: Result, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.data, ensure_ascii=False) + "\n")
+    elif result.text:
+        sys.stdout.write(result.text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def _emit_error(error: HivemindError, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps({"error": {"code": error.code, "message": error.message}}) + "\n")
+        sys.stdout.flush()
+    else:
+        print(f"hivemind-tui: {error.message}", file=sys.stderr, flush=True)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse, load settings, run one command; return its exit code. Never lets a traceback out."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        as_json = bool(args.json)
+        if args.version:
+            _emit(Result({"version": __version__}, f"hivemind-tui {__version__}"), as_json)
+            return ExitCode.OK
+        handler: Handler | None = args.handler
+        if handler is None:
+            group_parser = getattr(args, "group_parser", None)
+            if group_parser is not None:
+                raise UsageError(f"{group_parser.prog} needs a command\n{group_parser.format_usage()}")
+            handler = _default_handler(parser)
+        loaded = load_settings(config_file=args.config, flags=_flags(args))
+        ctx = Context(args, loaded)
+        ctx.data_dir.ensure()
+        configure_logging(ctx.data_dir.logs, getattr(args, "process_kind", "cli"), loaded.settings.log_level)
+        log.info("command %s", " ".join(a for a in argv if not a.startswith("-")) or "(none)")
+        outcome = handler(ctx)
+        result = asyncio.run(outcome) if inspect.isawaitable(outcome) else outcome
+        _emit(result, as_json)
+        return result.exit_code
+    except HivemindError as error:
+        log.info("failed: %s %s", error.code, error.message)
+        _emit_error(error, as_json)
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _default_handler(parser: Parser) -> Handler:
+    """Without a command the console starts; until it exists, the help is the honest answer."""
+
+    def show_help(ctx: Context) -> Result:
+        return Result({"help": parser.format_help()}, parser.format_help())
+
+    return show_help
+
+
+def main() -> None:
+    quiet_grpc_core()
+    sys.exit(run())

@@ -1,0 +1,95 @@
+"""The data dir's layout (cli.md) and the file writes that must never be seen half-done.
+
+The data dir holds tokens, keys and the pool's secrets, so every folder is 0700 and every secret 0600 from
+the moment it exists (the mode is set on the temp file before any byte is written, never chmod-ed after).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivemind_tui.config import Settings
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one data dir; `ensure()` creates the folders with 0700."""
+
+    root: Path
+    console_db_override: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DataDir:
+        override = None
+        if settings.database_url:
+            override = Path(settings.database_url.removeprefix("sqlite:///")).expanduser()
+        return cls(settings.data_path, override)
+
+    @property
+    def console_db(self) -> Path:
+        return self.console_db_override or self.root / "console.db"
+
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens"
+
+    @property
+    def vpn(self) -> Path:
+        return self.root / "vpn"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def pool(self) -> Path:
+        return self.root / "pool"
+
+    def ensure(self, *subdirs: str) -> DataDir:
+        """Create the root and the named subfolders (0700) if they are missing."""
+        for path in (self.root, *(self.root / s for s in subdirs)):
+            make_private_dir(path)
+        return self
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create `path` (and parents) with mode 0700; an existing folder keeps its mode."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path, 0o700)
+    return path
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
+
+    The temp file lives beside the target (same filesystem, so rename is atomic), gets its mode at
+    creation, is fsync-ed, renamed, and the folder fsync-ed so the rename survives a crash.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,107 @@
+"""An aiosqlite database with ordered migrations, one serialized writer and a separate reader.
+
+Shared by the console's store (`services/store.py`) and the embedded pool's storage (`nodepool/`), which
+may not import each other. aiosqlite coroutines that share a connection interleave inside one
+transaction, so every write goes through `write()`: a lock plus `BEGIN IMMEDIATE`, committed or rolled
+back as a whole. Reads use their own connection, so they only ever see committed data (WAL mode).
+Open it inside the running loop, never before `App.run()` or `asyncio.run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+# One statement, or several run in order inside the same transaction (sqlite3 runs one per execute).
+Migration = str | Sequence[str]
+
+
+class Database:
+    """A SQLite file whose schema version is `PRAGMA user_version`, raised by each migration in turn."""
+
+    def __init__(self, path: Path, migrations: Sequence[Migration]) -> None:
+        self.path = path
+        self._migrations = migrations
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def schema_version(self) -> int:
+        return len(self._migrations)
+
+    async def open(self) -> Database:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        try:
+            await self._writer.execute("PRAGMA journal_mode=WAL")
+            await self._migrate()
+            self._reader = await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    async def _migrate(self) -> None:
+        async with self.write() as conn:
+            row = await (await conn.execute("PRAGMA user_version")).fetchone()
+            current = row[0]
+            if current > len(self._migrations):
+                raise RuntimeError(f"{self.path} has schema version {current}, newer than this program knows "
+                                   f"({len(self._migrations)}); upgrade hivemind-tui")
+            for version, migration in enumerate(self._migrations[current:], start=current + 1):
+                statements = [migration] if isinstance(migration, str) else list(migration)
+                for sql in statements:
+                    await conn.execute(sql)
+                await conn.execute(f"PRAGMA user_version={version}")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction at a time; rolled back if the block raises."""
+        conn = self._require(self._writer)
+        async with self._lock:
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        cursor = await self._require(self._reader).execute(sql, tuple(params))
+        return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
+        cursor = await self._require(self._reader).execute(sql, tuple(params))
+        return await cursor.fetchone()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> Database:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _require(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if conn is None:
+            raise RuntimeError(f"database {self.path} is not open")
+        return conn
