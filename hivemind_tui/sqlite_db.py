@@ -10,6 +10,7 @@ Open it inside the running loop, never before `App.run()` or `asyncio.run()`.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,6 +38,8 @@ class Database:
 
     async def open(self) -> Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created private: SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._writer = await self._connect()
         try:
             await self._writer.execute("PRAGMA journal_mode=WAL")

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
 
 
 def register_all(registry: CommandRegistry) -> None:
-    from hivemind_tui.commands import config_cmd
+    from hivemind_tui.commands import config_cmd, pool_cmd
 
     config_cmd.register(registry)
+    pool_cmd.register(registry)

@@ -1,0 +1,202 @@
+"""`pool ...`: run the embedded Node Pool, find and stop it, and administer its users on the data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.errors import ExitCode, HivemindError, NotPermittedError, UsageError
+from hivemind_tui.nodepool.accounts import ROLES, Accounts
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.server import PoolServer
+from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
+from hivemind_tui.nodepool.tasks import TaskBook
+from hivemind_tui.poolfile import pid_alive, read_pool_info, running_pool
+from hivemind_tui.zipsafe import ZipLimits
+
+T = TypeVar("T")
+STOP_WAIT = 20.0
+
+
+def register(registry: CommandRegistry) -> None:
+    pool = registry.group("pool", "run and administer the embedded Node Pool")
+    serve_cmd = pool.command("serve", serve, "run the embedded Node Pool until SIGINT/SIGTERM")
+    serve_cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the pool_listen setting")
+    serve_cmd.add_argument("--insecure-public", action="store_true",
+                           help="allow a non-loopback address without TLS")
+    serve_cmd.set_defaults(process_kind="pool")
+    pool.command("status", status, "is this data dir's pool running, and where")
+    pool.command("stop", stop, "stop this data dir's running pool (SIGTERM) and wait for it")
+    add = pool.command("add-user", add_user, "create a user")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, default="operator")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--balance", type=int, default=None, help="CPT balance (default: new_user_balance)")
+    pool.command("list-users", list_users, "list users")
+    pw = pool.command("set-password", set_password, "set a user's password")
+    pw.add_argument("name")
+    pw.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    role = pool.command("set-role", set_role, "set a user's role")
+    role.add_argument("name")
+    role.add_argument("role", choices=ROLES)
+    disable = pool.command("disable-user", disable_user, "disable a user (their tokens stop working)")
+    disable.add_argument("name")
+    pool.command("prune", prune, "remove finished tasks older than retention_days now")
+
+
+async def serve(ctx: Context) -> Result:
+    server = PoolServer(ctx.settings, ctx.data_dir, listen=ctx.args.listen,
+                        insecure_public=ctx.args.insecure_public)
+    other = running_pool(server.paths.root)
+    if other is not None:
+        raise HivemindError(f"a pool for this data dir already runs at {other.address} (pid {other.pid})")
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    address = await server.start()
+    try:
+        ctx.warn(f"pool listening on {address}; data in {server.paths.root}")
+        if server.first_admin_password is not None:
+            # Printed only to a person at a terminal: under systemd it must not land in the journal.
+            if sys.stdout.isatty() and not ctx.json:
+                print(f"first start: user 'admin', password {server.first_admin_password} "
+                      f"(also in {server.paths.admin_password})", flush=True)
+            else:
+                ctx.warn(f"first start: the password of user 'admin' is in {server.paths.admin_password}")
+        await stop_event.wait()
+    finally:
+        await server.stop()
+    return Result({"address": address, "stopped": True}, "pool stopped")
+
+
+def status(ctx: Context) -> Result:
+    pool_dir = ctx.data_dir.pool
+    info = running_pool(pool_dir)
+    if info is None:
+        stale = read_pool_info(pool_dir) is not None
+        text = "no pool is running for this data dir" + (" (a stale pool.json was left behind)" if stale else "")
+        return Result({"running": False, "address": None, "pid": None, "stale_file": stale}, text, ExitCode.FAILED)
+    return Result({"running": True, "address": info.address, "pid": info.pid, "started_at": info.started_at,
+                   "stale_file": False}, f"pool running at {info.address} (pid {info.pid})")
+
+
+async def stop(ctx: Context) -> Result:
+    pool_dir = ctx.data_dir.pool
+    info = read_pool_info(pool_dir)
+    if info is None or not pid_alive(info.pid):
+        if info is not None:
+            (pool_dir / "pool.json").unlink(missing_ok=True)
+        return Result({"stopped": False, "was_running": False}, "no pool was running for this data dir")
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT
+    # Another process's exit sends us no event; polling its pid is the only way to see it.
+    while pid_alive(info.pid) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    if pid_alive(info.pid):
+        raise HivemindError(f"the pool (pid {info.pid}) did not stop within {STOP_WAIT:.0f} s")
+    return Result({"stopped": True, "was_running": True, "pid": info.pid}, f"pool (pid {info.pid}) stopped")
+
+
+@asynccontextmanager
+async def _pool_storage(ctx: Context) -> AsyncIterator[PoolStorage]:
+    storage = PoolStorage(PoolPaths(ctx.data_dir.pool))
+    await storage.open()
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+def _accounts(ctx: Context, storage: PoolStorage) -> Accounts:
+    s = ctx.settings
+    return Accounts(storage, time.time, s.password_hash_cost, s.token_ttl, s.login_delay_base)
+
+
+def _read_password(ctx: Context) -> str:
+    if ctx.args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise UsageError("the passwords differ")
+    else:
+        raise UsageError("no terminal to ask for the password: pass --password-stdin and pipe it in")
+    if not password:
+        raise UsageError("the password must not be empty")
+    return password
+
+
+async def _refusal_to_error(action: Awaitable[T]) -> T:
+    try:
+        return await action
+    except PoolRefusal as refusal:
+        raise HivemindError(refusal.message, code=refusal.code) from None
+
+
+def _require_writer(ctx: Context) -> None:
+    if ctx.settings.readonly:
+        raise NotPermittedError("read-only: user administration changes the pool")
+
+
+async def add_user(ctx: Context) -> Result:
+    _require_writer(ctx)
+    password = _read_password(ctx)
+    balance = ctx.settings.new_user_balance if ctx.args.balance is None else ctx.args.balance
+    if balance < 0:
+        raise UsageError("--balance must be 0 or more")
+    async with _pool_storage(ctx) as storage:
+        await _refusal_to_error(_accounts(ctx, storage).create_user(ctx.args.name, password, ctx.args.role, balance))
+    return Result({"name": ctx.args.name, "role": ctx.args.role, "balance": balance},
+                  f"user {ctx.args.name} created ({ctx.args.role}, {balance} CPT)")
+
+
+async def list_users(ctx: Context) -> Result:
+    async with _pool_storage(ctx) as storage:
+        rows = await storage.fetchall("SELECT username, role, balance, disabled, created_at FROM users "
+                                      "ORDER BY username")
+    users = [{"name": r["username"], "role": r["role"], "balance": r["balance"], "disabled": bool(r["disabled"]),
+              "created_at": r["created_at"]} for r in rows]
+    lines = [f"{'NAME':<20} {'ROLE':<9} {'BALANCE':>10}  DISABLED"]
+    lines += [f"{u['name']:<20} {u['role']:<9} {u['balance']:>10}  {'yes' if u['disabled'] else ''}" for u in users]
+    return Result({"users": users}, "\n".join(lines))
+
+
+async def _change_user(ctx: Context, change: Callable[[Accounts], Awaitable[None]], text: str) -> Result:
+    _require_writer(ctx)
+    async with _pool_storage(ctx) as storage:
+        await _refusal_to_error(change(_accounts(ctx, storage)))
+    return Result({"name": ctx.args.name, "changed": True}, text)
+
+
+async def set_password(ctx: Context) -> Result:
+    password = _read_password(ctx)
+    return await _change_user(ctx, lambda a: a.set_password(ctx.args.name, password),
+                              f"password of {ctx.args.name} changed")
+
+
+async def set_role(ctx: Context) -> Result:
+    return await _change_user(ctx, lambda a: a.set_role(ctx.args.name, ctx.args.role),
+                              f"{ctx.args.name} is now {ctx.args.role}")
+
+
+async def disable_user(ctx: Context) -> Result:
+    return await _change_user(ctx, lambda a: a.set_disabled(ctx.args.name, True), f"{ctx.args.name} disabled")
+
+
+async def prune(ctx: Context) -> Result:
+    _require_writer(ctx)
+    s = ctx.settings
+    async with _pool_storage(ctx) as storage:
+        book = TaskBook(storage, time.time, s.max_upload_bytes, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
+                        s.retention_days)
+        removed = await book.prune()
+    return Result({"pruned": removed}, f"{removed} finished tasks pruned")

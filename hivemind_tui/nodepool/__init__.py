@@ -1,0 +1,1 @@
+"""The embedded Node Pool: a real grpc.aio server of protos/nodepool.proto with SQLite storage."""

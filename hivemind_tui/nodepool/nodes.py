@@ -1,0 +1,123 @@
+"""Worker nodes: registration, heartbeats, the node list and the admin's node states.
+
+A node is online while its last heartbeat is younger than the heartbeat timeout. States: `active` takes
+new tasks, `cordoned` and `draining` take none (a draining node goes offline once idle: its worker stops
+heartbeating when told so); `forget` removes an offline node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import aiosqlite
+
+from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool import codes
+from hivemind_tui.nodepool.accounts import Caller
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.storage import PoolStorage
+
+log = logging.getLogger(__name__)
+
+STATES = ("active", "cordoned", "draining", "forget")
+NODE_FIELDS = ("hostname", "port", "cpu_cores", "memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb",
+               "gpu_name", "location", "docker_status", "slots", "address")
+USAGE_FIELDS = ("status", "cpu_usage", "memory_usage", "gpu_usage", "gpu_memory_usage", "docker_status",
+                "running_tasks")
+
+
+@dataclass(frozen=True)
+class Registration:
+    node_id: str
+    hostname: str
+    address: str
+    port: int
+    cpu_cores: int
+    memory_gb: int
+    cpu_score: int
+    gpu_score: int
+    gpu_memory_gb: int
+    gpu_name: str
+    location: str
+    docker_status: str
+    slots: int
+
+
+def peer_host(peer: str) -> str:
+    """The host part of a gRPC peer string: `ipv4:127.0.0.1:5000`, `ipv6:%5B::1%5D:5000`."""
+    kind, _, rest = unquote(peer).partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0]
+    return "127.0.0.1"
+
+
+class NodeRegistry:
+    def __init__(self, storage: PoolStorage, clock: Clock, heartbeat_timeout: float) -> None:
+        self._storage = storage
+        self._clock = clock
+        self.heartbeat_timeout = heartbeat_timeout
+        # Called when a node may have room for new work (registered, heartbeat, state change).
+        self.on_change: Callable[[], None] = lambda: None
+
+    def is_online(self, row: aiosqlite.Row) -> bool:
+        return self._clock() - row["last_heartbeat"] < self.heartbeat_timeout
+
+    async def register(self, reg: Registration) -> None:
+        if not reg.node_id or len(reg.node_id) > 128 or not reg.node_id.isprintable():
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "node_id must be 1 to 128 printable characters")
+        if not 0 < reg.port < 65536:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "port must be from 1 to 65535")
+        now = self._clock()
+        values = {name: getattr(reg, name) for name in NODE_FIELDS}
+        values["slots"] = max(1, reg.slots)
+        columns = ", ".join(values)
+        updates = ", ".join(f"{k} = excluded.{k}" for k in values)
+        async with self._storage.write() as conn:
+            await conn.execute(
+                f"INSERT INTO nodes (node_id, {columns}, status, registered_at, last_heartbeat) "  # noqa: S608
+                f"VALUES (?, {', '.join('?' * len(values))}, 'Idle', ?, ?) "
+                f"ON CONFLICT(node_id) DO UPDATE SET {updates}, last_heartbeat = excluded.last_heartbeat",
+                (reg.node_id, *values.values(), now, now),
+            )
+        log.info("node %s registered at %s:%d with %d slots", reg.node_id, reg.address, reg.port, values["slots"])
+        self.on_change()
+
+    async def heartbeat(self, node_id: str, usage: dict[str, object]) -> None:
+        sets = ", ".join(f"{k} = ?" for k in USAGE_FIELDS)
+        async with self._storage.write() as conn:
+            cursor = await conn.execute(
+                f"UPDATE nodes SET {sets}, last_heartbeat = ? WHERE node_id = ?",  # noqa: S608
+                (*(usage[k] for k in USAGE_FIELDS), self._clock(), node_id),
+            )
+            if cursor.rowcount == 0:
+                raise PoolRefusal(codes.NODE_NOT_FOUND, "register first")
+        self.on_change()
+
+    async def all(self) -> list[aiosqlite.Row]:
+        return await self._storage.fetchall("SELECT * FROM nodes ORDER BY node_id")
+
+    async def node(self, node_id: str) -> aiosqlite.Row | None:
+        return await self._storage.fetchone("SELECT * FROM nodes WHERE node_id = ?", (node_id,))
+
+    async def set_state(self, caller: Caller, node_id: str, state: str) -> None:
+        if not caller.is_admin:
+            raise PoolRefusal(codes.PERMISSION_DENIED, "only admins change node states")
+        if state not in STATES:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "state must be one of " + ", ".join(STATES))
+        row = await self.node(node_id)
+        if row is None:
+            raise PoolRefusal(codes.NODE_NOT_FOUND, node_id[:128])
+        async with self._storage.write() as conn:
+            if state == "forget":
+                if self.is_online(row):
+                    raise PoolRefusal(codes.INVALID_ARGUMENT, "the node is online; drain it or stop its worker first")
+                await conn.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+            else:
+                await conn.execute("UPDATE nodes SET state = ? WHERE node_id = ?", (state, node_id))
+        log.info("node %s set to %s by %s", node_id, state, caller.username)
+        self.on_change()

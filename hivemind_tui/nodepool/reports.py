@@ -1,0 +1,79 @@
+"""What workers send back about the tasks they run: output, usage, and the final result.
+
+Reports are accepted only from the node the task is assigned to and only while it runs there, so a late
+report from a worker the pool already gave up on (lost, restarted) cannot overwrite a re-queued task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import aiosqlite
+
+from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool import codes
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.storage import PoolStorage
+from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("ASSIGNED", "RUNNING")
+MAX_REASON = 4000
+
+
+class TaskReports:
+    def __init__(self, storage: PoolStorage, clock: Clock, zip_limits: ZipLimits) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._zip_limits = zip_limits
+        # Called when a task finished, so the scheduler can hand out the freed slot.
+        self.on_finish: Callable[[], None] = lambda: None
+
+    async def _running_on(self, task_id: str, node_id: str) -> aiosqlite.Row:
+        row = await self._storage.task(task_id)
+        if row is None:
+            raise PoolRefusal(codes.TASK_NOT_FOUND, task_id[:128])
+        if row["status"] not in ACTIVE or (node_id and row["worker"] != node_id):
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "this task is not running on this node")
+        return row
+
+    async def output(self, node_id: str, task_id: str, text: str) -> None:
+        row = await self._running_on(task_id, node_id)
+        await self._storage.append_log(task_id, text)
+        if row["status"] == "ASSIGNED":
+            now = self._clock()
+            await self._storage.update_task(task_id, now, status="RUNNING", started_at=now, message="")
+        else:
+            await self._storage.update_task(task_id, self._clock())
+
+    async def usage(self, node_id: str, task_id: str, cpu: float, memory: float, gpu: float, gpu_memory: float) -> None:
+        await self._running_on(task_id, node_id)
+        await self._storage.update_task(task_id, self._clock(), cpu_usage=cpu, memory_usage=memory, gpu_usage=gpu,
+                                        gpu_memory_usage=gpu_memory)
+
+    async def result(self, node_id: str, task_id: str, result_zip: bytes, exit_code: int, failure_reason: str) -> str:
+        """Store the result zip and settle the task's final status; returns that status."""
+        row = await self._running_on(task_id, node_id)
+        if result_zip:
+            try:
+                await asyncio.to_thread(check_zip, result_zip, self._zip_limits)
+            except ZipRejected as exc:
+                failure_reason = f"the result zip was refused: {exc}"
+                result_zip = b""
+        if result_zip:
+            await self._storage.write_file(self._storage.paths.result_zip(task_id), result_zip)
+        if row["stop_requested"]:
+            status, message = "STOPPED", "stopped"
+        elif exit_code == 0 and not failure_reason:
+            status, message = "COMPLETED", ""
+        else:
+            status, message = "FAILED", (failure_reason or f"exit code {exit_code}")[:MAX_REASON]
+        now = self._clock()
+        await self._storage.update_task(task_id, now, status=status, message=message, exit_code=exit_code,
+                                        has_result=int(bool(result_zip)), finished_at=now)
+        log.info("task %s %s on %s (exit %d)", task_id, status, node_id or "?", exit_code)
+        self.on_finish()
+        return status

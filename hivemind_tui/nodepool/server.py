@@ -1,0 +1,167 @@
+"""The embedded pool's process: storage, the grpc.aio server, pool.json, first-run admin, housekeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import grpc
+
+from hivemind_tui.clock import Clock, system_clock
+from hivemind_tui.config import Settings
+from hivemind_tui.datadir import DataDir, atomic_write
+from hivemind_tui.errors import UsageError
+from hivemind_tui.logging_setup import register_secret
+from hivemind_tui.nodepool.accounts import Accounts
+from hivemind_tui.nodepool.ledger import Ledger
+from hivemind_tui.nodepool.nodes import NodeRegistry
+from hivemind_tui.nodepool.reports import TaskReports
+from hivemind_tui.nodepool.servicers import PoolParts, add_servicers
+from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
+from hivemind_tui.nodepool.tasks import TaskBook
+from hivemind_tui.poolfile import PoolInfo, remove_pool_info, write_pool_info
+from hivemind_tui.zipsafe import ZipLimits
+
+log = logging.getLogger(__name__)
+
+# Room for the other fields of a message around the largest zip.
+MESSAGE_OVERHEAD = 1024 * 1024
+PRUNE_EVERY = 3600.0
+
+
+def message_limit(settings: Settings) -> int:
+    return settings.max_upload_bytes + MESSAGE_OVERHEAD
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    limit = message_limit(settings)
+    return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_or_create_secret(path: Path) -> str:
+    """The worker secret: created once (0600), then read; workers on this host read the same file."""
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if not value:
+        value = secrets.token_urlsafe(32)
+        atomic_write(path, value.encode(), mode=0o600)
+    register_secret(value)
+    return value
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    key = Path(settings.tls_key).expanduser().read_bytes()
+    cert = Path(settings.tls_cert).expanduser().read_bytes()
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+class PoolServer:
+    """One embedded pool: `await start()`, then `await stop()`."""
+
+    def __init__(self, settings: Settings, data_dir: DataDir, listen: str | None = None,
+                 clock: Clock = system_clock, insecure_public: bool = False) -> None:
+        self.settings = settings
+        self.paths = PoolPaths(data_dir.pool)
+        self.listen = listen or settings.pool_listen
+        self.clock = clock
+        self.insecure_public = insecure_public
+        self.address = ""
+        self.first_admin_password: str | None = None
+        self.storage = PoolStorage(self.paths)
+        self.parts: PoolParts | None = None
+        self._server: grpc.aio.Server | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    def _check_listen(self, credentials: grpc.ServerCredentials | None) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit():
+            raise UsageError(f"--listen {self.listen}: expected HOST:PORT")
+        if not is_loopback(host) and credentials is None and not self.insecure_public:
+            raise UsageError(f"refusing to listen on {self.listen} without TLS: set tls_cert and tls_key, "
+                             "or pass --insecure-public if the network is trusted")
+
+    async def start(self) -> str:
+        credentials = server_credentials(self.settings)
+        self._check_listen(credentials)
+        await self.storage.open()
+        secret = await asyncio.to_thread(load_or_create_secret, self.paths.worker_secret)
+        accounts = Accounts(self.storage, self.clock, self.settings.password_hash_cost, self.settings.token_ttl,
+                            self.settings.login_delay_base)
+        limits = ZipLimits(self.settings.max_unzipped_bytes, self.settings.max_zip_ratio)
+        self.parts = PoolParts(
+            accounts=accounts,
+            ledger=Ledger(self.storage),
+            tasks=TaskBook(self.storage, self.clock, self.settings.max_upload_bytes, limits,
+                           self.settings.retention_days),
+            nodes=NodeRegistry(self.storage, self.clock, self.settings.heartbeat_timeout),
+            reports=TaskReports(self.storage, self.clock, limits),
+            worker_secret=secret,
+            clock=self.clock,
+        )
+        await self._first_run_admin(accounts)
+        self._server = grpc.aio.server(options=grpc_options(self.settings))
+        add_servicers(self._server, self.parts)
+        if credentials is None:
+            port = self._server.add_insecure_port(self.listen)
+        else:
+            port = self._server.add_secure_port(self.listen, credentials)
+        if port == 0:
+            await self.storage.close()
+            raise UsageError(f"cannot listen on {self.listen}: the port is in use or the address is not here")
+        await self._server.start()
+        host = self.listen.rpartition(":")[0]
+        self.address = f"{host}:{port}"
+        await asyncio.to_thread(write_pool_info, self.paths.root, PoolInfo(self.address, os.getpid(), self.clock()))
+        self._housekeeping = asyncio.create_task(self._housekeep())
+        log.info("pool listening on %s (data in %s)", self.address, self.paths.root)
+        return self.address
+
+    async def _first_run_admin(self, accounts: Accounts) -> None:
+        if await accounts.user_count() > 0:
+            return
+        password = secrets.token_urlsafe(12)
+        register_secret(password)
+        await accounts.create_user("admin", password, "admin", self.settings.new_user_balance)
+        await asyncio.to_thread(atomic_write, self.paths.admin_password, (password + "\n").encode(), 0o600)
+        self.first_admin_password = password
+        log.info("created user admin; its password is in %s", self.paths.admin_password)
+
+    async def _housekeep(self) -> None:
+        assert self.parts is not None
+        while True:
+            with contextlib.suppress(Exception):
+                await self.parts.tasks.prune()
+                await self.parts.accounts.prune_tokens()
+            await asyncio.sleep(PRUNE_EVERY)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight rpcs finish (up to `grace` s), close storage, remove pool.json."""
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+            await asyncio.to_thread(remove_pool_info, self.paths.root, os.getpid())
+        await self.storage.close()
+        log.info("pool stopped")

@@ -1,0 +1,279 @@
+"""The gRPC face of the pool: thin servicers that turn protobuf into calls on the pool's parts and back.
+
+A refusal (`PoolRefusal`) becomes `success=false` with its `CODE: words` message, as HiveMind clients
+expect; only a broken request or an internal error becomes a gRPC status.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+
+from hivemind_tui import __version__
+from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool.accounts import Accounts, Caller
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.ledger import Ledger
+from hivemind_tui.nodepool.nodes import NodeRegistry, Registration, peer_host
+from hivemind_tui.nodepool.reports import TaskReports
+from hivemind_tui.nodepool.tasks import NewTask, TaskBook
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+WORKER_SECRET_HEADER = "x-hivemind-worker-secret"
+NODE_ID_HEADER = "x-hivemind-node-id"
+EXTENSIONS = ("Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "task-fields",
+              "updated_since", "roles", "worker-secret", "ASSIGNED")
+
+R = TypeVar("R")
+
+
+@dataclass
+class PoolParts:
+    """Everything the servicers need; built once by the server."""
+
+    accounts: Accounts
+    ledger: Ledger
+    tasks: TaskBook
+    nodes: NodeRegistry
+    reports: TaskReports
+    worker_secret: str
+    clock: Clock
+
+
+def refusals_as(response: type) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Answer a PoolRefusal with `response(success=False, message=...)`."""
+
+    def wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(method)
+        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                return await method(self, request, context)
+            except PoolRefusal as refusal:
+                return response(success=False, message=refusal.message)
+
+        return handler
+
+    return wrap
+
+
+def metadata(context: grpc.aio.ServicerContext, key: str) -> str:
+    for item in context.invocation_metadata() or ():
+        if item.key == key:
+            return item.value if isinstance(item.value, str) else item.value.decode()
+    return ""
+
+
+class _Base:
+    def __init__(self, parts: PoolParts) -> None:
+        self.p = parts
+
+    async def caller(self, token: str) -> Caller:
+        return await self.p.accounts.authenticate(token)
+
+    async def worker(self, context: grpc.aio.ServicerContext) -> str:
+        """Check the worker secret; return the calling node's id (may be empty for HiveMind workers)."""
+        given = metadata(context, WORKER_SECRET_HEADER)
+        if not given or not hmac.compare_digest(given.encode(), self.p.worker_secret.encode()):
+            raise PoolRefusal("PERMISSION_DENIED", "worker secret missing or wrong")
+        return metadata(context, NODE_ID_HEADER)
+
+
+class UserServicer(_Base, pb_grpc.UserServiceServicer):
+    @refusals_as(pb.LoginResponse)
+    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
+        issued = await self.p.accounts.login(request.username, request.password)
+        return pb.LoginResponse(success=True, message="ok", token=issued.token, role=issued.role,
+                                expires_at=issued.expires_at)
+
+    @refusals_as(pb.RefreshTokenResponse)
+    async def RefreshToken(self, request: pb.RefreshTokenRequest,
+                           context: grpc.aio.ServicerContext) -> pb.RefreshTokenResponse:
+        issued = await self.p.accounts.refresh(request.old_token)
+        return pb.RefreshTokenResponse(success=True, message="ok", new_token=issued.token,
+                                       expires_at=issued.expires_at)
+
+    @refusals_as(pb.LogoutResponse)
+    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext) -> pb.LogoutResponse:
+        await self.p.accounts.logout(request.token)
+        return pb.LogoutResponse(success=True, message="ok")
+
+    @refusals_as(pb.GetBalanceResponse)
+    async def GetBalance(self, request: pb.GetBalanceRequest,
+                         context: grpc.aio.ServicerContext) -> pb.GetBalanceResponse:
+        caller = await self.caller(request.token)
+        balance = await self.p.ledger.balance(caller, request.username)
+        return pb.GetBalanceResponse(success=True, message="ok", balance=balance)
+
+    @refusals_as(pb.TransferResponse)
+    async def Transfer(self, request: pb.TransferRequest, context: grpc.aio.ServicerContext) -> pb.TransferResponse:
+        caller = await self.caller(request.token)
+        left = await self.p.ledger.transfer(caller, request.receiver_username, request.amount)
+        return pb.TransferResponse(success=True, message=f"ok: balance {left}")
+
+
+def task_info(row: Any) -> pb.TaskInfo:
+    return pb.TaskInfo(
+        task_id=row["task_id"], status=row["status"], message=row["message"], cpu_usage=row["cpu_usage"],
+        memory_usage=row["memory_usage"], gpu_usage=row["gpu_usage"], gpu_memory_usage=row["gpu_memory_usage"],
+        worker_ip=row["worker"], owner=row["owner"], created_at=row["created_at"], updated_at=row["updated_at"],
+        priority=row["priority"], task_type=row["task_type"], parent_task_id=row["parent_task_id"],
+        exit_code=row["exit_code"],
+    )
+
+
+class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
+    @refusals_as(pb.UploadTaskResponse)
+    async def UploadTask(self, request: pb.UploadTaskRequest,
+                         context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
+        caller = await self.caller(request.token)
+        await self.p.tasks.upload(caller, NewTask(
+            task_id=request.task_id, task_zip=request.task_zip, memory_gb=request.memory_gb,
+            cpu_score=request.cpu_score, gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb,
+            location=request.location, gpu_name=request.gpu_name, priority=request.priority,
+            task_type=request.task_type, parent_task_id=request.parent_task_id,
+        ))
+        return pb.UploadTaskResponse(success=True, message="ok")
+
+    async def GetAllUserTasks(self, request: pb.GetAllUserTasksRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetAllTasksResponse:
+        now = self.p.clock()
+        try:
+            caller = await self.caller(request.token)
+            rows = await self.p.tasks.list(caller, request.updated_since, request.limit)
+        except PoolRefusal as refusal:
+            return pb.GetAllTasksResponse(success=False, message=refusal.message, server_time=now)
+        return pb.GetAllTasksResponse(tasks=[task_info(r) for r in rows], success=True, message="ok",
+                                      server_time=now)
+
+    @refusals_as(pb.StopTaskResponse)
+    async def StopTask(self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext) -> pb.StopTaskResponse:
+        caller = await self.caller(request.token)
+        status = await self.p.tasks.stop(caller, request.task_id)
+        return pb.StopTaskResponse(success=True, message=f"ok: {status}")
+
+    @refusals_as(pb.GetTaskResultResponse)
+    async def GetTaskResult(self, request: pb.GetTaskResultRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetTaskResultResponse:
+        caller = await self.caller(request.token)
+        data = await self.p.tasks.result(caller, request.task_id)
+        return pb.GetTaskResultResponse(success=True, message="ok", result_zip=data)
+
+    async def GetTasklog(self, request: pb.TasklogRequest, context: grpc.aio.ServicerContext) -> pb.TasklogResponse:
+        try:
+            caller = await self.caller(request.token)
+            text = await self.p.tasks.whole_log(caller, request.task_id)
+        except PoolRefusal as refusal:
+            return pb.TasklogResponse(success=False, message=refusal.message)
+        return pb.TasklogResponse(success=True, log=text, message="ok")
+
+    @refusals_as(pb.TasklogSinceResponse)
+    async def GetTasklogSince(self, request: pb.TasklogSinceRequest,
+                              context: grpc.aio.ServicerContext) -> pb.TasklogSinceResponse:
+        caller = await self.caller(request.token)
+        text, next_offset = await self.p.tasks.log_since(caller, request.task_id, request.offset)
+        return pb.TasklogSinceResponse(success=True, message="ok", log=text, next_offset=next_offset)
+
+    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+        return pb.HealthResponse(version=__version__, extensions=list(EXTENSIONS), time=self.p.clock())
+
+
+def node_info(row: Any, online: bool) -> pb.NodeInfo:
+    return pb.NodeInfo(
+        node_id=row["node_id"], hostname=row["hostname"], port=row["port"], status=row["status"], online=online,
+        cpu_cores=row["cpu_cores"], memory_gb=row["memory_gb"], cpu_score=row["cpu_score"],
+        gpu_score=row["gpu_score"], gpu_memory_gb=row["gpu_memory_gb"], gpu_name=row["gpu_name"],
+        location=row["location"], cpu_usage=row["cpu_usage"], memory_usage=row["memory_usage"],
+        gpu_usage=row["gpu_usage"], gpu_memory_usage=row["gpu_memory_usage"], running_tasks=row["running_tasks"],
+        slots=row["slots"], last_heartbeat=row["last_heartbeat"], docker_status=row["docker_status"],
+        state=row["state"],
+    )
+
+
+class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
+    @refusals_as(pb.StatusResponse)
+    async def RegisterWorkerNode(self, request: pb.RegisterWorkerNodeRequest,
+                                 context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+        await self.worker(context)
+        await self.p.nodes.register(Registration(
+            node_id=request.node_id, hostname=request.hostname,
+            address=request.advertise_host or peer_host(context.peer()), port=request.port,
+            cpu_cores=request.cpu_cores, memory_gb=request.memory_gb, cpu_score=request.cpu_score,
+            gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb, gpu_name=request.gpu_name,
+            location=request.location, docker_status=request.docker_status, slots=request.slots,
+        ))
+        return pb.StatusResponse(success=True, message="ok")
+
+    @refusals_as(pb.RunningStatusResponse)
+    async def ReportStatus(self, request: pb.RunningStatusRequest,
+                           context: grpc.aio.ServicerContext) -> pb.RunningStatusResponse:
+        await self.worker(context)
+        await self.p.nodes.heartbeat(request.node_id, {
+            "status": request.status, "cpu_usage": request.cpu_usage, "memory_usage": request.memory_usage,
+            "gpu_usage": request.gpu_usage, "gpu_memory_usage": request.gpu_memory_usage,
+            "docker_status": request.docker_status, "running_tasks": request.running_tasks,
+        })
+        return pb.RunningStatusResponse(success=True, message="ok")
+
+    @refusals_as(pb.GetNodeListResponse)
+    async def GetNodeList(self, request: pb.GetNodeListRequest,
+                          context: grpc.aio.ServicerContext) -> pb.GetNodeListResponse:
+        await self.caller(request.token)
+        rows = await self.p.nodes.all()
+        return pb.GetNodeListResponse(success=True, message="ok",
+                                      nodes=[node_info(r, self.p.nodes.is_online(r)) for r in rows])
+
+    @refusals_as(pb.SetNodeStateResponse)
+    async def SetNodeState(self, request: pb.SetNodeStateRequest,
+                           context: grpc.aio.ServicerContext) -> pb.SetNodeStateResponse:
+        caller = await self.caller(request.token)
+        await self.p.nodes.set_state(caller, request.node_id, request.state)
+        return pb.SetNodeStateResponse(success=True, message="ok")
+
+
+class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
+    """The pool's half of WorkerNodeService; ExecuteTask and StopTaskExecution stay UNIMPLEMENTED here."""
+
+    @refusals_as(pb.TaskOutputUploadResponse)
+    async def TaskOutputUpload(self, request: pb.TaskOutputUploadRequest,
+                               context: grpc.aio.ServicerContext) -> pb.TaskOutputUploadResponse:
+        node = await self.worker(context)
+        await self.p.reports.output(node, request.task_id, request.output)
+        return pb.TaskOutputUploadResponse(success=True, message="ok")
+
+    @refusals_as(pb.TaskOutputResponse)
+    async def TaskOutput(self, request: pb.TaskOutputRequest,
+                         context: grpc.aio.ServicerContext) -> pb.TaskOutputResponse:
+        node = await self.worker(context)
+        await self.p.reports.output(node, request.task_id, request.output)
+        return pb.TaskOutputResponse(success=True, message="ok")
+
+    @refusals_as(pb.TaskUsageResponse)
+    async def TaskUsage(self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext) -> pb.TaskUsageResponse:
+        node = await self.worker(context)
+        await self.p.reports.usage(node, request.task_id, request.cpu_usage, request.memory_usage,
+                                   request.gpu_usage, request.gpu_memory_usage)
+        return pb.TaskUsageResponse(success=True, message="ok")
+
+    @refusals_as(pb.TaskResultUploadResponse)
+    async def TaskResultUpload(self, request: pb.TaskResultUploadRequest,
+                               context: grpc.aio.ServicerContext) -> pb.TaskResultUploadResponse:
+        node = await self.worker(context)
+        status = await self.p.reports.result(node, request.task_id, request.result_zip, request.exit_code,
+                                             request.failure_reason)
+        return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
+
+
+def add_servicers(server: grpc.aio.Server, parts: PoolParts) -> None:
+    pb_grpc.add_UserServiceServicer_to_server(UserServicer(parts), server)
+    pb_grpc.add_MasterNodeServiceServicer_to_server(MasterServicer(parts), server)
+    pb_grpc.add_NodeManagerServiceServicer_to_server(NodeManagerServicer(parts), server)
+    pb_grpc.add_WorkerNodeServiceServicer_to_server(PoolWorkerServicer(parts), server)

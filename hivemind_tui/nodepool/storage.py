@@ -1,0 +1,215 @@
+"""The pool's persistent state: `pool.db` (users, tokens, tasks, nodes) and task, result and log files.
+
+Zips and logs live as files beside the database (`tasks/`, `results/`, `logs/`), written atomically, so a
+restart loses nothing and the database stays small. Every file operation runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from hivemind_tui.datadir import atomic_write, make_private_dir
+from hivemind_tui.sqlite_db import Database, Migration
+
+MIGRATIONS: list[Migration] = [
+    [
+        """CREATE TABLE users (
+            username TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+            balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE login_failures (
+            username TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            last_failure REAL NOT NULL)""",
+        """CREATE TABLE tokens (
+            token_hash TEXT PRIMARY KEY,
+            username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,
+            issued_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked INTEGER NOT NULL DEFAULT 0)""",
+        "CREATE INDEX tokens_expiry ON tokens(expires_at)",
+        """CREATE TABLE tasks (
+            task_id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            status TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            priority INTEGER NOT NULL DEFAULT 0,
+            task_type TEXT NOT NULL DEFAULT '',
+            parent_task_id TEXT NOT NULL DEFAULT '',
+            memory_gb INTEGER NOT NULL DEFAULT 0,
+            cpu_score INTEGER NOT NULL DEFAULT 0,
+            gpu_score INTEGER NOT NULL DEFAULT 0,
+            gpu_memory_gb INTEGER NOT NULL DEFAULT 0,
+            location TEXT NOT NULL DEFAULT '',
+            gpu_name TEXT NOT NULL DEFAULT '',
+            zip_size INTEGER NOT NULL DEFAULT 0,
+            worker TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            stop_requested INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER NOT NULL DEFAULT 0,
+            cpu_usage REAL NOT NULL DEFAULT 0,
+            memory_usage REAL NOT NULL DEFAULT 0,
+            gpu_usage REAL NOT NULL DEFAULT 0,
+            gpu_memory_usage REAL NOT NULL DEFAULT 0,
+            has_result INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL)""",
+        "CREATE INDEX tasks_owner_updated ON tasks(owner, updated_at)",
+        "CREATE INDEX tasks_updated ON tasks(updated_at)",
+        "CREATE INDEX tasks_queue ON tasks(status, priority DESC, created_at)",
+        """CREATE TABLE nodes (
+            node_id TEXT PRIMARY KEY,
+            hostname TEXT NOT NULL DEFAULT '',
+            address TEXT NOT NULL DEFAULT '',
+            port INTEGER NOT NULL DEFAULT 0,
+            cpu_cores INTEGER NOT NULL DEFAULT 0,
+            memory_gb INTEGER NOT NULL DEFAULT 0,
+            cpu_score INTEGER NOT NULL DEFAULT 0,
+            gpu_score INTEGER NOT NULL DEFAULT 0,
+            gpu_memory_gb INTEGER NOT NULL DEFAULT 0,
+            gpu_name TEXT NOT NULL DEFAULT '',
+            location TEXT NOT NULL DEFAULT '',
+            docker_status TEXT NOT NULL DEFAULT '',
+            slots INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'cordoned', 'draining')),
+            cpu_usage REAL NOT NULL DEFAULT 0,
+            memory_usage REAL NOT NULL DEFAULT 0,
+            gpu_usage REAL NOT NULL DEFAULT 0,
+            gpu_memory_usage REAL NOT NULL DEFAULT 0,
+            running_tasks INTEGER NOT NULL DEFAULT 0,
+            registered_at REAL NOT NULL,
+            last_heartbeat REAL NOT NULL)""",
+    ],
+]
+
+FINISHED = ("COMPLETED", "FAILED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class PoolPaths:
+    """Where the pool keeps its files inside `DATA_DIR/pool/`."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "pool.db"
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / "tasks"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def worker_secret(self) -> Path:
+        return self.root / "worker-secret"
+
+    @property
+    def admin_password(self) -> Path:
+        return self.root / "admin-password"
+
+    @property
+    def pool_json(self) -> Path:
+        return self.root / "pool.json"
+
+    def task_zip(self, task_id: str) -> Path:
+        return self.tasks / f"{task_id}.zip"
+
+    def result_zip(self, task_id: str) -> Path:
+        return self.results / f"{task_id}.zip"
+
+    def task_log(self, task_id: str) -> Path:
+        return self.logs / f"{task_id}.log"
+
+    def ensure(self) -> PoolPaths:
+        for path in (self.root, self.tasks, self.results, self.logs):
+            make_private_dir(path)
+        return self
+
+
+class PoolStorage(Database):
+    """pool.db plus the files it points at."""
+
+    def __init__(self, paths: PoolPaths) -> None:
+        super().__init__(paths.db, MIGRATIONS)
+        self.paths = paths
+
+    async def open(self) -> PoolStorage:
+        self.paths.ensure()
+        await super().open()
+        return self
+
+    # -- tasks ------------------------------------------------------------------------------------
+    async def task(self, task_id: str) -> aiosqlite.Row | None:
+        return await self.fetchone("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+
+    async def update_task(self, task_id: str, now: float, **values: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        async with self.write() as conn:
+            await conn.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",  # noqa: S608
+                               (*values.values(), now, task_id))
+
+    # -- files ------------------------------------------------------------------------------------
+    async def write_file(self, path: Path, data: bytes) -> None:
+        await asyncio.to_thread(atomic_write, path, data)
+
+    async def read_file(self, path: Path) -> bytes:
+        return await asyncio.to_thread(path.read_bytes)
+
+    async def append_log(self, task_id: str, text: str) -> None:
+        await asyncio.to_thread(_append, self.paths.task_log(task_id), text.encode("utf-8"))
+
+    async def read_log(self, task_id: str, offset: int, max_bytes: int) -> tuple[str, int]:
+        """The log from byte `offset`, at most `max_bytes`, cut at a character boundary."""
+        return await asyncio.to_thread(_read_from, self.paths.task_log(task_id), offset, max_bytes)
+
+    async def remove_task_files(self, task_id: str) -> None:
+        def remove() -> None:
+            for path in (self.paths.task_zip(task_id), self.paths.result_zip(task_id), self.paths.task_log(task_id)):
+                path.unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+
+def _append(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _read_from(path: Path, offset: int, max_bytes: int) -> tuple[str, int]:
+    try:
+        with path.open("rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            offset = min(max(offset, 0), size)
+            fh.seek(offset)
+            data = fh.read(max_bytes)
+    except FileNotFoundError:
+        return "", 0
+    # Never end inside a UTF-8 sequence: a trailing partial character is left for the next read.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    text = decoder.decode(data, final=False)
+    pending = len(decoder.getstate()[0])
+    return text, offset + len(data) - pending

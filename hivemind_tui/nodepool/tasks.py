@@ -1,0 +1,186 @@
+"""Tasks as the pool keeps them: upload checks, isolation, listing, stop, logs, results and retention.
+
+Isolation rule: a task that is not the caller's (and the caller is not an admin) does not exist for them:
+every rpc answers TASK_NOT_FOUND, the same as for an id nobody uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiosqlite
+
+from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool import codes
+from hivemind_tui.nodepool.accounts import Caller
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.storage import FINISHED, PoolStorage
+from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip, task_id_problem
+
+log = logging.getLogger(__name__)
+
+LOG_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What an UploadTask request asks for."""
+
+    task_id: str
+    task_zip: bytes
+    memory_gb: int = 0
+    cpu_score: int = 0
+    gpu_score: int = 0
+    gpu_memory_gb: int = 0
+    location: str = ""
+    gpu_name: str = ""
+    priority: int = 0
+    task_type: str = ""
+    parent_task_id: str = ""
+
+
+class TaskBook:
+    def __init__(self, storage: PoolStorage, clock: Clock, max_upload_bytes: int, zip_limits: ZipLimits,
+                 retention_days: float) -> None:
+        self._storage = storage
+        self._clock = clock
+        self._max_upload = max_upload_bytes
+        self._zip_limits = zip_limits
+        self._retention = retention_days * 86400
+        # Called after a task changes in a way the scheduler cares about (new, stopped).
+        self.on_change: Callable[[], None] = lambda: None
+        # Set by the scheduler: asks a worker to stop a running task.
+        self.stop_running: Callable[[aiosqlite.Row], asyncio.Future[None] | None] = lambda row: None
+
+    async def upload(self, caller: Caller, new: NewTask) -> None:
+        """Validate everything first; a refused upload stores nothing."""
+        if not caller.may_change:
+            raise PoolRefusal(codes.PERMISSION_DENIED, f"a {caller.role} may not submit tasks")
+        problem = task_id_problem(new.task_id)
+        if problem is None and new.parent_task_id and task_id_problem(new.parent_task_id):
+            problem = f"parent {task_id_problem(new.parent_task_id)}"
+        if problem:
+            raise PoolRefusal(codes.INVALID_TASK, problem)
+        for name in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb"):
+            if getattr(new, name) < 0:
+                raise PoolRefusal(codes.INVALID_TASK, f"{name} must be 0 or more")
+        if len(new.task_type) > 64 or len(new.location) > 256 or len(new.gpu_name) > 256:
+            raise PoolRefusal(codes.INVALID_TASK, "task_type, location or gpu_name is too long")
+        if len(new.task_zip) > self._max_upload:
+            raise PoolRefusal(codes.TOO_LARGE, f"{len(new.task_zip)} bytes; this pool accepts {self._max_upload}")
+        if await self._storage.task(new.task_id) is not None:
+            raise PoolRefusal(codes.TASK_EXISTS, new.task_id)
+        try:
+            await asyncio.to_thread(check_zip, new.task_zip, self._zip_limits, True)
+        except ZipRejected as exc:
+            raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
+        final = self._storage.paths.task_zip(new.task_id)
+        staged = final.with_name(f".{final.name}.{secrets.token_hex(6)}.upload")
+        await self._storage.write_file(staged, new.task_zip)
+        now = self._clock()
+        try:
+            async with self._storage.write() as conn:
+                await conn.execute(
+                    "INSERT INTO tasks (task_id, owner, status, message, priority, task_type, parent_task_id, "
+                    "memory_gb, cpu_score, gpu_score, gpu_memory_gb, location, gpu_name, zip_size, created_at, "
+                    "updated_at) VALUES (?, ?, 'PENDING', 'waiting: queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new.task_id, caller.username, new.priority, new.task_type, new.parent_task_id, new.memory_gb,
+                     new.cpu_score, new.gpu_score, new.gpu_memory_gb, new.location, new.gpu_name,
+                     len(new.task_zip), now, now),
+                )
+                await asyncio.to_thread(staged.replace, final)
+        except sqlite3.IntegrityError:
+            raise PoolRefusal(codes.TASK_EXISTS, new.task_id) from None
+        finally:
+            await asyncio.to_thread(staged.unlink, True)
+        log.info("task %s uploaded by %s (%d bytes)", new.task_id, caller.username, len(new.task_zip))
+        self.on_change()
+
+    async def visible(self, caller: Caller, task_id: str) -> aiosqlite.Row:
+        row = await self._storage.task(task_id) if task_id_problem(task_id) is None else None
+        if row is None or (row["owner"] != caller.username and not caller.is_admin):
+            raise PoolRefusal(codes.TASK_NOT_FOUND, task_id[:128])
+        return row
+
+    async def list(self, caller: Caller, updated_since: float, limit: int) -> list[aiosqlite.Row]:
+        where, params = ["updated_at >= ?"], [updated_since]
+        if not caller.is_admin:
+            where.append("owner = ?")
+            params.append(caller.username)
+        sql = f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY updated_at DESC"  # noqa: S608
+        if limit > 0:
+            sql += f" LIMIT {int(limit)}"
+        return await self._storage.fetchall(sql, params)
+
+    async def stop(self, caller: Caller, task_id: str) -> str:
+        """Stop a task: PENDING at once; ASSIGNED or RUNNING through its worker. Returns the new status."""
+        row = await self.visible(caller, task_id)
+        if not caller.may_change:
+            raise PoolRefusal(codes.PERMISSION_DENIED, f"a {caller.role} may not stop tasks")
+        if row["status"] in FINISHED:
+            return row["status"]
+        now = self._clock()
+        async with self._storage.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE tasks SET status = 'STOPPED', message = ?, finished_at = ?, updated_at = ? "
+                "WHERE task_id = ? AND status = 'PENDING'",
+                (f"stopped by {caller.username}", now, now, task_id),
+            )
+            if cursor.rowcount == 0:
+                await conn.execute("UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? "
+                                   "WHERE task_id = ?", (f"stopping (asked by {caller.username})", now, task_id))
+        row = await self._storage.task(task_id)
+        if row is not None and row["status"] != "STOPPED":
+            pending = self.stop_running(row)
+            if pending is not None:
+                await pending
+        self.on_change()
+        row = await self._storage.task(task_id)
+        return row["status"] if row else "STOPPED"
+
+    async def result(self, caller: Caller, task_id: str) -> bytes:
+        row = await self.visible(caller, task_id)
+        if not row["has_result"]:
+            raise PoolRefusal(codes.NO_RESULT, f"task is {row['status']}")
+        try:
+            return await self._storage.read_file(self._storage.paths.result_zip(task_id))
+        except FileNotFoundError:
+            raise PoolRefusal(codes.NO_RESULT, "the result file is gone") from None
+
+    async def log_since(self, caller: Caller, task_id: str, offset: int) -> tuple[str, int]:
+        await self.visible(caller, task_id)
+        if offset < 0:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "offset must be 0 or more")
+        return await self._storage.read_log(task_id, offset, LOG_CHUNK)
+
+    async def whole_log(self, caller: Caller, task_id: str) -> str:
+        await self.visible(caller, task_id)
+        parts, offset = [], 0
+        while True:
+            text, offset_next = await self._storage.read_log(task_id, offset, LOG_CHUNK)
+            parts.append(text)
+            if offset_next == offset or not text:
+                return "".join(parts)
+            offset = offset_next
+
+    async def prune(self) -> int:
+        """Remove finished tasks (rows, zips, logs, results) older than the retention setting."""
+        cutoff = self._clock() - self._retention
+        marks = ",".join("?" * len(FINISHED))
+        rows = await self._storage.fetchall(
+            f"SELECT task_id FROM tasks WHERE status IN ({marks}) AND updated_at < ?",  # noqa: S608
+            (*FINISHED, cutoff))
+        for row in rows:
+            async with self._storage.write() as conn:
+                await conn.execute("DELETE FROM tasks WHERE task_id = ?", (row["task_id"],))
+            with contextlib.suppress(OSError):
+                await self._storage.remove_task_files(row["task_id"])
+        if rows:
+            log.info("pruned %d finished tasks", len(rows))
+        return len(rows)

@@ -1,0 +1,74 @@
+"""`pool/pool.json`: how the console and the command line find the data dir's running embedded pool.
+
+Shared by the pool (which writes it) and the client side (which reads it); a file left behind by a dead
+pool is recognised by its pid and by its port not answering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivemind_tui.datadir import atomic_write
+
+
+@dataclass(frozen=True)
+class PoolInfo:
+    address: str
+    pid: int
+    started_at: float
+
+
+def pool_json(pool_dir: Path) -> Path:
+    return pool_dir / "pool.json"
+
+
+def write_pool_info(pool_dir: Path, info: PoolInfo) -> None:
+    data = {"address": info.address, "pid": info.pid, "started_at": info.started_at}
+    atomic_write(pool_json(pool_dir), json.dumps(data).encode(), mode=0o600)
+
+
+def remove_pool_info(pool_dir: Path, pid: int) -> None:
+    """Remove pool.json, but only if it still names `pid` (a newer pool may have replaced it)."""
+    info = read_pool_info(pool_dir)
+    if info is not None and info.pid == pid:
+        pool_json(pool_dir).unlink(missing_ok=True)
+
+
+def read_pool_info(pool_dir: Path) -> PoolInfo | None:
+    try:
+        data = json.loads(pool_json(pool_dir).read_text())
+        return PoolInfo(str(data["address"]), int(data["pid"]), float(data.get("started_at", 0)))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_answers(address: str, timeout: float = 1.0) -> bool:
+    host, _, port = address.rpartition(":")
+    with contextlib.suppress(OSError, ValueError), socket.create_connection((host.strip("[]"), int(port)), timeout):
+        return True
+    return False
+
+
+def running_pool(pool_dir: Path) -> PoolInfo | None:
+    """The pool named by pool.json if it is alive and answering; None otherwise."""
+    info = read_pool_info(pool_dir)
+    if info is None or not pid_alive(info.pid) or not port_answers(info.address):
+        return None
+    return info

@@ -1,0 +1,116 @@
+"""Test helpers: a clock tests can move, task zips, and a real embedded pool on an ephemeral port."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from hivemind_tui.config import Settings
+from hivemind_tui.datadir import DataDir
+from hivemind_tui.nodepool.server import PoolServer, grpc_options
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+
+SECRET_HEADER = "x-hivemind-worker-secret"
+
+
+class FakeClock:
+    """A clock that stands still until a test moves it."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_zip(files: dict[str, str | bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as zf:
+        for name, content in files.items():
+            zf.writestr(name, content)
+    return buffer.getvalue()
+
+
+def task_zip(main: str = "print('hello')\n", **extra: str | bytes) -> bytes:
+    return make_zip({"main.py": main, **extra})
+
+
+@dataclass
+class Pool:
+    """A running embedded pool plus stubs on one client channel."""
+
+    server: PoolServer
+    settings: Settings
+    clock: FakeClock | None
+    channel: grpc.aio.Channel
+    admin_password: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    @property
+    def users(self) -> pb_grpc.UserServiceStub:
+        return pb_grpc.UserServiceStub(self.channel)
+
+    @property
+    def master(self) -> pb_grpc.MasterNodeServiceStub:
+        return pb_grpc.MasterNodeServiceStub(self.channel)
+
+    @property
+    def nodes(self) -> pb_grpc.NodeManagerServiceStub:
+        return pb_grpc.NodeManagerServiceStub(self.channel)
+
+    @property
+    def workers(self) -> pb_grpc.WorkerNodeServiceStub:
+        return pb_grpc.WorkerNodeServiceStub(self.channel)
+
+    @property
+    def worker_secret(self) -> str:
+        return self.server.paths.worker_secret.read_text().strip()
+
+    def worker_metadata(self, node_id: str = "") -> tuple[tuple[str, str], ...]:
+        meta = ((SECRET_HEADER, self.worker_secret),)
+        return (*meta, ("x-hivemind-node-id", node_id)) if node_id else meta
+
+    async def add_user(self, name: str, role: str = "operator", password: str = "pw-" + "x" * 8,
+                       balance: int = 1000) -> str:
+        assert self.server.parts is not None
+        await self.server.parts.accounts.create_user(name, password, role, balance)
+        reply = await self.users.Login(pb.LoginRequest(username=name, password=password))
+        assert reply.success, reply.message
+        self.tokens[name] = reply.token
+        return reply.token
+
+    async def admin_token(self) -> str:
+        if "admin" not in self.tokens:
+            reply = await self.users.Login(pb.LoginRequest(username="admin", password=self.admin_password))
+            assert reply.success
+            self.tokens["admin"] = reply.token
+        return self.tokens["admin"]
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.server.stop(grace=1)
+
+
+async def start_pool(settings: Settings, clock: FakeClock | None = None) -> Pool:
+    kwargs = {"clock": clock} if clock is not None else {}
+    server = PoolServer(settings, DataDir(settings.data_path), listen="127.0.0.1:0", **kwargs)
+    await server.start()
+    channel = grpc.aio.insecure_channel(server.address, options=grpc_options(settings))
+    password = server.paths.admin_password.read_text().strip()
+    return Pool(server, settings, clock, channel, password)
+
+
+def files_in(path: Path) -> set[str]:
+    return {p.name for p in path.iterdir()} if path.exists() else set()

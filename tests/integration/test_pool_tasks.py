@@ -1,0 +1,266 @@
+"""MasterNodeService and NodeManagerService of the embedded pool: uploads, isolation, nodes, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hivemind_tui.proto import nodepool_pb2 as pb
+from tests.conftest import fast_settings
+from tests.helpers import FakeClock, Pool, files_in, make_zip, start_pool, task_zip
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
+    running = await start_pool(fast_settings(tmp_path / "data", max_upload_bytes=256 * 1024,
+                                             max_unzipped_bytes=8 * 1024 * 1024, max_zip_ratio=50), FakeClock())
+    yield running
+    await running.close()
+
+
+def symlink_zip() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("main.py", "print(1)")
+        link = zipfile.ZipInfo("evil")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def device_zip() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("main.py", "print(1)")
+        dev = zipfile.ZipInfo("dev")
+        dev.external_attr = (stat.S_IFCHR | 0o666) << 16
+        zf.writestr(dev, "")
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = [
+    ("bad id", dict(task_id="a/b"), "INVALID_TASK"),
+    ("dots", dict(task_id="a..b"), "INVALID_TASK"),
+    ("long id", dict(task_id="x" * 129), "INVALID_TASK"),
+    ("non-ascii id", dict(task_id="tâche"), "INVALID_TASK"),
+    ("not a zip", dict(task_zip=b"plain text"), "INVALID_TASK"),
+    ("no main", dict(task_zip=make_zip({"src/main.py": "x"})), "INVALID_TASK: no main.py at the root"),
+    ("absolute", dict(task_zip=make_zip({"main.py": "x", "/etc/cron.d/x": "y"})), "INVALID_TASK"),
+    ("dotdot", dict(task_zip=make_zip({"main.py": "x", "../../x": "y"})), "INVALID_TASK"),
+    ("symlink", dict(task_zip=symlink_zip()), "INVALID_TASK"),
+    ("device", dict(task_zip=device_zip()), "INVALID_TASK"),
+    ("bomb ratio", dict(task_zip=make_zip({"main.py": "x", "zeros": b"\0" * (4 * 1024 * 1024)})), "INVALID_TASK"),
+    ("too big", dict(task_zip=make_zip({"main.py": os.urandom(300 * 1024)}, zipfile.ZIP_STORED)), "TOO_LARGE"),
+    ("negative memory", dict(memory_gb=-1), "INVALID_TASK"),
+    ("negative gpu", dict(gpu_score=-3), "INVALID_TASK"),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "code"), BAD_UPLOADS, ids=[b[0] for b in BAD_UPLOADS])
+async def test_bad_upload_stores_nothing(pool: Pool, name: str, fields: dict, code: str) -> None:
+    token = await pool.add_user("alice")
+    request = {"task_id": "t-1", "task_zip": task_zip(), "token": token, **fields}
+    reply = await pool.master.UploadTask(pb.UploadTaskRequest(**request))
+    assert not reply.success and reply.message.startswith(code), reply.message
+    listed = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+    assert listed.success and list(listed.tasks) == []
+    assert files_in(pool.server.paths.tasks) == set()
+
+
+async def test_viewer_and_bad_token_cannot_upload(pool: Pool) -> None:
+    viewer = await pool.add_user("vic", role="viewer")
+    reply = await pool.master.UploadTask(pb.UploadTaskRequest(task_id="v1", task_zip=task_zip(), token=viewer))
+    assert reply.message.startswith("PERMISSION_DENIED")
+    reply = await pool.master.UploadTask(pb.UploadTaskRequest(task_id="v1", task_zip=task_zip(), token="x"))
+    assert reply.message == "INVALID_TOKEN"
+    assert files_in(pool.server.paths.tasks) == set()
+
+
+async def test_upload_list_and_extension_fields(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    reply = await pool.master.UploadTask(pb.UploadTaskRequest(
+        task_id="job-1", task_zip=task_zip(), token=token, memory_gb=2, priority=3, task_type="simulation",
+        parent_task_id="parent-1"))
+    assert reply.success, reply.message
+    again = await pool.master.UploadTask(pb.UploadTaskRequest(task_id="job-1", task_zip=task_zip(), token=token))
+    assert again.message.startswith("TASK_EXISTS")
+    bob = await pool.add_user("bob")
+    taken = await pool.master.UploadTask(pb.UploadTaskRequest(task_id="job-1", task_zip=task_zip(), token=bob))
+    assert taken.message.startswith("TASK_EXISTS")
+    listed = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+    (info,) = listed.tasks
+    assert (info.task_id, info.status, info.owner, info.priority, info.task_type, info.parent_task_id) == (
+        "job-1", "PENDING", "alice", 3, "simulation", "parent-1")
+    assert info.created_at == pool.clock.now and listed.server_time == pool.clock.now
+    assert files_in(pool.server.paths.tasks) == {"job-1.zip"}
+
+
+async def test_updated_since_and_limit(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    for i in range(3):
+        await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"t{i}", task_zip=task_zip(), token=token))
+        pool.clock.advance(10)
+    since = pool.clock.now - 15
+    recent = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, updated_since=since))
+    assert [t.task_id for t in recent.tasks] == ["t2"]
+    limited = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, limit=2))
+    assert [t.task_id for t in limited.tasks] == ["t2", "t1"]
+    expired = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token="bad"))
+    assert not expired.success and expired.message == "INVALID_TOKEN" and not expired.tasks
+
+
+async def test_isolation_in_every_rpc(pool: Pool) -> None:
+    alice = await pool.add_user("alice")
+    bob = await pool.add_user("bob")
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="secret-job", task_zip=task_zip(), token=alice))
+    m = pool.master
+    assert list((await m.GetAllUserTasks(pb.GetAllUserTasksRequest(token=bob))).tasks) == []
+    for reply in (
+        await m.StopTask(pb.StopTaskRequest(task_id="secret-job", token=bob)),
+        await m.GetTaskResult(pb.GetTaskResultRequest(task_id="secret-job", token=bob)),
+        await m.GetTasklogSince(pb.TasklogSinceRequest(task_id="secret-job", token=bob)),
+    ):
+        assert not reply.success and reply.message.startswith("TASK_NOT_FOUND")
+    log = await m.GetTasklog(pb.TasklogRequest(task_id="secret-job", token=bob))
+    assert not log.success and log.message.startswith("TASK_NOT_FOUND")
+    nobody = await m.StopTask(pb.StopTaskRequest(task_id="never-was", token=bob))
+    assert nobody.message.split(":")[0] == "TASK_NOT_FOUND"
+    admin = await pool.admin_token()
+    (seen,) = (await m.GetAllUserTasks(pb.GetAllUserTasksRequest(token=admin))).tasks
+    assert seen.owner == "alice"
+    status = (await m.GetAllUserTasks(pb.GetAllUserTasksRequest(token=alice))).tasks[0].status
+    assert status == "PENDING"
+
+
+async def test_stop_pending_and_viewer_may_not_stop(pool: Pool) -> None:
+    alice = await pool.add_user("alice")
+    viewer = await pool.add_user("vic", role="viewer")
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="p1", task_zip=task_zip(), token=alice))
+    admin = await pool.admin_token()
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="p2", task_zip=task_zip(), token=admin))
+    # A viewer cannot see alice's task, and may not stop even what it could see.
+    assert (await pool.master.StopTask(pb.StopTaskRequest(task_id="p1", token=viewer))).message.startswith(
+        "TASK_NOT_FOUND")
+    stop = await pool.master.StopTask(pb.StopTaskRequest(task_id="p1", token=alice))
+    assert stop.success and stop.message == "ok: STOPPED"
+    (task,) = (await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=alice))).tasks
+    assert task.status == "STOPPED" and "alice" in task.message
+    no_result = await pool.master.GetTaskResult(pb.GetTaskResultRequest(task_id="p1", token=alice))
+    assert not no_result.success and no_result.message.startswith("NO_RESULT")
+
+
+async def test_worker_calls_need_the_secret(pool: Pool) -> None:
+    reg = pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h", port=6000, cpu_cores=2, memory_gb=4)
+    w = pool.nodes
+    assert (await w.RegisterWorkerNode(reg)).message.startswith("PERMISSION_DENIED")
+    wrong = (("x-hivemind-worker-secret", "guess"),)
+    assert (await w.RegisterWorkerNode(reg, metadata=wrong)).message.startswith("PERMISSION_DENIED")
+    beat = pb.RunningStatusRequest(node_id="n1", status="Idle")
+    assert (await w.ReportStatus(beat)).message.startswith("PERMISSION_DENIED")
+    for call, request in (
+        (pool.workers.TaskOutputUpload, pb.TaskOutputUploadRequest(task_id="t", output="x")),
+        (pool.workers.TaskOutput, pb.TaskOutputRequest(task_id="t", output="x")),
+        (pool.workers.TaskUsage, pb.TaskUsageRequest(task_id="t")),
+        (pool.workers.TaskResultUpload, pb.TaskResultUploadRequest(task_id="t", result_zip=b"")),
+    ):
+        assert (await call(request, metadata=wrong)).message.startswith("PERMISSION_DENIED")
+    assert (await w.RegisterWorkerNode(reg, metadata=pool.worker_metadata())).success
+    admin = await pool.admin_token()
+    (node,) = (await w.GetNodeList(pb.GetNodeListRequest(token=admin))).nodes
+    assert node.node_id == "n1" and node.online and node.state == "active" and node.slots == 1
+
+
+async def test_the_pool_does_not_execute_tasks(pool: Pool) -> None:
+    import grpc
+
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await pool.workers.ExecuteTask(pb.ExecuteTaskRequest(task_id="t"), metadata=pool.worker_metadata())
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_node_list_online_and_states(pool: Pool) -> None:
+    meta = pool.worker_metadata()
+    await pool.nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h1", port=6001,
+                                                                     slots=4, cpu_score=100), metadata=meta)
+    await pool.nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(node_id="n2", hostname="h2", port=6002),
+                                        metadata=meta)
+    pool.clock.advance(1.5)
+    beat = await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="n1", status="BUSY", cpu_usage=55.5,
+                                                                 running_tasks=2), metadata=meta)
+    assert beat.success
+    ghost = await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="ghost"), metadata=meta)
+    assert ghost.message.startswith("NODE_NOT_FOUND")
+    pool.clock.advance(1.0)  # n2 has been silent 2.5 s > 2 s timeout
+    alice = await pool.add_user("alice")
+    nodes = {n.node_id: n for n in (await pool.nodes.GetNodeList(pb.GetNodeListRequest(token=alice))).nodes}
+    assert nodes["n1"].online and not nodes["n2"].online
+    assert nodes["n1"].cpu_usage == pytest.approx(55.5) and nodes["n1"].running_tasks == 2
+    assert nodes["n1"].status == "BUSY" and nodes["n1"].slots == 4
+    assert (await pool.nodes.GetNodeList(pb.GetNodeListRequest(token="bad"))).message == "INVALID_TOKEN"
+
+    async def set_state(token: str, node: str, state: str) -> pb.SetNodeStateResponse:
+        return await pool.nodes.SetNodeState(pb.SetNodeStateRequest(token=token, node_id=node, state=state))
+
+    assert (await set_state(alice, "n1", "cordoned")).message.startswith("PERMISSION_DENIED")
+    admin = await pool.admin_token()
+    assert (await set_state(admin, "n1", "cordoned")).success
+    assert (await set_state(admin, "n1", "sleeping")).message.startswith("INVALID_ARGUMENT")
+    assert (await set_state(admin, "n1", "forget")).message.startswith("INVALID_ARGUMENT")  # online
+    assert (await set_state(admin, "n2", "forget")).success
+    assert (await set_state(admin, "n2", "active")).message.startswith("NODE_NOT_FOUND")
+    (left,) = (await pool.nodes.GetNodeList(pb.GetNodeListRequest(token=admin))).nodes
+    assert (left.node_id, left.state) == ("n1", "cordoned")
+
+
+async def test_health(pool: Pool) -> None:
+    reply = await pool.master.Health(pb.HealthRequest())
+    assert reply.version and "GetNodeList" in reply.extensions and reply.time == pool.clock.now
+
+
+async def test_restart_keeps_everything(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path / "data")
+    pool = await start_pool(settings)
+    token = await pool.add_user("alice")
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="keep-me", task_zip=task_zip(), token=token))
+    await pool.close()
+    again = await start_pool(settings)
+    try:
+        assert again.server.first_admin_password is None
+        listed = await again.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+        assert [t.task_id for t in listed.tasks] == ["keep-me"]
+        assert (again.server.paths.tasks / "keep-me.zip").read_bytes() == task_zip()
+    finally:
+        await again.close()
+
+
+async def test_prune_removes_old_finished_tasks_only(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    for task in ("old", "running-old", "new"):
+        await pool.master.UploadTask(pb.UploadTaskRequest(task_id=task, task_zip=task_zip(), token=token))
+    await pool.master.StopTask(pb.StopTaskRequest(task_id="old", token=token))
+    pool.clock.advance(31 * 86400)
+    token = (await pool.users.Login(pb.LoginRequest(username="alice", password="pw-" + "x" * 8))).token
+    await pool.master.StopTask(pb.StopTaskRequest(task_id="new", token=token))
+    assert await pool.server.parts.tasks.prune() == 1
+    names = {t.task_id for t in (await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).tasks}
+    assert names == {"running-old", "new"}
+    assert "old.zip" not in files_in(pool.server.paths.tasks)
+
+
+async def test_concurrent_uploads_of_one_id_store_one(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    replies = await asyncio.gather(*(pool.master.UploadTask(
+        pb.UploadTaskRequest(task_id="race", task_zip=task_zip(f"print({i})"), token=token)) for i in range(10)))
+    assert sum(r.success for r in replies) == 1
+    assert all(r.message.startswith("TASK_EXISTS") for r in replies if not r.success)
+    assert files_in(pool.server.paths.tasks) == {"race.zip"}
