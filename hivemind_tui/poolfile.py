@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from hivemind_tui.datadir import atomic_write
 
@@ -48,15 +49,15 @@ def read_pool_info(pool_dir: Path) -> PoolInfo | None:
 
 
 def pid_alive(pid: int) -> bool:
+    """True while `pid` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def port_answers(address: str, timeout: float = 1.0) -> bool:

@@ -73,16 +73,23 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction at a time; rolled back if the block raises."""
+        """One write transaction at a time; rolled back if the block raises.
+
+        A writer may be cancelled (a gRPC deadline) at any await. COMMIT and ROLLBACK are shielded so they
+        still reach SQLite, and a transaction left open by a writer cancelled during BEGIN is rolled back
+        by the next one; aiosqlite runs statements in order, so nothing overtakes them.
+        """
         conn = self._require(self._writer)
         async with self._lock:
+            if conn.in_transaction:
+                await asyncio.shield(conn.execute("ROLLBACK"))
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                await conn.execute("ROLLBACK")
+                await asyncio.shield(conn.execute("ROLLBACK"))
                 raise
-            await conn.execute("COMMIT")
+            await asyncio.shield(conn.execute("COMMIT"))
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         cursor = await self._require(self._reader).execute(sql, tuple(params))

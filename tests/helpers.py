@@ -114,3 +114,33 @@ async def start_pool(settings: Settings, clock: FakeClock | None = None) -> Pool
 
 def files_in(path: Path) -> set[str]:
     return {p.name for p in path.iterdir()} if path.exists() else set()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+FAST_ENV = {
+    "HIVEMIND_PASSWORD_HASH_COST": "min",
+    "HIVEMIND_HEARTBEAT_INTERVAL": "0.2",
+    "HIVEMIND_HEARTBEAT_TIMEOUT": "2",
+    "HIVEMIND_RPC_DEADLINE": "5",
+}
+
+
+def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1,
+                 env: dict[str, str] | None = None):
+    """A real `hivemind-tui worker` process."""
+    import os
+    import subprocess
+    import sys
+
+    full_env = {**os.environ, **FAST_ENV, **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data_dir), "worker", "--pool", pool_address,
+         "--node-id", node_id, "--slots", str(slots)],
+        env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -9,7 +9,8 @@ if TYPE_CHECKING:
 
 
 def register_all(registry: CommandRegistry) -> None:
-    from hivemind_tui.commands import config_cmd, pool_cmd
+    from hivemind_tui.commands import config_cmd, pool_cmd, worker_cmd
 
     config_cmd.register(registry)
     pool_cmd.register(registry)
+    worker_cmd.register(registry)

@@ -16,9 +16,11 @@ from hivemind_tui.cli import CommandRegistry, Context, Result
 from hivemind_tui.errors import ExitCode, HivemindError, NotPermittedError, UsageError
 from hivemind_tui.nodepool.accounts import ROLES, Accounts
 from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_workers
 from hivemind_tui.nodepool.server import PoolServer
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
+from hivemind_tui.nodepool.worker import default_node_id
 from hivemind_tui.poolfile import pid_alive, read_pool_info, running_pool
 from hivemind_tui.zipsafe import ZipLimits
 
@@ -32,6 +34,8 @@ def register(registry: CommandRegistry) -> None:
     serve_cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the pool_listen setting")
     serve_cmd.add_argument("--insecure-public", action="store_true",
                            help="allow a non-loopback address without TLS")
+    serve_cmd.add_argument("--workers", type=int, default=None, metavar="N",
+                           help="local worker processes to start (default: the local_workers setting, 1)")
     serve_cmd.set_defaults(process_kind="pool")
     pool.command("status", status, "is this data dir's pool running, and where")
     pool.command("stop", stop, "stop this data dir's running pool (SIGTERM) and wait for it")
@@ -62,9 +66,15 @@ async def serve(ctx: Context) -> Result:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
+    workers = ctx.settings.local_workers if ctx.args.workers is None else ctx.args.workers
+    if workers < 0:
+        raise UsageError("--workers must be 0 or more")
     address = await server.start()
+    local: list[asyncio.subprocess.Process] = []
     try:
-        ctx.warn(f"pool listening on {address}; data in {server.paths.root}")
+        local = await start_local_workers(workers, address, ctx.data_dir.root,
+                                          default_node_id(ctx.data_dir.root / "worker"), ctx.args.config)
+        ctx.warn(f"pool listening on {address} with {workers} local worker(s); data in {server.paths.root}")
         if server.first_admin_password is not None:
             # Printed only to a person at a terminal: under systemd it must not land in the journal.
             if sys.stdout.isatty() and not ctx.json:
@@ -74,6 +84,7 @@ async def serve(ctx: Context) -> Result:
                 ctx.warn(f"first start: the password of user 'admin' is in {server.paths.admin_password}")
         await stop_event.wait()
     finally:
+        await stop_local_workers(local)
         await server.stop()
     return Result({"address": address, "stopped": True}, "pool stopped")
 

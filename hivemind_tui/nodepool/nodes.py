@@ -65,6 +65,9 @@ class NodeRegistry:
         self.on_change: Callable[[], None] = lambda: None
 
     def is_online(self, row: aiosqlite.Row) -> bool:
+        """Heard from within the timeout; a draining node counts as offline once it runs nothing."""
+        if row["state"] == "draining" and row["running_tasks"] == 0:
+            return False
         return self._clock() - row["last_heartbeat"] < self.heartbeat_timeout
 
     async def register(self, reg: Registration) -> None:

@@ -21,6 +21,7 @@ from hivemind_tui.nodepool.accounts import Accounts
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.reports import TaskReports
+from hivemind_tui.nodepool.scheduler import Scheduler
 from hivemind_tui.nodepool.servicers import PoolParts, add_servicers
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
@@ -90,6 +91,7 @@ class PoolServer:
         self.parts: PoolParts | None = None
         self._server: grpc.aio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self.scheduler: Scheduler | None = None
 
     def _check_listen(self, credentials: grpc.ServerCredentials | None) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -118,6 +120,13 @@ class PoolServer:
             clock=self.clock,
         )
         await self._first_run_admin(accounts)
+        self.scheduler = Scheduler(self.storage, self.parts.nodes, self.clock, secret, self.settings.task_retry_limit,
+                                   grpc_options(self.settings), self.settings.transfer_deadline)
+        self.parts.tasks.on_change = self.scheduler.wake
+        self.parts.tasks.stop_running = self.scheduler.stop_on_worker
+        self.parts.nodes.on_change = self.scheduler.wake
+        self.parts.reports.on_finish = self.scheduler.wake
+        await self.scheduler.requeue_after_restart()
         self._server = grpc.aio.server(options=grpc_options(self.settings))
         add_servicers(self._server, self.parts)
         if credentials is None:
@@ -132,6 +141,7 @@ class PoolServer:
         self.address = f"{host}:{port}"
         await asyncio.to_thread(write_pool_info, self.paths.root, PoolInfo(self.address, os.getpid(), self.clock()))
         self._housekeeping = asyncio.create_task(self._housekeep())
+        self.scheduler.start()
         log.info("pool listening on %s (data in %s)", self.address, self.paths.root)
         return self.address
 
@@ -159,6 +169,8 @@ class PoolServer:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
+        if self.scheduler is not None:
+            await self.scheduler.close()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

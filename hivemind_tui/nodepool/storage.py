@@ -164,9 +164,9 @@ class PoolStorage(Database):
         return await self.fetchone("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
 
     async def update_task(self, task_id: str, now: float, **values: Any) -> None:
-        sets = ", ".join(f"{k} = ?" for k in values)
+        sets = "".join(f"{k} = ?, " for k in values)
         async with self.write() as conn:
-            await conn.execute(f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ?",  # noqa: S608
+            await conn.execute(f"UPDATE tasks SET {sets}updated_at = ? WHERE task_id = ?",  # noqa: S608
                                (*values.values(), now, task_id))
 
     # -- files ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiosqlite
@@ -45,6 +45,10 @@ class NewTask:
     parent_task_id: str = ""
 
 
+async def _nothing(row: aiosqlite.Row) -> None:
+    """Without a scheduler there is no worker to tell."""
+
+
 class TaskBook:
     def __init__(self, storage: PoolStorage, clock: Clock, max_upload_bytes: int, zip_limits: ZipLimits,
                  retention_days: float) -> None:
@@ -56,7 +60,7 @@ class TaskBook:
         # Called after a task changes in a way the scheduler cares about (new, stopped).
         self.on_change: Callable[[], None] = lambda: None
         # Set by the scheduler: asks a worker to stop a running task.
-        self.stop_running: Callable[[aiosqlite.Row], asyncio.Future[None] | None] = lambda row: None
+        self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
 
     async def upload(self, caller: Caller, new: NewTask) -> None:
         """Validate everything first; a refused upload stores nothing."""
@@ -136,10 +140,8 @@ class TaskBook:
                 await conn.execute("UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? "
                                    "WHERE task_id = ?", (f"stopping (asked by {caller.username})", now, task_id))
         row = await self._storage.task(task_id)
-        if row is not None and row["status"] != "STOPPED":
-            pending = self.stop_running(row)
-            if pending is not None:
-                await pending
+        if row is not None and row["status"] in ("ASSIGNED", "RUNNING"):
+            await self.stop_running(row)
         self.on_change()
         row = await self._storage.task(task_id)
         return row["status"] if row else "STOPPED"

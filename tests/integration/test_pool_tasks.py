@@ -109,6 +109,7 @@ async def test_updated_since_and_limit(pool: Pool) -> None:
     token = await pool.add_user("alice")
     for i in range(3):
         await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"t{i}", task_zip=task_zip(), token=token))
+        await pool.server.scheduler.assign()  # settles the wait reason now, not at a later clock
         pool.clock.advance(10)
     since = pool.clock.now - 15
     recent = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, updated_since=since))

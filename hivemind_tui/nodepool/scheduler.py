@@ -1,0 +1,252 @@
+"""The scheduler: hands PENDING tasks to workers, notices lost workers, and stops running tasks.
+
+It wakes on every event that can change a decision (a new task, a heartbeat, a finished task, a node
+state change) and at least once a second, so a task reaches RUNNING well under a second after a worker
+has room (HiveMind's dispatcher polls every 10 s). Order: priority (higher first), then age. A node
+takes a task when it is online, active, has a free slot and meets the task's needs; a task that waits
+says why in its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+import grpc
+
+from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool.nodes import NodeRegistry
+from hivemind_tui.nodepool.servicers import WORKER_SECRET_HEADER
+from hivemind_tui.nodepool.storage import PoolStorage
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+ACTIVE = ("ASSIGNED", "RUNNING")
+
+
+@dataclass(frozen=True)
+class Need:
+    """One requirement of a task, how to test a node for it, and how to say it is missing."""
+
+    field: str
+    words: str
+
+    def met(self, task: aiosqlite.Row, node: aiosqlite.Row) -> bool:
+        wanted = task[self.field]
+        if not wanted:
+            return True
+        if self.field == "gpu_name":
+            return wanted.lower() in node["gpu_name"].lower()
+        if self.field == "location":
+            return wanted.lower() == node["location"].lower()
+        return node[self.field] >= wanted
+
+    def describe(self, task: aiosqlite.Row) -> str:
+        return self.words.format(task[self.field])
+
+
+NEEDS = (
+    Need("memory_gb", "{} GB memory"),
+    Need("cpu_score", "CPU score {}"),
+    Need("gpu_score", "GPU score {}"),
+    Need("gpu_memory_gb", "{} GB GPU memory"),
+    Need("gpu_name", "a GPU named {!r}"),
+    Need("location", "location {!r}"),
+)
+
+
+def wait_reason(task: aiosqlite.Row, nodes: Sequence[aiosqlite.Row], online: set[str]) -> str:
+    """Why no node can take `task` now, in words an operator can act on."""
+    live = [n for n in nodes if n["node_id"] in online]
+    if not live:
+        return "waiting: no online worker"
+    active = [n for n in live if n["state"] == "active"]
+    if not active:
+        return "waiting: every online node is cordoned or draining"
+    fitting = active
+    for need in NEEDS:
+        fitting = [n for n in fitting if need.met(task, n)]
+        if not fitting:
+            return f"waiting: no online node with {need.describe(task)}"
+    return f"waiting: all {len(fitting)} suitable node(s) are busy"
+
+
+class Scheduler:
+    def __init__(self, storage: PoolStorage, nodes: NodeRegistry, clock: Clock, worker_secret: str,
+                 retry_limit: int, channel_options: list[tuple[str, int]], dispatch_deadline: float) -> None:
+        self._storage = storage
+        self._nodes = nodes
+        self._clock = clock
+        self._metadata = ((WORKER_SECRET_HEADER, worker_secret),)
+        self._retry_limit = retry_limit
+        self._channel_options = channel_options
+        self._deadline = dispatch_deadline
+        self._wake = asyncio.Event()
+        # Passes read the queue and the free slots, then write: two at once would count slots twice.
+        self._pass_lock = asyncio.Lock()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._dispatches: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run())
+
+    async def close(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for task in list(self._dispatches):
+            task.cancel()
+        await asyncio.gather(*self._dispatches, return_exceptions=True)
+        for channel in self._channels.values():
+            await channel.close()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK)
+            self._wake.clear()
+            try:
+                await self.reclaim_lost()
+                await self.assign()
+            except Exception:
+                log.exception("scheduler pass failed")
+
+    # -- assignment -------------------------------------------------------------------------------
+    async def assign(self) -> int:
+        """One pass: give every PENDING task that fits a node to that node. Returns how many."""
+        async with self._pass_lock:
+            return await self._assign()
+
+    async def _assign(self) -> int:
+        pending = await self._storage.fetchall(
+            "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at")
+        if not pending:
+            return 0
+        nodes = await self._nodes.all()
+        online = {n["node_id"] for n in nodes if self._nodes.is_online(n)}
+        busy = {r["worker"]: r["n"] for r in await self._storage.fetchall(
+            "SELECT worker, COUNT(*) AS n FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING') GROUP BY worker")}
+        free = {n["node_id"]: n["slots"] - busy.get(n["node_id"], 0) for n in nodes}
+        assigned = 0
+        for task in pending:
+            candidates = [n for n in nodes if n["node_id"] in online and n["state"] == "active"
+                          and free[n["node_id"]] > 0 and all(need.met(task, n) for need in NEEDS)]
+            if not candidates:
+                reason = wait_reason(task, nodes, online)
+                if reason != task["message"]:
+                    await self._set_if(task["task_id"], "PENDING", message=reason)
+                continue
+            node = max(candidates, key=lambda n: (free[n["node_id"]] * max(n["cpu_score"], 1), n["node_id"]))
+            if not await self._set_if(task["task_id"], "PENDING", status="ASSIGNED", worker=node["node_id"],
+                                      attempts=task["attempts"] + 1, message=f"assigned to {node['node_id']}"):
+                continue
+            free[node["node_id"]] -= 1
+            assigned += 1
+            dispatch = asyncio.create_task(self._dispatch(task["task_id"], node))
+            self._dispatches.add(dispatch)
+            dispatch.add_done_callback(self._dispatches.discard)
+        return assigned
+
+    async def _dispatch(self, task_id: str, node: aiosqlite.Row) -> None:
+        task = await self._storage.task(task_id)
+        if task is None:
+            return
+        try:
+            data = await self._storage.read_file(self._storage.paths.task_zip(task_id))
+            reply = await self._stub(node).ExecuteTask(
+                pb.ExecuteTaskRequest(task_id=task_id, task_zip=data, memory_gb=task["memory_gb"],
+                                      gpu_memory_gb=task["gpu_memory_gb"]),
+                metadata=self._metadata, timeout=self._deadline)
+            problem = "" if reply.success else reply.message
+        except grpc.aio.AioRpcError as exc:
+            problem = f"{exc.code().name}: {exc.details() or ''}"
+        except FileNotFoundError:
+            await self._set_if(task_id, "ASSIGNED", status="FAILED", message="the task zip is missing on the pool",
+                               finished_at=self._clock())
+            return
+        if not problem:
+            now = self._clock()
+            await self._set_if(task_id, "ASSIGNED", status="RUNNING", started_at=now, message="")
+            log.info("task %s running on %s", task_id, node["node_id"])
+            return
+        log.warning("node %s did not take task %s: %s", node["node_id"], task_id, problem)
+        # A refusal is not an attempt: the task never ran. The next pass (within a tick) tries again.
+        await self._set_if(task_id, "ASSIGNED", status="PENDING", worker="", attempts=task["attempts"] - 1,
+                           message=f"waiting: node {node['node_id']} did not take it ({problem[:200]})")
+
+    # -- lost workers, restarts, stops -----------------------------------------------------------
+    async def reclaim_lost(self) -> None:
+        """Tasks on workers that went silent: re-queued up to the retry limit, then FAILED."""
+        nodes = {n["node_id"]: n for n in await self._nodes.all()}
+        running = await self._storage.fetchall("SELECT * FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING')")
+        for task in running:
+            node = nodes.get(task["worker"])
+            if node is None or not self._nodes.is_online(node):
+                await self._requeue(task, f"worker {task['worker'] or '?'} lost", fail_words="worker lost")
+
+    async def requeue_after_restart(self) -> None:
+        """At start: what was running when the pool stopped goes back to the queue (or FAILED)."""
+        running = await self._storage.fetchall("SELECT * FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING')")
+        nodes = {n["node_id"]: n for n in await self._nodes.all()}
+        for task in running:
+            await self._requeue(task, "pool restarted", fail_words="pool restarted")
+            node = nodes.get(task["worker"])
+            if node is not None:
+                # The old run must not go on beside the new one.
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    await self._stub(node).StopTaskExecution(pb.StopTaskExecutionRequest(task_id=task["task_id"]),
+                                                             metadata=self._metadata, timeout=2.0)
+
+    async def stop_on_worker(self, task: aiosqlite.Row) -> None:
+        """Ask the task's worker to stop it; if the worker cannot be reached, the task is STOPPED here."""
+        node = await self._nodes.node(task["worker"]) if task["worker"] else None
+        reached = False
+        if node is not None:
+            try:
+                reply = await self._stub(node).StopTaskExecution(
+                    pb.StopTaskExecutionRequest(task_id=task["task_id"]), metadata=self._metadata,
+                    timeout=self._deadline)
+                reached = reply.success
+            except grpc.aio.AioRpcError as exc:
+                log.warning("stop of %s on %s failed: %s", task["task_id"], task["worker"], exc.code().name)
+        if not reached:
+            await self._set_if(task["task_id"], task["status"], status="STOPPED", message="stopped",
+                               finished_at=self._clock())
+
+    async def _requeue(self, task: aiosqlite.Row, why: str, fail_words: str) -> None:
+        status = task["status"]
+        if task["attempts"] > self._retry_limit:
+            await self._set_if(task["task_id"], status, status="FAILED", worker="", finished_at=self._clock(),
+                               message=f"{fail_words} after {task['attempts']} attempt(s)")
+        else:
+            await self._set_if(task["task_id"], status, status="PENDING", worker="", message=f"re-queued: {why}")
+
+    async def _set_if(self, task_id: str, expected: str, /, **values: object) -> bool:
+        """Update a task only if its status is still `expected` (another event may have moved it)."""
+        sets = ", ".join(f"{k} = ?" for k in values)
+        async with self._storage.write() as conn:
+            cursor = await conn.execute(
+                f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ? AND status = ?",  # noqa: S608
+                (*values.values(), self._clock(), task_id, expected))
+            return cursor.rowcount == 1
+
+    def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceStub:
+        host = node["address"]
+        target = f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
+        channel = self._channels.get(target)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+            self._channels[target] = channel
+        return pb_grpc.WorkerNodeServiceStub(channel)

@@ -1,0 +1,230 @@
+"""Running one task zip on a worker: unpack safely, run `main.py` confined, stream output, report the end.
+
+The task runs in a private temp dir, in its own process group and session, with a scrubbed environment
+plus HIVEMIND_TASK_ID and HIVEMIND_OUTPUT_DIR=output, through the exec wrapper (address-space limit, the
+unprivileged task user when the worker is root, death with the worker). Its `output/` folder is zipped
+with that prefix and sent back with the exit code and, on failure, the reason and the last stderr lines.
+The temp dir is removed in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import logging
+import os
+import pwd
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivemind_tui.zipsafe import ZipLimits, extract_zip, zip_folder
+
+log = logging.getLogger(__name__)
+
+OUTPUT_BATCH_SECONDS = 0.25
+OUTPUT_BATCH_BYTES = 64 * 1024
+STDERR_TAIL_BYTES = 2000
+STDERR_TAIL_LINES = 20
+GIB = 1024**3
+
+OutputSink = Callable[[str, str], Awaitable[None]]
+ResultSink = Callable[[str, bytes, int, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How every task on this worker runs."""
+
+    time_limit: float
+    zip_limits: ZipLimits
+    max_result_bytes: int
+    task_user: str | None
+    python: str
+    base_dir: Path
+
+
+def task_user_for(configured: str) -> str | None:
+    """Tasks run as `configured` when the worker is root; otherwise as the worker's own user."""
+    return configured if os.geteuid() == 0 and configured else None
+
+
+def wrapper_command(user: str | None, as_bytes: int, command: list[str]) -> list[str]:
+    # -I: the task's folder must never shadow our own modules while we are still root.
+    cmd = [sys.executable, "-I", "-m", "hivemind_tui.nodepool.exec_wrapper"]
+    if as_bytes:
+        cmd += ["--as-bytes", str(as_bytes)]
+    if user:
+        cmd += ["--user", user]
+    return [*cmd, "--", *command]
+
+
+def scrubbed_env(task_id: str, workdir: Path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(workdir),
+        "TMPDIR": str(workdir / ".tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "HIVEMIND_TASK_ID": task_id,
+        "HIVEMIND_OUTPUT_DIR": "output",
+    }
+
+
+def choose_task_python(user: str | None, candidates: list[str]) -> str:
+    """The first interpreter the task user can run (a root-only venv may be out of its reach)."""
+    import subprocess
+
+    for python in candidates:
+        if not python or not Path(python).exists():
+            continue
+        probe = wrapper_command(user, 0, [python, "-c", "import json, csv, math"])
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if subprocess.run(probe, capture_output=True, timeout=30, cwd="/").returncode == 0:
+                return python
+    raise RuntimeError(f"no Python interpreter is usable by the task user {user!r} (tried {candidates})")
+
+
+def prepare_base_dir(base: Path) -> Path:
+    """The parent of all task dirs: leftovers of a killed worker are removed; others may pass, not list."""
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o711)
+    return base
+
+
+class TaskRun:
+    def __init__(self, task_id: str, task_zip: bytes, memory_gb: int, settings: RunSettings,
+                 send_output: OutputSink, send_result: ResultSink) -> None:
+        self.task_id = task_id
+        self._zip = task_zip
+        self._memory_gb = memory_gb
+        self._s = settings
+        self._send_output = send_output
+        self._send_result = send_result
+        self._proc: asyncio.subprocess.Process | None = None
+        self._workdir: Path | None = None
+        self._stopped = False
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._stderr_tail = b""
+        self._flush_lock = asyncio.Lock()
+        self.started_at = time.monotonic()
+
+    async def start(self) -> None:
+        """Unpack and spawn; raises (ZipRejected, OSError) if the task cannot start, leaving nothing behind."""
+        try:
+            self._workdir = await asyncio.to_thread(self._unpack)
+            as_bytes = self._memory_gb * GIB if self._memory_gb > 0 else 0
+            command = wrapper_command(self._s.task_user, as_bytes, [self._s.python, "main.py"])
+            self._proc = await asyncio.create_subprocess_exec(
+                *command, cwd=self._workdir, env=scrubbed_env(self.task_id, self._workdir),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                start_new_session=True)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._zip = b""
+
+    def _unpack(self) -> Path:
+        workdir = Path(tempfile.mkdtemp(prefix=f"{self.task_id[:40]}-", dir=self._s.base_dir))
+        extract_zip(self._zip, workdir, self._s.zip_limits)
+        (workdir / "output").mkdir(exist_ok=True)
+        (workdir / ".tmp").mkdir(exist_ok=True)
+        if self._s.task_user:
+            entry = pwd.getpwnam(self._s.task_user)
+            for path in (workdir, *workdir.rglob("*")):
+                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+        return workdir
+
+    async def run(self) -> None:
+        """Wait for the task (within the time limit), stream its output, and report how it ended."""
+        assert self._proc is not None and self._workdir is not None
+        proc = self._proc
+        reason = ""
+        readers = asyncio.gather(self._read(proc.stdout, False), self._read(proc.stderr, True))
+        done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_periodically(done))
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=self._s.time_limit)
+            except TimeoutError:
+                reason = f"time limit of {self._s.time_limit:g} s exceeded"
+            self._kill()  # the task on a timeout, and whatever it left running in its group
+            await proc.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(readers, 5.0)
+            done.set()
+            await flusher  # its last flush sends what is left; output is never cut mid-send
+            code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else \
+                128 + -(proc.returncode or -9)
+            if self._stopped:
+                reason = "stopped"
+            elif not reason and code != 0:
+                reason = self._failure_words(code)
+            result = await asyncio.to_thread(zip_folder, self._workdir / "output", "output")
+            if len(result) > self._s.max_result_bytes:
+                reason = reason or f"the output zip is {len(result)} bytes, over the pool's limit"
+                result = b""
+            await self._send_result(self.task_id, result, code, reason)
+        finally:
+            flusher.cancel()
+            readers.cancel()
+            self._kill()
+            await asyncio.to_thread(self._cleanup)
+
+    def _failure_words(self, code: int) -> str:
+        tail = self._stderr_tail.decode("utf-8", errors="replace").splitlines()[-STDERR_TAIL_LINES:]
+        memory = self._memory_gb and (any("MemoryError" in line for line in tail) or code in (128 + 9, 128 + 11))
+        head = f"memory limit of {self._memory_gb} GB exceeded" if memory else f"exit code {code}"
+        return head + ("; last lines of stderr:\n" + "\n".join(tail) if tail else "")
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._kill()
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def _cleanup(self) -> None:
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    async def _read(self, stream: asyncio.StreamReader | None, is_stderr: bool) -> None:
+        if stream is None:
+            return
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        while chunk := await stream.read(65536):
+            if is_stderr:
+                self._stderr_tail = (self._stderr_tail + chunk)[-STDERR_TAIL_BYTES:]
+            self._queue(decoder.decode(chunk))
+            if self._pending_bytes >= OUTPUT_BATCH_BYTES:
+                await self._flush()
+
+    def _queue(self, text: str) -> None:
+        if text:
+            self._pending.append(text)
+            self._pending_bytes += len(text)
+
+    async def _flush_periodically(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), OUTPUT_BATCH_SECONDS)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Send what is queued; one send at a time, so output arrives in order."""
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            text, self._pending, self._pending_bytes = "".join(self._pending), [], 0
+            await self._send_output(self.task_id, text)

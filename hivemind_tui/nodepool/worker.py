@@ -1,0 +1,251 @@
+"""The worker process: registers with a pool, heartbeats, and runs the tasks the pool sends it.
+
+It serves the worker half of WorkerNodeService (ExecuteTask, StopTaskExecution) and checks the pool's
+worker secret on each call; it calls the pool's half (output, result) with the same secret. When the pool
+is away, heartbeats and reports retry with backoff; running tasks go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import random
+import socket
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import psutil
+
+from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
+from hivemind_tui.nodepool.servicers import NODE_ID_HEADER, WORKER_SECRET_HEADER, metadata
+from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun, prepare_base_dir
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+from hivemind_tui.zipsafe import ZipRejected
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REPORT_ATTEMPTS = 60
+MAX_BACKOFF = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    pool_address: str
+    node_id: str
+    listen: str
+    slots: int
+    secret: str
+    heartbeat_interval: float
+    rpc_deadline: float
+    transfer_deadline: float
+    channel_options: list[tuple[str, int]]
+    cpu_score_cache: Path
+    run: RunSettings
+
+
+def default_node_id(state_dir: Path) -> str:
+    """Host name plus a short suffix kept in the data dir: a restarted worker is the same node."""
+    path = state_dir / "node-suffix"
+    try:
+        suffix = path.read_text().strip()
+    except FileNotFoundError:
+        suffix = ""
+    if not suffix:
+        suffix = os.urandom(3).hex()
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.write_text(suffix)
+    return f"{socket.gethostname()}-{suffix}"
+
+
+def task_base_dir(node_id: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)
+    return Path(tempfile.gettempdir()) / f"hivemind-worker-{safe}"
+
+
+class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def _trusted(self, context: grpc.aio.ServicerContext) -> bool:
+        given = metadata(context, WORKER_SECRET_HEADER)
+        return bool(given) and hmac.compare_digest(given.encode(), self._worker.config.secret.encode())
+
+    async def ExecuteTask(self, request: pb.ExecuteTaskRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ExecuteTaskResponse:
+        if not self._trusted(context):
+            return pb.ExecuteTaskResponse(success=False, message="PERMISSION_DENIED: worker secret missing or wrong")
+        ok, message = await self._worker.execute(request.task_id, request.task_zip, request.memory_gb)
+        return pb.ExecuteTaskResponse(success=ok, message=message)
+
+    async def StopTaskExecution(self, request: pb.StopTaskExecutionRequest,
+                                context: grpc.aio.ServicerContext) -> pb.StopTaskExecutionResponse:
+        if not self._trusted(context):
+            return pb.StopTaskExecutionResponse(success=False,
+                                                message="PERMISSION_DENIED: worker secret missing or wrong")
+        stopped = self._worker.stop(request.task_id)
+        return pb.StopTaskExecutionResponse(success=stopped, message="ok" if stopped else "TASK_NOT_FOUND")
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.port = 0
+        self.runs: dict[str, TaskRun] = {}
+        self._server: grpc.aio.Server | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._run_tasks: set[asyncio.Task[None]] = set()
+        self._metadata = ((WORKER_SECRET_HEADER, config.secret), (NODE_ID_HEADER, config.node_id))
+        self._cpu_score = 0
+
+    async def start(self) -> int:
+        await asyncio.to_thread(prepare_base_dir, self.config.run.base_dir)
+        self._cpu_score = await asyncio.to_thread(cached_cpu_score, self.config.cpu_score_cache)
+        psutil.cpu_percent(None)  # primes the counter; later calls measure since the previous one
+        self._server = grpc.aio.server(options=self.config.channel_options)
+        pb_grpc.add_WorkerNodeServiceServicer_to_server(WorkerServicer(self), self._server)
+        self.port = self._server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self._server.start()
+        self._channel = grpc.aio.insecure_channel(self.config.pool_address, options=self.config.channel_options)
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+        log.info("worker %s listening on port %d for pool %s", self.config.node_id, self.port,
+                 self.config.pool_address)
+        return self.port
+
+    async def close(self) -> None:
+        """Stop heartbeating, kill running tasks (they are reported as failed), stop serving."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for run in self.runs.values():
+            run.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*self._run_tasks, return_exceptions=True), 10.0)
+        if self._server is not None:
+            await self._server.stop(1.0)
+        if self._channel is not None:
+            await self._channel.close()
+
+    # -- the rpcs the pool calls ------------------------------------------------------------------
+    async def execute(self, task_id: str, task_zip: bytes, memory_gb: int) -> tuple[bool, str]:
+        if task_id in self.runs:
+            return False, "TASK_EXISTS: already running here"
+        if len(self.runs) >= self.config.slots:
+            return False, "BUSY: no free slot"
+        run = TaskRun(task_id, task_zip, memory_gb, self.config.run, self._send_output, self._send_result)
+        self.runs[task_id] = run
+        try:
+            await run.start()
+        except (ZipRejected, OSError, KeyError) as exc:
+            del self.runs[task_id]
+            return False, f"INVALID_TASK: {exc}"
+        task = asyncio.create_task(self._run(run))
+        self._run_tasks.add(task)
+        task.add_done_callback(self._run_tasks.discard)
+        log.info("task %s started", task_id)
+        return True, "ok"
+
+    async def _run(self, run: TaskRun) -> None:
+        try:
+            await run.run()
+        except Exception:
+            log.exception("task %s: the run failed", run.task_id)
+        finally:
+            self.runs.pop(run.task_id, None)
+
+    def stop(self, task_id: str) -> bool:
+        run = self.runs.get(task_id)
+        if run is None:
+            return False
+        run.stop()
+        log.info("task %s stopped", task_id)
+        return True
+
+    # -- calls to the pool ------------------------------------------------------------------------
+    @property
+    def _pool(self) -> pb_grpc.WorkerNodeServiceStub:
+        assert self._channel is not None
+        return pb_grpc.WorkerNodeServiceStub(self._channel)
+
+    @property
+    def _nodes(self) -> pb_grpc.NodeManagerServiceStub:
+        assert self._channel is not None
+        return pb_grpc.NodeManagerServiceStub(self._channel)
+
+    async def _send_output(self, task_id: str, text: str) -> None:
+        await self._with_retry(lambda: self._pool.TaskOutputUpload(
+            pb.TaskOutputUploadRequest(task_id=task_id, output=text), metadata=self._metadata,
+            timeout=self.config.rpc_deadline))
+
+    async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
+        reply = await self._with_retry(lambda: self._pool.TaskResultUpload(
+            pb.TaskResultUploadRequest(task_id=task_id, result_zip=result_zip, exit_code=exit_code,
+                                       failure_reason=reason), metadata=self._metadata,
+            timeout=self.config.transfer_deadline))
+        log.info("task %s reported (exit %d): %s", task_id, exit_code, reply.message if reply else "pool unreachable")
+
+    async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T | None:
+        """Retry while the pool is unreachable or overloaded, with capped backoff; give up after a while.
+
+        A refusal comes back as success=false, never as an rpc error, so every rpc error is worth a retry.
+        """
+        delay = 0.2
+        for _ in range(REPORT_ATTEMPTS):
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as exc:
+                log.warning("report to the pool failed (%s); retrying", exc.code().name)
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, MAX_BACKOFF)
+        return None
+
+    # -- registration and heartbeats --------------------------------------------------------------
+    async def _register(self) -> bool:
+        gpu = await asyncio.to_thread(read_gpu)
+        request = pb.RegisterWorkerNodeRequest(
+            node_id=self.config.node_id, hostname=socket.gethostname(), cpu_cores=psutil.cpu_count() or 1,
+            memory_gb=memory_gb(), cpu_score=self._cpu_score, gpu_score=0 if gpu is None else 1000,
+            gpu_memory_gb=0 if gpu is None else gpu.memory_gb, gpu_name="" if gpu is None else gpu.name,
+            port=self.port, docker_status="n/a", slots=self.config.slots,
+            advertise_host=self.config.listen.rpartition(":")[0].strip("[]"))
+        reply = await self._nodes.RegisterWorkerNode(request, metadata=self._metadata, timeout=self.config.rpc_deadline)
+        if not reply.success:
+            log.error("registration refused: %s", reply.message)
+        return reply.success
+
+    async def _beat(self) -> pb.RunningStatusResponse:
+        gpu = await asyncio.to_thread(read_gpu)
+        running = len(self.runs)
+        return await self._nodes.ReportStatus(pb.RunningStatusRequest(
+            node_id=self.config.node_id, status="BUSY" if running >= self.config.slots else "Idle",
+            cpu_usage=psutil.cpu_percent(None), memory_usage=psutil.virtual_memory().percent,
+            gpu_usage=0.0 if gpu is None else gpu.usage, gpu_memory_usage=0.0 if gpu is None else gpu.memory_usage,
+            docker_status="n/a", running_tasks=running), metadata=self._metadata, timeout=self.config.rpc_deadline)
+
+    async def _heartbeat_loop(self) -> None:
+        registered = False
+        delay = self.config.heartbeat_interval
+        while True:
+            try:
+                if not registered:
+                    registered = await self._register()
+                if registered:
+                    reply = await self._beat()
+                    registered = reply.success or not reply.message.startswith("NODE_NOT_FOUND")
+                delay = self.config.heartbeat_interval
+            except grpc.aio.AioRpcError as exc:
+                log.warning("pool unreachable (%s); retrying in %.1f s", exc.code().name, delay)
+                delay = min(delay * 2, max(MAX_BACKOFF, self.config.heartbeat_interval))
+            await asyncio.sleep(delay)
