@@ -1,0 +1,195 @@
+"""Benchmark of the embedded pool (prints figures; CI does not run it).
+
+    python tests/perf/bench_pool.py [--tasks 1000]
+
+- tasks/s for N trivial tasks submitted by 4 clients and run by 2 local workers;
+- median upload-to-RUNNING latency with idle workers;
+- MB/s of a 50 MiB UploadTask next to a bare grpc.aio unary call carrying the same bytes (the ratio);
+- GetNodeList latency with 1,000 registered nodes.
+The pool and the bare server each run in their own process, as they would in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+from tests.helpers import task_zip
+
+MIB = 1024 * 1024
+OPTIONS = [("grpc.max_receive_message_length", 80 * MIB), ("grpc.max_send_message_length", 80 * MIB)]
+BARE_SERVER = """
+import asyncio, grpc, sys
+async def main():
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", 80 << 20)])
+    async def echo(request, context):
+        return len(request).to_bytes(8, "big")
+    handler = grpc.method_handlers_generic_handler("bare.Bare", {"Put": grpc.unary_unary_rpc_method_handler(echo)})
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(sys.argv[1])
+    await server.start()
+    await server.wait_for_termination()
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+async def login(channel: grpc.aio.Channel, data: Path) -> str:
+    password = (data / "pool" / "admin-password").read_text().strip()
+    reply = await pb_grpc.UserServiceStub(channel).Login(pb.LoginRequest(username="admin", password=password))
+    return reply.token
+
+
+async def statuses(master: pb_grpc.MasterNodeServiceStub, token: str) -> dict[str, str]:
+    reply = await master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+    return {t.task_id: t.status for t in reply.tasks}
+
+
+async def throughput(channel: grpc.aio.Channel, token: str, count: int) -> float:
+    master = pb_grpc.MasterNodeServiceStub(channel)
+    code = task_zip("print('ok')")
+    start = time.perf_counter()
+
+    async def client(index: int) -> None:
+        for n in range(index, count, 4):
+            reply = await master.UploadTask(pb.UploadTaskRequest(task_id=f"tp-{n}", task_zip=code, token=token))
+            assert reply.success, reply.message
+
+    await asyncio.gather(*(client(i) for i in range(4)))
+    while True:
+        done = sum(s in ("COMPLETED", "FAILED") for k, s in (await statuses(master, token)).items()
+                   if k.startswith("tp-"))
+        if done >= count:
+            break
+        await asyncio.sleep(0.2)
+    return count / (time.perf_counter() - start)
+
+
+async def latency_to_running(channel: grpc.aio.Channel, token: str, samples: int = 20) -> float:
+    master = pb_grpc.MasterNodeServiceStub(channel)
+    code = task_zip("import time; time.sleep(0.3)")
+    values = []
+    for n in range(samples):
+        task_id = f"lat-{n}"
+        start = time.perf_counter()
+        await master.UploadTask(pb.UploadTaskRequest(task_id=task_id, task_zip=code, token=token))
+        while (await statuses(master, token)).get(task_id) not in ("RUNNING", "COMPLETED", "FAILED"):
+            await asyncio.sleep(0.005)
+        values.append(time.perf_counter() - start)
+        while (await statuses(master, token)).get(task_id) == "RUNNING":
+            await asyncio.sleep(0.05)
+    return statistics.median(values)
+
+
+async def upload_rate(channel: grpc.aio.Channel, token: str, bare_port: int) -> tuple[float, float]:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("main.py", "print(1)")
+        zf.writestr("blob.bin", os.urandom(50 * MIB - 200))
+    data = buffer.getvalue()
+    master = pb_grpc.MasterNodeServiceStub(channel)
+    ours, bare = [], []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}", options=OPTIONS) as bare_channel:
+        put = bare_channel.unary_unary("/bare.Bare/Put")
+        for n in range(3):
+            start = time.perf_counter()
+            reply = await master.UploadTask(pb.UploadTaskRequest(task_id=f"big-{n}", task_zip=data, token=token,
+                                                                 memory_gb=100000))
+            assert reply.success, reply.message
+            ours.append(len(data) / MIB / (time.perf_counter() - start))
+            start = time.perf_counter()
+            await put(data)
+            bare.append(len(data) / MIB / (time.perf_counter() - start))
+    return statistics.median(ours), statistics.median(bare)
+
+
+async def node_list_latency(channel: grpc.aio.Channel, token: str, data: Path) -> float:
+    secret = (data / "pool" / "worker-secret").read_text().strip()
+    meta = (("x-hivemind-worker-secret", secret),)
+    nodes = pb_grpc.NodeManagerServiceStub(channel)
+    await asyncio.gather(*(nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(
+        node_id=f"bench-{i:04d}", hostname=f"h{i}", port=9, cpu_cores=8, memory_gb=32), metadata=meta)
+        for i in range(1000)))
+    values = []
+    for _ in range(20):
+        start = time.perf_counter()
+        reply = await nodes.GetNodeList(pb.GetNodeListRequest(token=token))
+        values.append(time.perf_counter() - start)
+    assert len(reply.nodes) >= 1000
+    return statistics.median(values)
+
+
+async def run(count: int) -> None:
+    data = Path(tempfile.mkdtemp(prefix="bench-pool-"))
+    port, bare_port = free_port(), free_port()
+    env = {**os.environ, "HIVEMIND_PASSWORD_HASH_COST": "min", "HIVEMIND_MAX_UPLOAD_BYTES": str(64 * MIB),
+           "HIVEMIND_HEARTBEAT_TIMEOUT": "600"}
+    pool = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve",
+                             "--listen", f"127.0.0.1:{port}", "--workers", "2"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, f"127.0.0.1:{bare_port}"])
+    try:
+        wait_port(port)
+        wait_port(bare_port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS) as channel:
+            token = await login(channel, data)
+            admin = pb_grpc.NodeManagerServiceStub(channel)
+            while sum(n.online for n in (await admin.GetNodeList(pb.GetNodeListRequest(token=token))).nodes) < 2:
+                await asyncio.sleep(0.1)
+            latency = await latency_to_running(channel, token)
+            print(f"upload-to-RUNNING latency, median of 20: {latency * 1000:.1f} ms "
+                  "(HiveMind's dispatcher polls every 10 s)")
+            rate = await throughput(channel, token, count)
+            print(f"throughput: {rate:.1f} tasks/s for {count} trivial tasks, 4 clients, 2 workers "
+                  f"({os.cpu_count()} cores)")
+            ours, baseline = await upload_rate(channel, token, bare_port)
+            print(f"50 MiB upload: ours {ours:.0f} MB/s, bare grpc.aio {baseline:.0f} MB/s, "
+                  f"ratio {ours / baseline:.2f} (goal >= 0.8)")
+            nodes = await node_list_latency(channel, token, data)
+            print(f"GetNodeList with 1,000 registered nodes: median {nodes * 1000:.1f} ms")
+    finally:
+        for proc in (pool, bare):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1000)
+    asyncio.run(run(parser.parse_args().tasks))
+
+
+if __name__ == "__main__":
+    main()
