@@ -204,6 +204,13 @@ class Settings:
     vpn_dns: str = knob("", _text, "DNS servers written into client configs, comma separated")
     vpn_mtu: int = knob(1420, _number(int, 1280, 9000, "bytes"), "MTU written into configs")
     vpn_keepalive: int = knob(25, _number(int, 0, 65535, "seconds"), "PersistentKeepalive of client configs")
+    alert_cpu_percent: float = knob(90.0, _number(float, 1, 100, "percent"),
+                                    "a node above this CPU for alert_cpu_minutes raises an alert")
+    alert_cpu_minutes: float = knob(5.0, _number(float, 0.1, 1440, "minutes"), "how long CPU must stay high")
+    alert_disk_percent: float = knob(90.0, _number(float, 1, 100, "percent"),
+                                     "this host's data-dir disk above this raises an alert")
+    alert_hook: str = knob("", _text, "command run when an alert is raised or cleared (alert JSON on stdin)")
+    extra_mounts: str = knob("", _text, "more mount points whose disk usage the dashboard shows, comma separated")
     readonly: bool = knob(False, _boolean, "change nothing: every session acts as a viewer")
     log_level: str = knob("info", _choice("debug", "info", "warning", "error"), "level of the log files")
 

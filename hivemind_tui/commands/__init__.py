@@ -9,8 +9,20 @@ if TYPE_CHECKING:
 
 
 def register_all(registry: CommandRegistry) -> None:
-    from hivemind_tui.commands import config_cmd, pool_cmd, worker_cmd
+    from hivemind_tui.commands import (
+        config_cmd,
+        nodes_cmd,
+        pool_cmd,
+        session_cmd,
+        status_cmd,
+        tasks_cmd,
+        worker_cmd,
+    )
 
-    config_cmd.register(registry)
+    session_cmd.register(registry)
+    status_cmd.register(registry)
+    nodes_cmd.register(registry)
+    tasks_cmd.register(registry)
     pool_cmd.register(registry)
     worker_cmd.register(registry)
+    config_cmd.register(registry)

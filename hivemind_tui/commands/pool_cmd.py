@@ -34,6 +34,8 @@ def register(registry: CommandRegistry) -> None:
     serve_cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the pool_listen setting")
     serve_cmd.add_argument("--insecure-public", action="store_true",
                            help="allow a non-loopback address without TLS")
+    serve_cmd.add_argument("--hivemind-compat", action="store_true",
+                           help="answer as a plain HiveMind pool (no extensions), to test clients against it")
     serve_cmd.add_argument("--workers", type=int, default=None, metavar="N",
                            help="local worker processes to start (default: the local_workers setting, 1)")
     serve_cmd.set_defaults(process_kind="pool")
@@ -58,7 +60,7 @@ def register(registry: CommandRegistry) -> None:
 
 async def serve(ctx: Context) -> Result:
     server = PoolServer(ctx.settings, ctx.data_dir, listen=ctx.args.listen,
-                        insecure_public=ctx.args.insecure_public)
+                        insecure_public=ctx.args.insecure_public, hivemind_compat=ctx.args.hivemind_compat)
     other = running_pool(server.paths.root)
     if other is not None:
         raise HivemindError(f"a pool for this data dir already runs at {other.address} (pid {other.pid})")

@@ -79,12 +79,13 @@ class PoolServer:
     """One embedded pool: `await start()`, then `await stop()`."""
 
     def __init__(self, settings: Settings, data_dir: DataDir, listen: str | None = None,
-                 clock: Clock = system_clock, insecure_public: bool = False) -> None:
+                 clock: Clock = system_clock, insecure_public: bool = False, hivemind_compat: bool = False) -> None:
         self.settings = settings
         self.paths = PoolPaths(data_dir.pool)
         self.listen = listen or settings.pool_listen
         self.clock = clock
         self.insecure_public = insecure_public
+        self.hivemind_compat = hivemind_compat
         self.address = ""
         self.first_admin_password: str | None = None
         self.storage = PoolStorage(self.paths)
@@ -128,7 +129,7 @@ class PoolServer:
         self.parts.reports.on_finish = self.scheduler.wake
         await self.scheduler.requeue_after_restart()
         self._server = grpc.aio.server(options=grpc_options(self.settings))
-        add_servicers(self._server, self.parts)
+        add_servicers(self._server, self.parts, self.hivemind_compat)
         if credentials is None:
             port = self._server.add_insecure_port(self.listen)
         else:

@@ -272,8 +272,47 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 
 
-def add_servicers(server: grpc.aio.Server, parts: PoolParts) -> None:
-    pb_grpc.add_UserServiceServicer_to_server(UserServicer(parts), server)
-    pb_grpc.add_MasterNodeServiceServicer_to_server(MasterServicer(parts), server)
-    pb_grpc.add_NodeManagerServiceServicer_to_server(NodeManagerServicer(parts), server)
+EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health"})
+
+
+def strip_extensions(message: Any) -> Any:
+    """Clear every field at our extension numbers (20 and up in HiveMind's messages), recursively."""
+    for field in message.DESCRIPTOR.fields:
+        if field.number >= 20 and field.containing_type.name not in _OUR_MESSAGES:
+            message.ClearField(field.name)
+        elif field.message_type is not None:
+            values = getattr(message, field.name)
+            for item in values if field.is_repeated else [values]:
+                strip_extensions(item)
+    return message
+
+
+_OUR_MESSAGES = frozenset({"NodeInfo", "GetNodeListResponse", "HealthResponse", "TasklogSinceResponse"})
+
+
+def hivemind_compatible(servicer: Any, service: str) -> Any:
+    """Make `servicer` answer as a HiveMind pool: extensions UNIMPLEMENTED, extension fields unset.
+
+    `pool serve --hivemind-compat` uses it, so that clients can be tested against HiveMind's behaviour.
+    """
+    for method in pb.DESCRIPTOR.services_by_name[service].methods:
+        original = getattr(servicer, method.name)
+        if method.name in EXTENSION_RPCS:
+            async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+
+            setattr(servicer, method.name, unimplemented)
+        else:
+            async def stripped(request: Any, context: grpc.aio.ServicerContext, _call: Any = original) -> Any:
+                return strip_extensions(await _call(request, context))
+
+            setattr(servicer, method.name, stripped)
+    return servicer
+
+
+def add_servicers(server: grpc.aio.Server, parts: PoolParts, hivemind_compat: bool = False) -> None:
+    wrap = hivemind_compatible if hivemind_compat else (lambda servicer, service: servicer)
+    pb_grpc.add_UserServiceServicer_to_server(wrap(UserServicer(parts), "UserService"), server)
+    pb_grpc.add_MasterNodeServiceServicer_to_server(wrap(MasterServicer(parts), "MasterNodeService"), server)
+    pb_grpc.add_NodeManagerServiceServicer_to_server(wrap(NodeManagerServicer(parts), "NodeManagerService"), server)
     pb_grpc.add_WorkerNodeServiceServicer_to_server(PoolWorkerServicer(parts), server)

@@ -13,6 +13,28 @@ from hivemind_tui.sqlite_db import Database, Migration
 MIGRATIONS: list[Migration] = [
     # 1: the frame itself; a key/value table for small facts such as the last refresh time.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # 2: history, alerts and the audit log (client services).
+    [
+        """CREATE TABLE node_samples (
+            node_id TEXT NOT NULL, ts REAL NOT NULL, cpu REAL NOT NULL, memory REAL NOT NULL, gpu REAL NOT NULL,
+            online INTEGER NOT NULL)""",
+        "CREATE INDEX node_samples_node_ts ON node_samples(node_id, ts)",
+        "CREATE INDEX node_samples_ts ON node_samples(ts)",
+        """CREATE TABLE node_minutes (
+            node_id TEXT NOT NULL, minute REAL NOT NULL, cpu REAL NOT NULL, memory REAL NOT NULL,
+            gpu REAL NOT NULL, samples INTEGER NOT NULL, PRIMARY KEY (node_id, minute))""",
+        "CREATE INDEX node_minutes_minute ON node_minutes(minute)",
+        """CREATE TABLE task_counts (
+            ts REAL NOT NULL, status TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (ts, status))""",
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+            message TEXT NOT NULL, raised_at REAL NOT NULL, cleared_at REAL)""",
+        "CREATE UNIQUE INDEX alerts_active ON alerts(key) WHERE cleared_at IS NULL",
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+            target TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX audit_ts ON audit(ts)",
+    ],
 ]
 
 

@@ -1,0 +1,99 @@
+"""Typed results of the Node Pool client: what screens and commands work with, never protobuf objects."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+FINISHED_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
+KNOWN_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    role: str
+    expires_at: float | None
+
+    def __repr__(self) -> str:
+        return f"LoginResult(role={self.role!r}, expires_at={self.expires_at!r})"
+
+
+@dataclass(frozen=True)
+class PoolHealth:
+    version: str
+    extensions: tuple[str, ...]
+    time: float | None
+    latency_ms: float
+
+    def supports(self, extension: str) -> bool:
+        return extension in self.extensions
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    task_id: str
+    status: str
+    message: str = ""
+    worker: str = ""
+    owner: str = ""
+    created_at: float | None = None
+    updated_at: float | None = None
+    priority: int = 0
+    task_type: str = ""
+    parent_task_id: str = ""
+    exit_code: int = 0
+    cpu_usage: float = 0.0
+    memory_usage: float = 0.0
+    gpu_usage: float = 0.0
+    gpu_memory_usage: float = 0.0
+
+    @property
+    def finished(self) -> bool:
+        """An unknown status counts as not finished (wire-contract.md)."""
+        return self.status in FINISHED_STATUSES
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TaskList:
+    tasks: list[TaskInfo]
+    server_time: float | None
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: str
+    hostname: str = ""
+    port: int = 0
+    status: str = ""
+    online: bool = False
+    state: str = "active"
+    cpu_cores: int = 0
+    memory_gb: int = 0
+    cpu_score: int = 0
+    gpu_score: int = 0
+    gpu_memory_gb: int = 0
+    gpu_name: str = ""
+    location: str = ""
+    cpu_usage: float = 0.0
+    memory_usage: float = 0.0
+    gpu_usage: float = 0.0
+    gpu_memory_usage: float = 0.0
+    running_tasks: int = 0
+    slots: int = 0
+    last_heartbeat: float | None = None
+    docker_status: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NodeList:
+    """`supported` is False against a pool without GetNodeList (a HiveMind pool)."""
+
+    supported: bool
+    nodes: list[NodeInfo] = field(default_factory=list)

@@ -1,0 +1,203 @@
+"""One refresh of everything the dashboard, `status` and `watch` show, with history, alerts and hooks.
+
+Each part is fetched on its own, so an unreachable pool still leaves this host's figures, and a pool
+without GetNodeList still gives tasks. The snapshot keeps the last good data of each part with its time,
+so the console can show how old it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivemind_tui.clock import Clock, system_clock
+from hivemind_tui.config import Settings
+from hivemind_tui.errors import HivemindError
+from hivemind_tui.services.alerts import Alert, Alerts, Condition
+from hivemind_tui.services.errors import NotConnectedError
+from hivemind_tui.services.history import History
+from hivemind_tui.services.host_metrics import HostSample, MetricsSource
+from hivemind_tui.services.models import NodeList, PoolHealth, TaskInfo
+from hivemind_tui.services.nodepool_client import ConnectionState
+from hivemind_tui.services.session import Session
+
+log = logging.getLogger(__name__)
+
+RECENT_FAILURES = 3600.0
+COMPACT_EVERY = 300.0
+
+
+@dataclass
+class ClusterSnapshot:
+    taken_at: float
+    pool_address: str
+    connection: ConnectionState
+    health: PoolHealth | None = None
+    username: str = ""
+    role: str = ""
+    balance: int | None = None
+    nodes: NodeList | None = None
+    nodes_at: float | None = None
+    tasks: list[TaskInfo] = field(default_factory=list)
+    tasks_at: float | None = None
+    host: HostSample | None = None
+    active_alerts: list[Alert] = field(default_factory=list)
+    raised: list[Alert] = field(default_factory=list)
+    cleared: list[Alert] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def task_counts(self) -> dict[str, int]:
+        return dict(Counter(t.status for t in self.tasks))
+
+    @property
+    def nodes_online(self) -> int:
+        return sum(n.online for n in self.nodes.nodes) if self.nodes else 0
+
+    def status_json(self) -> dict[str, Any]:
+        """cli.md's `status` shape."""
+        host = self.host
+        return {
+            "pool": pool_json(self.pool_address, self.health, self.connection),
+            "user": {"name": self.username or None, "role": self.role or None, "balance": self.balance},
+            "nodes": {"supported": self.nodes.supported if self.nodes else None,
+                      "online": self.nodes_online if self.nodes and self.nodes.supported else None,
+                      "total": len(self.nodes.nodes) if self.nodes and self.nodes.supported else None},
+            "tasks": self.task_counts,
+            "alerts": [a.as_json() for a in self.active_alerts],
+            "host": None if host is None else {
+                "cpu_percent": host.cpu_percent, "memory_percent": host.memory_percent,
+                "disk_percent": host.disk_percent, "load": list(host.load), "swap_percent": host.swap_percent,
+                "net_sent_rate": host.net_sent_rate, "net_recv_rate": host.net_recv_rate},
+            "problems": self.problems,
+            "timestamp": self.taken_at,
+        }
+
+
+def pool_json(address: str, health: PoolHealth | None, connection: ConnectionState) -> dict[str, Any]:
+    return {
+        "address": address,
+        "reachable": health is not None and connection.status == "connected",
+        "latency_ms": None if health is None else round(health.latency_ms, 3),
+        "version": None if health is None else health.version,
+        "extensions": [] if health is None else list(health.extensions),
+        "connection": connection.status,
+    }
+
+
+class Monitor:
+    def __init__(self, settings: Settings, session: Session, metrics: MetricsSource | None,
+                 history: History | None, alerts: Alerts | None, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.session = session
+        self.metrics = metrics
+        self.history = history
+        self.alerts = alerts
+        self.clock = clock
+        self.last: ClusterSnapshot | None = None
+        self._last_compact = 0.0
+
+    async def refresh(self) -> ClusterSnapshot:
+        client = self.session.client
+        now = self.clock()
+        previous = self.last
+        snap = ClusterSnapshot(now, client.address, client.state, username=self.session.username,
+                               role=self.session.role)
+        if previous is not None:  # last known data stays until something newer arrives
+            snap.nodes, snap.nodes_at = previous.nodes, previous.nodes_at
+            snap.tasks, snap.tasks_at = previous.tasks, previous.tasks_at
+            snap.balance, snap.health = previous.balance, previous.health
+        host_task = asyncio.create_task(asyncio.to_thread(self.metrics.sample)) if self.metrics else None
+        await self._fetch_pool(snap)
+        if host_task is not None:
+            snap.host = await host_task
+        snap.connection = client.state
+        await self._record(snap)
+        self.last = snap
+        return snap
+
+    async def _fetch_pool(self, snap: ClusterSnapshot) -> None:
+        session = self.session
+        try:
+            snap.health = await session.client.check_health()
+            if session.logged_in:
+                nodes, tasks, balance = await asyncio.gather(
+                    session.call(session.client.list_nodes), session.call(session.client.list_tasks),
+                    session.call(session.client.balance))
+                # Stamped with the refresh's time: `_record` tells fresh parts from carried-over ones by it.
+                snap.nodes, snap.nodes_at = nodes, snap.taken_at
+                snap.tasks, snap.tasks_at = tasks.tasks, snap.taken_at
+                snap.balance = balance
+        except NotConnectedError as exc:
+            snap.health = None
+            snap.problems.append(exc.message)
+        except HivemindError as exc:
+            snap.problems.append(exc.message)
+            if exc.exit_code == 4:
+                raise
+
+    async def _record(self, snap: ClusterSnapshot) -> None:
+        now = snap.taken_at
+        if self.history is not None and snap.nodes is not None and snap.nodes_at == now:
+            await self.history.record_nodes(snap.nodes.nodes, now)
+        if self.history is not None and snap.tasks_at == now:
+            await self.history.record_task_counts(snap.task_counts, now)
+        if self.history is not None and now - self._last_compact > COMPACT_EVERY:
+            await self.history.compact(now)
+            self._last_compact = now
+        if self.alerts is None:
+            return
+        conditions = await self._conditions(snap)
+        judged = {"pool_unreachable", "host_disk"}
+        if snap.nodes_at == now:
+            judged |= {"node_offline", "node_cpu"}
+        if snap.tasks_at == now:
+            judged.add("task_failed")
+        snap.raised, snap.cleared = await self.alerts.evaluate(conditions, now, judged)
+        snap.active_alerts = await self.alerts.list()
+        for alert in (*snap.raised, *snap.cleared):
+            await self._run_hook(alert)
+
+    async def _conditions(self, snap: ClusterSnapshot) -> list[Condition]:
+        s = self.settings
+        now = snap.taken_at
+        held: list[Condition] = []
+        if snap.health is None:
+            held.append(Condition("pool_unreachable", "pool_unreachable", snap.pool_address,
+                                  f"the Node Pool at {snap.pool_address} cannot be reached"))
+        if snap.nodes is not None:
+            for node in snap.nodes.nodes:
+                if not node.online:
+                    held.append(Condition(f"node_offline:{node.node_id}", "node_offline", node.node_id,
+                                          f"node {node.node_id} went offline"))
+            if self.history is not None:
+                window = s.alert_cpu_minutes * 60
+                for node_id in await self.history.sustained_cpu(s.alert_cpu_percent, window, now):
+                    held.append(Condition(f"node_cpu:{node_id}", "node_cpu", node_id,
+                                          f"node {node_id} CPU above {s.alert_cpu_percent:g}% for "
+                                          f"{s.alert_cpu_minutes:g} min"))
+        for task in snap.tasks:
+            if task.status == "FAILED" and (task.updated_at or now) > now - RECENT_FAILURES:
+                held.append(Condition(f"task_failed:{task.task_id}", "task_failed", task.task_id,
+                                      f"task {task.task_id} failed: {task.message[:120]}"))
+        if snap.host is not None and snap.host.disk_percent > s.alert_disk_percent:
+            held.append(Condition("host_disk", "host_disk", snap.host.disks[0].mount,
+                                  f"disk {snap.host.disks[0].mount} is {snap.host.disk_percent:.0f}% full"))
+        return held
+
+    async def _run_hook(self, alert: Alert) -> None:
+        if not self.settings.alert_hook:
+            return
+        payload = json.dumps({"event": "raised" if alert.active else "cleared", **alert.as_json()}).encode()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *shlex.split(self.settings.alert_hook), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            await asyncio.wait_for(proc.communicate(payload), 30)
+        except (OSError, TimeoutError) as exc:
+            log.warning("alert hook failed: %s", exc)

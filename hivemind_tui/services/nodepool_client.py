@@ -1,0 +1,273 @@
+"""The Node Pool client: typed calls over grpc.aio, with deadlines, retries and a connection state.
+
+The channel is created lazily, inside the running loop (never before `App.run()` or `asyncio.run()`).
+Reads retry on UNAVAILABLE / DEADLINE_EXCEEDED with exponential backoff and jitter; writes are never
+retried blindly (an upload is retried only after checking that the pool does not have the task already).
+Zero values of our extension fields mean "not told" (a HiveMind pool leaves them unset) and become None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+
+from hivemind_tui.clock import Clock, system_clock
+from hivemind_tui.config import Settings
+from hivemind_tui.errors import NotSupportedError
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for
+from hivemind_tui.services.models import LoginResult, NodeInfo, NodeList, PoolHealth, TaskInfo, TaskList
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+MESSAGE_OVERHEAD = 1024 * 1024
+READ_ATTEMPTS = 3
+BACKOFF_BASE = 0.2
+BACKOFF_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """What the header shows: connected, reconnecting (next try in N s) or disconnected since T."""
+
+    status: str = "unknown"  # connected | reconnecting | disconnected | unknown
+    since: float | None = None
+    next_retry_at: float | None = None
+    latency_ms: float | None = None
+    failures: int = 0
+
+
+def _opt(value: float) -> float | None:
+    return value or None
+
+
+def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
+    return TaskInfo(task_id=t.task_id, status=t.status, message=t.message, worker=t.worker_ip, owner=t.owner,
+                    created_at=_opt(t.created_at), updated_at=_opt(t.updated_at), priority=t.priority,
+                    task_type=t.task_type, parent_task_id=t.parent_task_id, exit_code=t.exit_code,
+                    cpu_usage=t.cpu_usage, memory_usage=t.memory_usage, gpu_usage=t.gpu_usage,
+                    gpu_memory_usage=t.gpu_memory_usage)
+
+
+def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
+    return NodeInfo(node_id=n.node_id, hostname=n.hostname, port=n.port, status=n.status, online=n.online,
+                    state=n.state or "active", cpu_cores=n.cpu_cores, memory_gb=n.memory_gb, cpu_score=n.cpu_score,
+                    gpu_score=n.gpu_score, gpu_memory_gb=n.gpu_memory_gb, gpu_name=n.gpu_name, location=n.location,
+                    cpu_usage=n.cpu_usage, memory_usage=n.memory_usage, gpu_usage=n.gpu_usage,
+                    gpu_memory_usage=n.gpu_memory_usage, running_tasks=n.running_tasks, slots=n.slots,
+                    last_heartbeat=_opt(n.last_heartbeat), docker_status=n.docker_status)
+
+
+def _check(reply: Any) -> Any:
+    if not reply.success:
+        raise error_for(reply.message)
+    return reply
+
+
+class PoolClient:
+    def __init__(self, settings: Settings, address: str, clock: Clock = system_clock,
+                 receive_limit: int | None = None) -> None:
+        self.settings = settings
+        self.address = address
+        self.clock = clock
+        self.state = ConnectionState()
+        self.health: PoolHealth | None = None
+        self._receive_limit = receive_limit or settings.max_upload_bytes + MESSAGE_OVERHEAD
+        self._channel: grpc.aio.Channel | None = None
+        self._backoff = BACKOFF_BASE
+        # Set when the pool answers again after a failure; the session refreshes its token then.
+        self.reconnected = False
+        self.on_state_change: Callable[[ConnectionState], None] = lambda state: None
+
+    # -- channel ----------------------------------------------------------------------------------
+    def _stubs(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            limit = self._receive_limit
+            options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
+                       ("grpc.enable_retries", 0), ("grpc.initial_reconnect_backoff_ms", 200),
+                       ("grpc.max_reconnect_backoff_ms", 2000)]
+            if self.settings.tls_ca:
+                creds = grpc.ssl_channel_credentials(Path(self.settings.tls_ca).expanduser().read_bytes())
+                self._channel = grpc.aio.secure_channel(self.address, creds, options=options)
+            else:
+                self._channel = grpc.aio.insecure_channel(self.address, options=options)
+        return self._channel
+
+    @property
+    def users(self) -> pb_grpc.UserServiceStub:
+        return pb_grpc.UserServiceStub(self._stubs())
+
+    @property
+    def master(self) -> pb_grpc.MasterNodeServiceStub:
+        return pb_grpc.MasterNodeServiceStub(self._stubs())
+
+    @property
+    def nodes(self) -> pb_grpc.NodeManagerServiceStub:
+        return pb_grpc.NodeManagerServiceStub(self._stubs())
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    # -- calls --------------------------------------------------------------------------------------
+    async def _call(self, name: str, call: Callable[[float], Awaitable[T]], *, read: bool,
+                    deadline: float | None = None) -> T:
+        deadline = deadline or self.settings.rpc_deadline
+        attempts = READ_ATTEMPTS if read else 1
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            try:
+                reply = await call(deadline)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    self._answered(time.perf_counter() - start)
+                    raise NotSupportedError(f"this Node Pool does not support {name}") from None
+                if exc.code() not in RETRYABLE:
+                    self._answered(time.perf_counter() - start)
+                    log.warning("%s failed: %s", name, exc.code().name)
+                    raise RejectedError(f"{name} failed: {exc.code().name} {exc.details() or ''}".strip(),
+                                        code=exc.code().name) from None
+                retry_in = self._failed()
+                if attempt == attempts:
+                    raise NotConnectedError(self.address, exc.code().name.lower(), retry_in) from None
+                await asyncio.sleep(min(retry_in, deadline))
+                continue
+            self._answered(time.perf_counter() - start)
+            return reply
+        raise AssertionError("unreachable")
+
+    def _answered(self, seconds: float) -> None:
+        was = self.state.status
+        self._backoff = BACKOFF_BASE
+        self.state = ConnectionState("connected", self.clock() if was != "connected" else self.state.since,
+                                     None, seconds * 1000, 0)
+        if was in ("reconnecting", "disconnected"):
+            self.reconnected = True
+            log.info("pool %s answers again", self.address)
+        if was != "connected":
+            self.on_state_change(self.state)
+
+    def _failed(self) -> float:
+        """Note a failure; return the backoff before the next try (exponential, with jitter)."""
+        now = self.clock()
+        delay = self._backoff * (0.5 + random.random())
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        failures = self.state.failures + 1
+        since = self.state.since if self.state.status in ("reconnecting", "disconnected") else now
+        status = "reconnecting" if failures < 6 else "disconnected"
+        self.state = replace(self.state, status=status, since=since, next_retry_at=now + delay, failures=failures)
+        self.on_state_change(self.state)
+        return delay
+
+    # -- UserService ------------------------------------------------------------------------------
+    async def login(self, username: str, password: str) -> LoginResult:
+        reply = _check(await self._call("Login", lambda d: self.users.Login(
+            pb.LoginRequest(username=username, password=password), timeout=d), read=False))
+        return LoginResult(reply.token, reply.role or "operator", _opt(reply.expires_at))
+
+    async def refresh(self, token: str) -> LoginResult:
+        reply = _check(await self._call("RefreshToken", lambda d: self.users.RefreshToken(
+            pb.RefreshTokenRequest(old_token=token), timeout=d), read=False))
+        return LoginResult(reply.new_token, "", _opt(reply.expires_at))
+
+    async def logout(self, token: str) -> None:
+        _check(await self._call("Logout", lambda d: self.users.Logout(pb.LogoutRequest(token=token), timeout=d),
+                                read=False))
+
+    async def balance(self, token: str, username: str = "") -> int:
+        reply = _check(await self._call("GetBalance", lambda d: self.users.GetBalance(
+            pb.GetBalanceRequest(username=username, token=token), timeout=d), read=True))
+        return int(reply.balance)
+
+    async def transfer(self, token: str, receiver: str, amount: int) -> str:
+        reply = _check(await self._call("Transfer", lambda d: self.users.Transfer(
+            pb.TransferRequest(token=token, receiver_username=receiver, amount=amount), timeout=d), read=False))
+        return reply.message
+
+    # -- MasterNodeService ------------------------------------------------------------------------
+    async def check_health(self, deadline: float | None = None) -> PoolHealth:
+        """Health where the pool has it; a HiveMind pool is probed with a harmless call instead."""
+        start = time.perf_counter()
+        try:
+            reply = await self._call("Health", lambda d: self.master.Health(pb.HealthRequest(), timeout=d),
+                                     read=True, deadline=deadline)
+            self.health = PoolHealth(reply.version, tuple(reply.extensions), _opt(reply.time),
+                                     (time.perf_counter() - start) * 1000)
+        except NotSupportedError:
+            start = time.perf_counter()
+            await self._call("GetAllUserTasks", lambda d: self.master.GetAllUserTasks(
+                pb.GetAllUserTasksRequest(token=""), timeout=d), read=True, deadline=deadline)
+            self.health = PoolHealth("unknown (HiveMind)", (), None, (time.perf_counter() - start) * 1000)
+        return self.health
+
+    async def list_tasks(self, token: str, updated_since: float = 0.0, limit: int = 0) -> TaskList:
+        reply = await self._call("GetAllUserTasks", lambda d: self.master.GetAllUserTasks(
+            pb.GetAllUserTasksRequest(token=token, updated_since=updated_since, limit=limit), timeout=d), read=True)
+        # A HiveMind pool sets neither success nor message: an empty list may also mean a bad token.
+        if not reply.success and reply.message:
+            raise error_for(reply.message)
+        return TaskList([task_from_pb(t) for t in reply.tasks], _opt(reply.server_time))
+
+    async def upload_task(self, token: str, task_id: str, task_zip: bytes, **fields: Any) -> None:
+        """Upload once; if the answer is lost, ask whether the pool has the task before sending again."""
+        request = pb.UploadTaskRequest(task_id=task_id, task_zip=task_zip, token=token, **fields)
+
+        def send(deadline: float) -> Awaitable[pb.UploadTaskResponse]:
+            return self.master.UploadTask(request, timeout=deadline)
+
+        try:
+            reply = await self._call("UploadTask", send, read=False, deadline=self.settings.transfer_deadline)
+        except NotConnectedError:
+            listed = await self.list_tasks(token)
+            if any(t.task_id == task_id for t in listed.tasks):
+                return
+            reply = await self._call("UploadTask", send, read=False, deadline=self.settings.transfer_deadline)
+        _check(reply)
+
+    async def stop_task(self, token: str, task_id: str) -> str:
+        reply = _check(await self._call("StopTask", lambda d: self.master.StopTask(
+            pb.StopTaskRequest(task_id=task_id, token=token), timeout=d), read=False))
+        return reply.message.partition(":")[2].strip() or "STOPPED"
+
+    async def task_result(self, token: str, task_id: str) -> bytes:
+        reply = _check(await self._call("GetTaskResult", lambda d: self.master.GetTaskResult(
+            pb.GetTaskResultRequest(task_id=task_id, token=token), timeout=d), read=True,
+            deadline=self.settings.transfer_deadline))
+        return bytes(reply.result_zip)
+
+    async def task_log(self, token: str, task_id: str) -> str:
+        reply = await self._call("GetTasklog", lambda d: self.master.GetTasklog(
+            pb.TasklogRequest(task_id=task_id, token=token), timeout=d), read=True)
+        if not reply.success:
+            raise error_for(reply.message or "TASK_NOT_FOUND")
+        return reply.log
+
+    async def task_log_since(self, token: str, task_id: str, offset: int) -> tuple[str, int]:
+        reply = _check(await self._call("GetTasklogSince", lambda d: self.master.GetTasklogSince(
+            pb.TasklogSinceRequest(task_id=task_id, token=token, offset=offset), timeout=d), read=True))
+        return reply.log, int(reply.next_offset)
+
+    # -- NodeManagerService -----------------------------------------------------------------------
+    async def list_nodes(self, token: str) -> NodeList:
+        try:
+            reply = _check(await self._call("GetNodeList", lambda d: self.nodes.GetNodeList(
+                pb.GetNodeListRequest(token=token), timeout=d), read=True))
+        except NotSupportedError:
+            return NodeList(False, [])
+        return NodeList(True, [node_from_pb(n) for n in reply.nodes])
+
+    async def set_node_state(self, token: str, node_id: str, state: str) -> None:
+        _check(await self._call("SetNodeState", lambda d: self.nodes.SetNodeState(
+            pb.SetNodeStateRequest(token=token, node_id=node_id, state=state), timeout=d), read=False))

@@ -1,0 +1,191 @@
+"""Client services against a real pool: session, refresh, faults, degraded pools, history, alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from hivemind_tui.errors import NotSupportedError
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.services.alerts import Alerts, Condition
+from hivemind_tui.services.errors import NotConnectedError, SessionExpiredError
+from hivemind_tui.services.history import History
+from hivemind_tui.services.models import NodeInfo
+from hivemind_tui.services.nodepool_client import PoolClient
+from hivemind_tui.services.session import Session, token_file
+from hivemind_tui.services.store import Store
+from tests.conftest import fast_settings
+from tests.helpers import FakeClock, Pool, start_pool, task_zip
+from tests.proxy import FaultProxy
+
+PASSWORD = "pw-" + "x" * 8
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
+    running = await start_pool(fast_settings(tmp_path / "data", token_ttl=600), FakeClock())
+    await running.add_user("alice")
+    yield running
+    await running.close()
+
+
+async def test_session_login_remember_and_file_mode(pool: Pool, tmp_path: Path) -> None:
+    client = PoolClient(pool.settings, pool.address, clock=pool.clock)
+    session = Session(client, tmp_path / "tokens", clock=pool.clock)
+    data = await session.login("alice", PASSWORD, remember=True)
+    assert data.role == "operator" and data.expires_at == pytest.approx(pool.clock.now + 600)
+    path = token_file(tmp_path / "tokens", pool.address)
+    assert path.stat().st_mode & 0o777 == 0o600 and PASSWORD not in path.read_text()
+    again = Session(PoolClient(pool.settings, pool.address), tmp_path / "tokens", clock=pool.clock)
+    assert again.load() and again.username == "alice"
+    assert await again.call(again.client.balance) == 1000
+    await again.logout()
+    assert not path.exists()
+    with pytest.raises(SessionExpiredError):
+        await session.call(session.client.balance)  # the token was revoked; refresh cannot mend it
+    await client.close()
+    await again.client.close()
+
+
+async def test_refresh_before_expiry_and_retry_on_expired_token(pool: Pool, tmp_path: Path) -> None:
+    client = PoolClient(pool.settings, pool.address, clock=pool.clock)
+    session = Session(client, tmp_path / "tokens", clock=pool.clock)
+    await session.login("alice", PASSWORD)
+    first = session.data.token
+    pool.clock.advance(545)  # inside the last tenth of the 600 s life: refreshed before the call
+    assert await session.call(client.balance) == 1000
+    assert session.data.token != first
+    second = session.data.token
+    await pool.users.Logout(pb.LogoutRequest(token=second))
+    with pytest.raises(SessionExpiredError):  # INVALID_TOKEN, and a refresh of it is refused too
+        await session.call(client.balance)
+    await session.login("alice", PASSWORD)
+    pool.clock.advance(700)  # the whole life passed (an outage longer than a token's life)
+    with pytest.raises(SessionExpiredError):
+        await session.call(client.balance)
+    await client.close()
+
+
+async def test_pool_cut_then_back_reconnects_by_itself(pool: Pool, tmp_path: Path) -> None:
+    proxy = await FaultProxy(int(pool.address.rsplit(":", 1)[1])).start()
+    settings = pool.settings.with_overrides(rpc_deadline=1.0)
+    client = PoolClient(settings, proxy.address, clock=pool.clock)
+    session = Session(client, tmp_path / "tokens", clock=pool.clock)
+    await session.login("alice", PASSWORD)
+    assert client.state.status == "connected"
+    proxy.cut()
+    start = time.monotonic()
+    with pytest.raises(NotConnectedError) as err:
+        await session.call(client.balance)
+    assert time.monotonic() - start < 3 * settings.rpc_deadline + 1
+    assert client.state.status in ("reconnecting", "disconnected") and client.state.next_retry_at
+    assert "cannot be reached" in err.value.message and err.value.exit_code == 3
+    proxy.mode = "pass"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            assert await session.call(client.balance) == 1000
+            break
+        except NotConnectedError:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+    assert client.state.status == "connected"
+    await client.close()
+    await proxy.close()
+
+
+async def test_dropped_packets_hit_the_deadline(pool: Pool, tmp_path: Path) -> None:
+    proxy = await FaultProxy(int(pool.address.rsplit(":", 1)[1])).start()
+    client = PoolClient(pool.settings.with_overrides(rpc_deadline=0.5), proxy.address)
+    await client.check_health()
+    proxy.mode = "drop"
+    start = time.monotonic()
+    with pytest.raises(NotConnectedError):
+        await client.check_health()
+    assert time.monotonic() - start < 5
+    await client.close()
+    await proxy.close()
+
+
+async def test_upload_is_not_sent_twice_when_the_answer_is_lost(pool: Pool, tmp_path: Path) -> None:
+    client = PoolClient(pool.settings, pool.address)
+    session = Session(client, tmp_path / "t")
+    await session.login("alice", PASSWORD)
+    await session.call(lambda tok: client.upload_task(tok, "once", task_zip()))
+    from hivemind_tui.services.errors import RejectedError
+
+    with pytest.raises(RejectedError) as err:
+        await session.call(lambda tok: client.upload_task(tok, "once", task_zip()))
+    assert err.value.code == "TASK_EXISTS"
+    await client.close()
+
+
+async def test_hivemind_compatible_pool_degrades(tmp_path: Path) -> None:
+    from hivemind_tui.datadir import DataDir
+    from hivemind_tui.nodepool.server import PoolServer
+
+    settings = fast_settings(tmp_path / "hm")
+    server = PoolServer(settings, DataDir(settings.data_path), listen="127.0.0.1:0", hivemind_compat=True)
+    await server.start()
+    try:
+        await server.parts.accounts.create_user("bob", PASSWORD, "operator", 10)
+        client = PoolClient(settings, server.address)
+        health = await client.check_health()
+        assert health.version == "unknown (HiveMind)" and health.extensions == ()
+        session = Session(client, tmp_path / "t")
+        data = await session.login("bob", PASSWORD)
+        assert data.role == "operator" and data.expires_at is None  # role unset: operator, as cli.md says
+        listed = await session.call(client.list_nodes)
+        assert not listed.supported and listed.nodes == []
+        await session.call(lambda tok: client.upload_task(tok, "hm-1", task_zip()))
+        (task,) = (await session.call(client.list_tasks)).tasks
+        assert task.task_id == "hm-1" and task.created_at is None and task.owner == ""
+        with pytest.raises(NotSupportedError):
+            await session.call(lambda tok: client.task_log_since(tok, "hm-1", 0))
+        assert await session.call(lambda tok: client.task_log(tok, "hm-1")) == ""
+        empty = await client.list_tasks("bad-token")  # HiveMind: an empty list, no error
+        assert empty.tasks == []
+        await session.logout()  # Logout is UNIMPLEMENTED: the token is simply forgotten
+        await client.close()
+    finally:
+        await server.stop(grace=1)
+
+
+async def test_history_retention_keeps_the_store_bounded(tmp_path: Path) -> None:
+    async with Store(tmp_path / "console.db") as store:
+        history = History(store)
+        clock = FakeClock(1_800_000_000)
+        nodes = [NodeInfo(node_id=f"n{i}", cpu_usage=50.0 + i, online=True) for i in range(20)]
+        start = clock.now
+        for _ in range(2 * 3600 // 5):  # two hours of 5 s refreshes
+            await history.record_nodes(nodes, clock.now)
+            clock.advance(5)
+            if int(clock.now - start) % 300 == 0:
+                await history.compact(clock.now)
+        await history.compact(clock.now)
+        raw, minutes = await history.row_counts()
+        assert raw <= 20 * 721 and minutes == 20 * 60
+        points = await history.node_history("n3", clock.now - 7200)
+        assert points[0].cpu == pytest.approx(53.0) and len(points) >= 60 + 700
+        clock.advance(8 * 86400)
+        await history.compact(clock.now)
+        assert await history.row_counts() == (0, 0)
+
+
+async def test_alerts_raise_once_and_clear(tmp_path: Path) -> None:
+    async with Store(tmp_path / "console.db") as store:
+        alerts = Alerts(store)
+        down = Condition("node_offline:n1", "node_offline", "n1", "node n1 went offline")
+        raised, cleared = await alerts.evaluate([down], 100.0)
+        assert [a.key for a in raised] == ["node_offline:n1"] and cleared == []
+        raised, cleared = await alerts.evaluate([down], 105.0)
+        assert raised == [] and cleared == []
+        raised, cleared = await alerts.evaluate([], 110.0, kinds={"task_failed"})
+        assert cleared == []  # node alerts were not judged this time
+        raised, cleared = await alerts.evaluate([], 115.0)
+        assert [a.cleared_at for a in cleared] == [115.0]
+        assert await alerts.list() == [] and len(await alerts.list(include_cleared=True)) == 1
