@@ -196,6 +196,9 @@ class Settings:
     max_unzipped_bytes: int = knob(4096 * MIB, _number(int, 1024, 2**62, "bytes"),
                                    "largest total uncompressed size of a zip that is read")
     max_zip_ratio: int = knob(200, _number(int, 1, 100000, ""), "largest compression ratio of a zip member")
+    shard_compression: str = knob("stored", _choice("stored", "deflated"),
+                                  "how shards are stored in subtask zips (stored is faster, deflated smaller)")
+    subtask_retry_limit: int = knob(3, _number(int, 0, 100, ""), "retries of one failed subtask by `tasks retry`")
     vpn_endpoint: str = knob("", _text, "public host or IP that clients dial", env=("VPN_SERVER_IP",))
     vpn_port: int = knob(51820, _number(int, 1, 65535, ""), "WireGuard listen port", env=("VPN_PORT",))
     vpn_interface: str = knob("wg0", _interface, "WireGuard interface name")

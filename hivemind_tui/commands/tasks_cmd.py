@@ -1,8 +1,13 @@
-"""`tasks list|show|logs|stop|result`: tasks as the pool has them."""
+"""`tasks ...`: tasks on the pool, with split tasks (parents) tracked by the task manager.
+
+A parent appears as one row with its real progress (finished subtasks / all); its subtasks are listed by
+`tasks show PARENT`. `stop` and `result` act on a whole parent when given one.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -10,8 +15,9 @@ from pathlib import Path
 from hivemind_tui.cli import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
 from hivemind_tui.datadir import atomic_write
-from hivemind_tui.errors import HivemindError, NotSupportedError, UsageError
+from hivemind_tui.errors import ExitCode, HivemindError, NotSupportedError, UsageError
 from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
 
 FOLLOW_POLL = 1.0
 
@@ -31,6 +37,20 @@ def register(registry: CommandRegistry) -> CommandRegistry:
     result_cmd.add_argument("task_id", metavar="ID")
     result_cmd.add_argument("--output", "-o", required=True, type=Path, metavar="PATH")
     result_cmd.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    submit_cmd = tasks.command("submit", submit, "split a task zip by its manifest, upload it, track it")
+    submit_cmd.add_argument("zip", type=Path, metavar="FILE.zip")
+    submit_cmd.add_argument("--type", dest="task_type", help="data_processing, machine_learning, simulation, ...")
+    submit_cmd.add_argument("--priority", type=int, help="higher runs sooner")
+    submit_cmd.add_argument("--shards", type=int, help="subtasks (default: the pool's free slots, or 4)")
+    for name in ("memory-gb", "cpu-score", "gpu-score", "gpu-memory-gb"):
+        submit_cmd.add_argument(f"--{name}", type=int, default=None)
+    submit_cmd.add_argument("--location")
+    submit_cmd.add_argument("--gpu-name")
+    submit_cmd.add_argument("--dry-run", action="store_true", help="print the plan; upload nothing")
+    submit_cmd.add_argument("--wait", action="store_true", help="wait until it finishes (exit 1 if it failed)")
+    retry_cmd = tasks.command("retry", retry, "resubmit a parent's failed subtasks")
+    retry_cmd.add_argument("task_id", metavar="PARENT")
+    tasks.command("resume", resume, "upload what an interrupted submit did not send")
     return tasks
 
 
@@ -52,20 +72,53 @@ async def fetch_task(conn: Connection, task_id: str) -> TaskInfo:
     raise HivemindError(f"no task {task_id}", code="TASK_NOT_FOUND")
 
 
+def parent_json(parent: ParentState) -> dict[str, object]:
+    return {"task_id": parent.parent_id, "owner": parent.owner or None, "parent_task_id": None,
+            "status": parent.status, "message": parent.message,
+            "progress": {"done": parent.done, "total": parent.total},
+            "task_type": parent.task_type or None, "priority": parent.priority, "created_at": parent.created_at,
+            "updated_at": parent.updated_at, "worker": None, "subtasks": parent.total if parent.split else 0}
+
+
+def manager(ctx: Context, conn: Connection) -> TaskManager:
+    return TaskManager(ctx.settings, conn.session, conn.store, ctx.data_dir.root / "staging")
+
+
+async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, object]]]:
+    """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
+    tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+    parents = await manager(ctx, conn).parents(tasks)
+    owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
+    rows = [parent_json(p) for p in parents] + [task_json(t) for t in tasks if t.task_id not in owned]
+    rows.sort(key=lambda r: r["created_at"] or 0, reverse=True)
+    return tasks, rows
+
+
 async def list_tasks(ctx: Context) -> Result:
     async with connect(ctx) as conn:
-        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        _, rows = await overview(ctx, conn)
     if ctx.args.status:
-        tasks = [t for t in tasks if t.status == ctx.args.status.upper()]
+        rows = [r for r in rows if r["status"] == ctx.args.status.upper()]
     now = time.time()
-    rows = [(t.task_id, t.status, t.task_type or "-", t.priority, t.owner or "-", age(t.created_at, now),
-             t.worker or "-", t.message[:50]) for t in tasks]
-    text = table(("ID", "STATUS", "TYPE", "PRIO", "OWNER", "AGE", "WORKER", "MESSAGE"), rows) if rows else "no tasks"
-    return Result({"tasks": [task_json(t) for t in tasks]}, text)
+    lines = [(r["task_id"], r["status"], f"{r['progress']['done']}/{r['progress']['total']}", r["task_type"] or "-",
+              r["priority"], r["owner"] or "-", age(r["created_at"], now), str(r["message"])[:50]) for r in rows]
+    text = table(("ID", "STATUS", "DONE", "TYPE", "PRIO", "OWNER", "AGE", "MESSAGE"), lines) if lines else "no tasks"
+    return Result({"tasks": rows}, text)
 
 
 async def show(ctx: Context) -> Result:
     async with connect(ctx) as conn:
+        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        parent = await manager(ctx, conn).parent(ctx.args.task_id, tasks)
+        if parent is not None and parent.split:
+            data = parent_json(parent)
+            subs = [{"task_id": s.task_id, "index": s.index, "attempt": s.attempt, "status": s.status,
+                     "message": s.message, "worker": s.worker or None, "size_bytes": s.size, "params": s.params}
+                    for s in parent.subtasks]
+            lines = [f"{parent.parent_id}  {parent.status}  {parent.done}/{parent.total}  {parent.message}"]
+            lines += [table(("SUBTASK", "STATUS", "WORKER", "MESSAGE"),
+                            [(s["task_id"], s["status"], s["worker"] or "-", str(s["message"])[:60]) for s in subs])]
+            return Result({"task": data, "subtasks": subs}, "\n".join(lines))
         task = await fetch_task(conn, ctx.args.task_id)
     data = task_json(task)
     lines = [f"{k:<15} {when(v) if k.endswith('_at') else v}" for k, v in data.items() if k != "progress"]
@@ -105,6 +158,13 @@ async def logs(ctx: Context) -> Result:
 async def stop(ctx: Context) -> Result:
     async with connect(ctx) as conn:
         require_change(ctx, conn, "stop tasks")
+        tasks_manager = manager(ctx, conn)
+        if await tasks_manager.is_parent(ctx.args.task_id):
+            tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+            stopped = await tasks_manager.stop(ctx.args.task_id, tasks)
+            await conn.audit.record(conn.user, "stop", ctx.args.task_id, f"{len(stopped)} subtask(s)")
+            return Result({"task_id": ctx.args.task_id, "status": "STOPPED", "stopped": stopped},
+                          f"{ctx.args.task_id}: stopped {len(stopped)} subtask(s)")
         status = await conn.session.call(lambda token: conn.client.stop_task(token, ctx.args.task_id))
         await conn.audit.record(conn.user, "stop", ctx.args.task_id, status)
     return Result({"task_id": ctx.args.task_id, "status": status}, f"{ctx.args.task_id}: {status}")
@@ -115,8 +175,96 @@ async def result(ctx: Context) -> Result:
     if await asyncio.to_thread(path.exists) and not ctx.args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     async with connect(ctx) as conn:
+        tasks_manager = manager(ctx, conn)
+        if await tasks_manager.is_parent(ctx.args.task_id):
+            tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+            summary = await tasks_manager.aggregate(ctx.args.task_id, tasks, path)
+            await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
+            size = (await asyncio.to_thread(path.stat)).st_size
+            return Result({"task_id": ctx.args.task_id, "path": str(path), "bytes": size, "aggregate": summary},
+                          f"saved {size} bytes to {path} ({summary['completed']}/{summary['total']} subtasks)")
         data = await conn.session.call(lambda token: conn.client.task_result(token, ctx.args.task_id))
         await asyncio.to_thread(atomic_write, path, data, 0o644)
         await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
     return Result({"task_id": ctx.args.task_id, "path": str(path), "bytes": len(data)},
                   f"saved {len(data)} bytes to {path}")
+
+
+def _options(ctx: Context) -> SubmitOptions:
+    a = ctx.args
+    if a.shards is not None and a.shards < 1:
+        raise UsageError("--shards must be 1 or more")
+    for name in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb"):
+        if getattr(a, name) is not None and getattr(a, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
+    resources = {"memory_gb": a.memory_gb, "cpu_score": a.cpu_score, "gpu_score": a.gpu_score,
+                 "gpu_memory_gb": a.gpu_memory_gb, "location": a.location, "gpu_name": a.gpu_name}
+    return SubmitOptions(a.task_type, a.priority, a.shards, resources)
+
+
+async def submit(ctx: Context) -> Result:
+    zip_path: Path = ctx.args.zip
+    if not await asyncio.to_thread(zip_path.is_file):
+        raise UsageError(f"{zip_path}: no such file")
+    options = _options(ctx)
+    async with connect(ctx) as conn:
+        tasks_manager = manager(ctx, conn)
+        await conn.client.check_health()
+        nodes = await conn.session.call(conn.client.list_nodes)
+        if ctx.args.dry_run:
+            plan = await tasks_manager.dry_run(zip_path, options, nodes)
+            data = {"task_id": plan.parent_id, "subtasks": [], "status": "DRY_RUN", "dry_run": True,
+                    "plan": [s.as_json() for s in plan.subtasks], "notes": plan.notes, "problems": plan.problems,
+                    "proposed_shards": plan.proposed_shards, "limit_bytes": plan.limit_bytes}
+            return Result(data, _plan_text(plan.subtasks, plan.notes, plan.problems),
+                          ExitCode.OK if plan.ok else ExitCode.FAILED)
+        require_change(ctx, conn, "submit tasks")
+
+        def progress(p: Progress) -> None:
+            if not ctx.json:
+                ctx.warn(f"uploaded {p.subtasks_done}/{p.subtasks_total} subtasks, "
+                         f"{p.bytes_done}/{p.bytes_total} bytes")
+
+        parent_id, plan, ids = await tasks_manager.submit(zip_path, options, nodes, progress)
+        await conn.audit.record(conn.user, "submit", parent_id, f"{len(ids)} subtask(s) from {zip_path.name}")
+        status = "PENDING"
+        if ctx.args.wait:
+            status = await _wait(conn, tasks_manager, parent_id)
+    data = {"task_id": parent_id, "subtasks": ids if plan.split else [], "status": status, "dry_run": False,
+            "plan": [s.as_json() for s in plan.subtasks], "notes": plan.notes}
+    code = ExitCode.FAILED if status in ("FAILED", "STOPPED") else ExitCode.OK
+    return Result(data, f"submitted {parent_id}: {len(ids)} subtask(s); {status}", code)
+
+
+async def _wait(conn: Connection, tasks_manager: TaskManager, parent_id: str) -> str:
+    while True:
+        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        state = await tasks_manager.parent(parent_id, tasks)
+        if state is not None and state.finished:
+            return state.status
+        await asyncio.sleep(FOLLOW_POLL)
+
+
+def _plan_text(subtasks: list, notes: list[str], problems: list[str]) -> str:
+    rows = [(s.index, s.size_bytes, s.lines if s.lines is not None else "-", f"{s.weight:.3f}",
+             json.dumps(s.params) if s.params else "-") for s in subtasks]
+    lines = [table(("#", "BYTES", "LINES", "WEIGHT", "PARAMS"), rows)]
+    lines += [f"note: {n}" for n in notes] + [f"PROBLEM: {p}" for p in problems]
+    return "\n".join(lines)
+
+
+async def retry(ctx: Context) -> Result:
+    async with connect(ctx) as conn:
+        require_change(ctx, conn, "retry tasks")
+        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        new_ids = await manager(ctx, conn).retry(ctx.args.task_id, tasks)
+        await conn.audit.record(conn.user, "retry", ctx.args.task_id, f"{len(new_ids)} subtask(s)")
+    return Result({"task_id": ctx.args.task_id, "resubmitted": new_ids},
+                  f"{ctx.args.task_id}: resubmitted {len(new_ids)} subtask(s)")
+
+
+async def resume(ctx: Context) -> Result:
+    async with connect(ctx) as conn:
+        require_change(ctx, conn, "upload tasks")
+        parents = await manager(ctx, conn).resume()
+    return Result({"resumed": parents}, f"resumed {len(parents)} submit(s)" if parents else "nothing to resume")

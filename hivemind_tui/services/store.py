@@ -35,6 +35,20 @@ MIGRATIONS: list[Migration] = [
             target TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '')""",
         "CREATE INDEX audit_ts ON audit(ts)",
     ],
+    # 3: split tasks (task manager): a parent and its subtasks, recorded before anything is uploaded.
+    [
+        """CREATE TABLE parents (
+            parent_id TEXT PRIMARY KEY, pool TEXT NOT NULL, owner TEXT NOT NULL, source TEXT NOT NULL,
+            task_type TEXT NOT NULL, priority INTEGER NOT NULL, total INTEGER NOT NULL, plan TEXT NOT NULL,
+            resources TEXT NOT NULL, concat TEXT NOT NULL, header INTEGER NOT NULL, staging TEXT NOT NULL,
+            created_at REAL NOT NULL, stopped INTEGER NOT NULL DEFAULT 0)""",
+        """CREATE TABLE subtasks (
+            task_id TEXT PRIMARY KEY, parent_id TEXT NOT NULL REFERENCES parents(parent_id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL, attempt INTEGER NOT NULL, zip_path TEXT NOT NULL, size INTEGER NOT NULL,
+            params TEXT NOT NULL, uploaded INTEGER NOT NULL DEFAULT 0, superseded INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX subtasks_parent ON subtasks(parent_id, idx)",
+    ],
 ]
 
 

@@ -3,80 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAST_ENV, free_port, make_zip
-
-ENV = {**FAST_ENV, "HIVEMIND_REFRESH_INTERVAL": "0.3"}
-
-
-class CLI:
-    def __init__(self, data: Path) -> None:
-        self.data = data
-
-    def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hivemind_tui", "--data-dir", str(self.data), *args],
-                              env={**os.environ, **ENV}, input=stdin, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def json(self, *args: str, code: int = 0, stdin: str | None = None) -> dict:
-        proc = self(*args, "--json", stdin=stdin)
-        assert proc.returncode == code, (args, proc.returncode, proc.stdout, proc.stderr)
-        return json.loads(proc.stdout)
-
-
-def serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve",
-                             "--listen", f"127.0.0.1:{port}", *extra], env={**os.environ, **ENV},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not (data / "pool" / "pool.json").exists():
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.05)
-    return proc
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[CLI]:
-    data = tmp_path / "data"
-    port = free_port()
-    proc = serve(data, port)
-    tool = CLI(data)
-    tool.port = port  # type: ignore[attr-defined]
-    tool.proc = proc  # type: ignore[attr-defined]
-    yield tool
-    if tool.proc.poll() is None:  # type: ignore[attr-defined]
-        tool("pool", "stop")
-    tool.proc.wait(timeout=20)  # type: ignore[attr-defined]
-
-
-def admin_login(cli: CLI, hivemind: bool = False) -> str:
-    password = (cli.data / "pool" / "admin-password").read_text().strip()
-    doc = cli.json("login", "--user", "admin", "--password-stdin", stdin=password + "\n")
-    if hivemind:  # a HiveMind pool sends neither role nor expiry: operator, as cli.md says
-        assert doc["role"] == "operator" and doc["expires_at"] is None
-    else:
-        assert doc["role"] == "admin" and doc["user"] == "admin" and doc["expires_at"] > time.time()
-    return password
-
-
-def wait_for(cli: CLI, task_id: str, statuses: set[str], timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        doc = cli.json("tasks", "show", task_id)["task"]
-        if doc["status"] in statuses:
-            return doc
-        assert time.monotonic() < deadline, doc
-        time.sleep(0.2)
+from tests.helpers import free_port, make_zip
+from tests.integration.cli_harness import CLI, admin_login, serve, wait_for
 
 
 def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:

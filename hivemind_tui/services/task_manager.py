@@ -1,0 +1,390 @@
+"""The task manager: submit (split, record, upload), track real progress, stop, retry, resume, aggregate.
+
+A submit is recorded in the store (the parent and every subtask, with its staged zip) before anything is
+uploaded, and each subtask is marked when the pool has it, so a crash or a lost connection never loses
+track: `resume` uploads what was not sent and never sends a subtask twice (TASK_EXISTS counts as sent).
+Progress is finished subtasks over all, from the pool's own statuses. A plain (unsplit) task is recorded
+the same way, as a parent whose only subtask carries the parent's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from hivemind_tui.clock import Clock, system_clock
+from hivemind_tui.config import Settings
+from hivemind_tui.errors import HivemindError, UsageError
+from hivemind_tui.services.errors import RejectedError
+from hivemind_tui.services.manifest import Manifest
+from hivemind_tui.services.models import FINISHED_STATUSES, NodeList, TaskInfo
+from hivemind_tui.services.session import Session
+from hivemind_tui.services.store import Store
+from hivemind_tui.services.task_splitter import SplitPlan, new_task_id, read_task, split_task
+from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip
+
+log = logging.getLogger(__name__)
+
+NOT_SENT = "NOT_SENT"
+RESOURCE_KEYS = ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb", "location", "gpu_name")
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    task_type: str | None = None
+    priority: int | None = None
+    shards: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    bytes_done: int
+    bytes_total: int
+    subtasks_done: int
+    subtasks_total: int
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class SubtaskState:
+    task_id: str
+    index: int
+    attempt: int
+    uploaded: bool
+    status: str
+    message: str
+    worker: str
+    size: int
+    params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ParentState:
+    parent_id: str
+    owner: str
+    task_type: str
+    priority: int
+    created_at: float
+    split: bool
+    status: str
+    message: str
+    done: int
+    total: int
+    subtasks: list[SubtaskState]
+    updated_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+
+def overall_status(states: list[str], stopped: bool) -> tuple[str, str]:
+    """The parent's status from its subtasks' (issue rules); an unknown status counts as not finished."""
+    failed = sum(s == "FAILED" for s in states)
+    finished = all(s in FINISHED_STATUSES for s in states)
+    if stopped:
+        return "STOPPED", "stopped"
+    if all(s == "COMPLETED" for s in states):
+        return "COMPLETED", ""
+    if finished:
+        if failed:
+            return "FAILED", f"{failed} of {len(states)} subtasks failed"
+        return "STOPPED", "some subtasks were stopped"
+    if all(s in (NOT_SENT, "PENDING") for s in states):
+        return "PENDING", f"{sum(s == NOT_SENT for s in states)} not sent yet" if NOT_SENT in states else ""
+    return "RUNNING", f"{failed} failed" if failed else ""
+
+
+class TaskManager:
+    def __init__(self, settings: Settings, session: Session, store: Store, staging_root: Path,
+                 clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.session = session
+        self.store = store
+        self.staging_root = staging_root
+        self.clock = clock
+        self.limits = ZipLimits(settings.max_unzipped_bytes, settings.max_zip_ratio)
+
+    @property
+    def pool(self) -> str:
+        return self.session.client.address
+
+    def upload_limit(self) -> int:
+        """Our pools take max_upload_bytes; a HiveMind pool (no extensions) takes the remote limit."""
+        health = self.session.client.health
+        if health is not None and health.extensions:
+            return self.settings.max_upload_bytes
+        return self.settings.remote_pool_limit_bytes
+
+    # -- planning ---------------------------------------------------------------------------------
+    async def plan(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None,
+                   out_dir: Path, parent_id: str) -> tuple[Manifest, SplitPlan]:
+        manifest = await asyncio.to_thread(read_task, zip_path, self.limits)
+        if options.task_type is not None or options.priority is not None:
+            manifest = replace(manifest, task_type=options.task_type or manifest.task_type,
+                               priority=manifest.priority if options.priority is None else options.priority)
+        if manifest.task_type == "data_processing" and not manifest.input:
+            raise UsageError("--type data_processing needs [split] input in hivemind.toml")
+        plan = await asyncio.to_thread(split_task, zip_path, out_dir, manifest, options.shards, nodes,
+                                       self.upload_limit(), parent_id, self.limits,
+                                       self.settings.shard_compression == "stored")
+        return manifest, plan
+
+    async def dry_run(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None) -> SplitPlan:
+        """The same split into a temp folder that is removed: exact sizes, nothing uploaded or recorded."""
+        scratch = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="hivemind-plan-"))
+        try:
+            return (await self.plan(zip_path, options, nodes, scratch, new_task_id(zip_path)))[1]
+        finally:
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
+
+    # -- submit and resume ------------------------------------------------------------------------
+    async def submit(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None,
+                     on_progress: ProgressCallback | None = None) -> tuple[str, SplitPlan, list[str]]:
+        """Split, record, upload. Raises (with nothing recorded) if a subtask would exceed the limit."""
+        parent_id = new_task_id(zip_path)
+        staging = self.staging_root / parent_id
+        manifest, plan = await self.plan(zip_path, options, nodes, staging, parent_id)
+        if not plan.ok:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            raise HivemindError("; ".join(plan.problems), code="TOO_LARGE")
+        if not plan.split:
+            single = staging / "0000.zip"
+            await asyncio.to_thread(shutil.copyfile, zip_path, single)
+            plan.subtasks[0] = replace(plan.subtasks[0], path=single)
+        resources = {**manifest.resources, **{k: v for k, v in options.resources.items() if v is not None}}
+        ids = [parent_id] if not plan.split else [f"{parent_id}.{s.index:04d}" for s in plan.subtasks]
+        now = self.clock()
+        async with self.store.write() as conn:
+            await conn.execute(
+                "INSERT INTO parents (parent_id, pool, owner, source, task_type, priority, total, plan, resources, "
+                "concat, header, staging, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (parent_id, self.pool, self.session.username, str(zip_path), manifest.task_type, manifest.priority,
+                 len(ids), json.dumps([s.as_json() for s in plan.subtasks]), json.dumps(resources),
+                 json.dumps(list(manifest.concat)), int(manifest.header), str(staging), now))
+            await conn.executemany(
+                "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, created_at) "
+                "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
+                [(task_id, parent_id, s.index, str(s.path), s.size_bytes, json.dumps(s.params), now)
+                 for task_id, s in zip(ids, plan.subtasks, strict=True)])
+        log.info("submit %s: %d subtask(s) recorded", parent_id, len(ids))
+        await self.upload_pending(parent_id, on_progress)
+        return parent_id, plan, ids
+
+    async def unsent(self) -> list[str]:
+        """Parents of this pool with subtasks not yet uploaded."""
+        rows = await self.store.fetchall(
+            "SELECT DISTINCT p.parent_id FROM parents p JOIN subtasks s ON s.parent_id = p.parent_id "
+            "WHERE p.pool = ? AND s.uploaded = 0 AND s.superseded = 0 AND p.stopped = 0 ORDER BY p.created_at",
+            (self.pool,))
+        return [r["parent_id"] for r in rows]
+
+    async def resume(self, on_progress: ProgressCallback | None = None) -> list[str]:
+        parents = await self.unsent()
+        for parent_id in parents:
+            await self.upload_pending(parent_id, on_progress)
+        return parents
+
+    async def upload_pending(self, parent_id: str, on_progress: ProgressCallback | None = None) -> int:
+        """Upload every unsent subtask of `parent_id`, a few at once; returns how many were sent now."""
+        parent = await self._parent_row(parent_id)
+        rows = await self.store.fetchall("SELECT * FROM subtasks WHERE parent_id = ? AND superseded = 0 ORDER BY idx",
+                                         (parent_id,))
+        resources = json.loads(parent["resources"])
+        split = parent["total"] > 1 or rows[0]["task_id"] != parent_id
+        pending = [r for r in rows if not r["uploaded"]]
+        total_bytes = sum(r["size"] for r in rows)
+        done_bytes = sum(r["size"] for r in rows if r["uploaded"])
+        done = len(rows) - len(pending)
+        gate = asyncio.Semaphore(self.settings.upload_concurrency)
+        lock = asyncio.Lock()
+
+        async def send(row: Any) -> None:
+            nonlocal done_bytes, done
+            async with gate:
+                data = await asyncio.to_thread(Path(row["zip_path"]).read_bytes)
+                fields = {k: resources[k] for k in RESOURCE_KEYS if k in resources}
+                fields.update(priority=parent["priority"], task_type=parent["task_type"],
+                              parent_task_id=parent_id if split else "")
+                try:
+                    await self.session.call(lambda token: self.session.client.upload_task(
+                        token, row["task_id"], data, **fields))
+                except RejectedError as exc:
+                    if exc.code != "TASK_EXISTS":
+                        raise
+                async with self.store.write() as conn:
+                    await conn.execute("UPDATE subtasks SET uploaded = 1 WHERE task_id = ?", (row["task_id"],))
+                async with lock:
+                    done_bytes += row["size"]
+                    done += 1
+                    if on_progress is not None:
+                        on_progress(Progress(done_bytes, total_bytes, done, len(rows)))
+
+        if on_progress is not None:
+            on_progress(Progress(done_bytes, total_bytes, done, len(rows)))
+        await asyncio.gather(*(send(r) for r in pending))
+        return len(pending)
+
+    # -- status -----------------------------------------------------------------------------------
+    async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
+        """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list)."""
+        by_id = {t.task_id: t for t in tasks}
+        rows = await self.store.fetchall("SELECT * FROM parents WHERE pool = ? ORDER BY created_at DESC",
+                                         (self.pool,))
+        subs = await self.store.fetchall(
+            "SELECT s.* FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
+            "WHERE p.pool = ? AND s.superseded = 0 ORDER BY s.idx", (self.pool,))
+        grouped: dict[str, list[Any]] = {}
+        for sub in subs:
+            grouped.setdefault(sub["parent_id"], []).append(sub)
+        return [self._state(row, grouped.get(row["parent_id"], []), by_id) for row in rows]
+
+    async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:
+        return next((p for p in await self.parents(tasks) if p.parent_id == parent_id), None)
+
+    def _state(self, row: Any, subs: list[Any], by_id: dict[str, TaskInfo]) -> ParentState:
+        states = []
+        for sub in subs:
+            task = by_id.get(sub["task_id"])
+            status = NOT_SENT if not sub["uploaded"] else task.status if task else "UNKNOWN"
+            states.append(SubtaskState(sub["task_id"], sub["idx"], sub["attempt"], bool(sub["uploaded"]), status,
+                                       task.message if task else "", task.worker if task else "", sub["size"],
+                                       json.loads(sub["params"])))
+        status, message = overall_status([s.status for s in states], bool(row["stopped"]))
+        updated = [by_id[s.task_id].updated_at for s in states if s.task_id in by_id and by_id[s.task_id].updated_at]
+        split = not (len(subs) == 1 and subs[0]["task_id"] == row["parent_id"])
+        return ParentState(row["parent_id"], row["owner"], row["task_type"], row["priority"], row["created_at"], split,
+                           status, message, sum(s.status == "COMPLETED" for s in states), len(states), states,
+                           max(updated) if updated else None)
+
+    # -- stop and retry ---------------------------------------------------------------------------
+    async def stop(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:
+        """Stop every unfinished subtask; unsent ones are never sent."""
+        state = await self._require(parent_id, tasks)
+        async with self.store.write() as conn:
+            await conn.execute("UPDATE parents SET stopped = 1 WHERE parent_id = ?", (parent_id,))
+        stopped = []
+        for sub in state.subtasks:
+            if sub.uploaded and sub.status not in FINISHED_STATUSES:
+                await self.session.call(lambda token, tid=sub.task_id: self.session.client.stop_task(token, tid))
+                stopped.append(sub.task_id)
+        return stopped
+
+    async def retry(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:
+        """Resubmit failed (and stopped) subtasks under new ids linked to the parent, up to the retry limit."""
+        state = await self._require(parent_id, tasks)
+        if not state.split:
+            raise UsageError(f"{parent_id} is a plain task; submit it again to rerun it")
+        again = [s for s in state.subtasks if s.status in ("FAILED", "STOPPED")]
+        over = [s.task_id for s in again if s.attempt >= self.settings.subtask_retry_limit]
+        if over:
+            raise HivemindError(f"retry limit ({self.settings.subtask_retry_limit}) reached for {', '.join(over)}",
+                                code="RETRY_LIMIT")
+        new_ids = []
+        now = self.clock()
+        async with self.store.write() as conn:
+            await conn.execute("UPDATE parents SET stopped = 0 WHERE parent_id = ?", (parent_id,))
+            for sub in again:
+                new_id = f"{parent_id}.{sub.index:04d}.r{sub.attempt + 1}"
+                row = await (await conn.execute("SELECT * FROM subtasks WHERE task_id = ?", (sub.task_id,))).fetchone()
+                await conn.execute("UPDATE subtasks SET superseded = 1 WHERE task_id = ?", (sub.task_id,))
+                await conn.execute(
+                    "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (new_id, parent_id, sub.index, sub.attempt + 1, row["zip_path"], row["size"], row["params"], now))
+                new_ids.append(new_id)
+        await self.upload_pending(parent_id)
+        return new_ids
+
+    # -- results ----------------------------------------------------------------------------------
+    async def aggregate(self, parent_id: str, tasks: list[TaskInfo], output: Path,
+                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+        """One result zip: a folder per subtask, concatenated outputs, and `aggregate.json`; atomic."""
+        state = await self._require(parent_id, tasks)
+        parent = await self._parent_row(parent_id)
+        results: dict[int, bytes] = {}
+        failed, missing = [], []
+        for n, sub in enumerate(state.subtasks):
+            if sub.status != "COMPLETED":
+                (failed if sub.status == "FAILED" else missing).append(sub.task_id)
+                continue
+            data = await self.session.call(lambda token, tid=sub.task_id: self.session.client.task_result(token, tid))
+            try:
+                await asyncio.to_thread(check_zip, data, self.limits)
+            except ZipRejected as exc:
+                failed.append(sub.task_id)
+                log.warning("result of %s refused: %s", sub.task_id, exc)
+                continue
+            results[sub.index] = data
+            if on_progress is not None:
+                on_progress(Progress(n + 1, len(state.subtasks), n + 1, len(state.subtasks)))
+        summary = {"parent_task_id": parent_id, "status": state.status, "total": state.total,
+                   "completed": len(results), "failed": failed, "missing": missing,
+                   "concatenated": json.loads(parent["concat"]) if state.split else []}
+        await asyncio.to_thread(self._write_aggregate, output, state, results, summary, bool(parent["header"]))
+        if state.status == "COMPLETED" and len(results) == state.total:
+            await asyncio.to_thread(shutil.rmtree, parent["staging"], True)
+        return summary
+
+    def _write_aggregate(self, output: Path, state: ParentState, results: dict[int, bytes],
+                         summary: dict[str, Any], header: bool) -> None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if not state.split:
+                tmp.write_bytes(results.get(0, b""))
+            else:
+                with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
+                    for index in sorted(results):
+                        with zipfile.ZipFile(io.BytesIO(results[index])) as zf:
+                            for member in zf.infolist():
+                                if not member.is_dir():
+                                    out.writestr(f"subtask-{index:04d}/{member.filename}", zf.read(member))
+                    for path in summary["concatenated"]:
+                        with out.open(path, "w", force_zip64=True) as dst:
+                            for n, index in enumerate(sorted(results)):
+                                with zipfile.ZipFile(io.BytesIO(results[index])) as zf:
+                                    if path not in zf.namelist():
+                                        continue
+                                    with zf.open(path) as src:
+                                        if header and n > 0:
+                                            src.readline()
+                                        shutil.copyfileobj(src, dst)
+                    out.writestr("aggregate.json", json.dumps(summary, indent=1))
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            tmp.replace(output)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    async def _parent_row(self, parent_id: str) -> Any:
+        row = await self.store.fetchone("SELECT * FROM parents WHERE parent_id = ?", (parent_id,))
+        if row is None:
+            raise HivemindError(f"no submitted task {parent_id}", code="TASK_NOT_FOUND")
+        return row
+
+    async def _require(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState:
+        state = await self.parent(parent_id, tasks)
+        if state is None:
+            raise HivemindError(f"no submitted task {parent_id} for this pool", code="TASK_NOT_FOUND")
+        return state
+
+    async def is_parent(self, task_id: str) -> bool:
+        return await self.store.fetchone("SELECT 1 FROM parents WHERE parent_id = ?", (task_id,)) is not None
