@@ -16,6 +16,7 @@ def register_all(registry: CommandRegistry) -> None:
         session_cmd,
         status_cmd,
         tasks_cmd,
+        vpn_cmd,
         worker_cmd,
     )
 
@@ -23,6 +24,7 @@ def register_all(registry: CommandRegistry) -> None:
     status_cmd.register(registry)
     nodes_cmd.register(registry)
     tasks_cmd.register(registry)
+    vpn_cmd.register(registry)
     pool_cmd.register(registry)
     worker_cmd.register(registry)
     config_cmd.register(registry)

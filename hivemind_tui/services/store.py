@@ -49,6 +49,17 @@ MIGRATIONS: list[Migration] = [
             created_at REAL NOT NULL)""",
         "CREATE INDEX subtasks_parent ON subtasks(parent_id, idx)",
     ],
+    # 4: WireGuard peers. Active peers own their name and address; a revoked peer's address is free again.
+    [
+        """CREATE TABLE vpn_peers (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, owner TEXT NOT NULL,
+            address TEXT NOT NULL, address6 TEXT NOT NULL DEFAULT '', public_key TEXT NOT NULL,
+            preshared_key TEXT NOT NULL, mode TEXT NOT NULL CHECK (mode IN ('full', 'split')),
+            networks TEXT NOT NULL DEFAULT '', key_kept INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL,
+            revoked_at REAL)""",
+        "CREATE UNIQUE INDEX vpn_peers_active_name ON vpn_peers(name) WHERE revoked_at IS NULL",
+        "CREATE UNIQUE INDEX vpn_peers_active_address ON vpn_peers(address) WHERE revoked_at IS NULL",
+    ],
 ]
 
 
