@@ -40,9 +40,10 @@ class TaskReports:
             raise PoolRefusal(codes.INVALID_ARGUMENT, "this task is not running on this node")
         return row
 
-    async def output(self, node_id: str, task_id: str, text: str) -> None:
+    async def output(self, node_id: str, task_id: str, text: str, offset: int | None = None) -> None:
+        """Append output; with an offset, bytes the log already has (a retried upload) are skipped."""
         row = await self._running_on(task_id, node_id)
-        await self._storage.append_log(task_id, text)
+        await self._storage.append_log(task_id, text, offset)
         if row["status"] == "ASSIGNED":
             now = self._clock()
             await self._storage.update_task(task_id, now, status="RUNNING", started_at=now, message="")

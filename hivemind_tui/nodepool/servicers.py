@@ -246,7 +246,8 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     async def TaskOutputUpload(self, request: pb.TaskOutputUploadRequest,
                                context: grpc.aio.ServicerContext) -> pb.TaskOutputUploadResponse:
         node = await self.worker(context)
-        await self.p.reports.output(node, request.task_id, request.output)
+        offset = request.offset if request.HasField("offset") else None
+        await self.p.reports.output(node, request.task_id, request.output, offset)
         return pb.TaskOutputUploadResponse(success=True, message="ok")
 
     @refusals_as(pb.TaskOutputResponse)

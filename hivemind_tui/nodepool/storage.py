@@ -176,8 +176,8 @@ class PoolStorage(Database):
     async def read_file(self, path: Path) -> bytes:
         return await asyncio.to_thread(path.read_bytes)
 
-    async def append_log(self, task_id: str, text: str) -> None:
-        await asyncio.to_thread(_append, self.paths.task_log(task_id), text.encode("utf-8"))
+    async def append_log(self, task_id: str, text: str, offset: int | None = None) -> None:
+        await asyncio.to_thread(_append, self.paths.task_log(task_id), text.encode("utf-8"), offset)
 
     async def read_log(self, task_id: str, offset: int, max_bytes: int) -> tuple[str, int]:
         """The log from byte `offset`, at most `max_bytes`, cut at a character boundary."""
@@ -191,10 +191,14 @@ class PoolStorage(Database):
         await asyncio.to_thread(remove)
 
 
-def _append(path: Path, data: bytes) -> None:
+def _append(path: Path, data: bytes, offset: int | None) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        os.write(fd, data)
+        if offset is not None:
+            have = os.fstat(fd).st_size
+            data = data[max(have - offset, 0):]
+        if data:
+            os.write(fd, data)
     finally:
         os.close(fd)
 
@@ -205,7 +209,7 @@ def _read_from(path: Path, offset: int, max_bytes: int) -> tuple[str, int]:
             size = fh.seek(0, os.SEEK_END)
             offset = min(max(offset, 0), size)
             fh.seek(offset)
-            data = fh.read(max_bytes)
+            data = fh.read(max(max_bytes, 4))  # a whole character always fits
     except FileNotFoundError:
         return "", 0
     # Never end inside a UTF-8 sequence: a trailing partial character is left for the next read.

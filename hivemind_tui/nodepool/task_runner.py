@@ -220,6 +220,7 @@ class TaskRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(done.wait(), OUTPUT_BATCH_SECONDS)
             await self._flush()
+        await self._flush()  # what was queued while the last send was in flight
 
     async def _flush(self) -> None:
         """Send what is queued; one send at a time, so output arrives in order."""

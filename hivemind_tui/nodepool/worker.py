@@ -106,6 +106,7 @@ class Worker:
         self._run_tasks: set[asyncio.Task[None]] = set()
         self._metadata = ((WORKER_SECRET_HEADER, config.secret), (NODE_ID_HEADER, config.node_id))
         self._cpu_score = 0
+        self._sent: dict[str, int] = {}
 
     async def start(self) -> int:
         await asyncio.to_thread(prepare_base_dir, self.config.run.base_dir)
@@ -164,6 +165,7 @@ class Worker:
             log.exception("task %s: the run failed", run.task_id)
         finally:
             self.runs.pop(run.task_id, None)
+            self._sent.pop(run.task_id, None)
 
     def stop(self, task_id: str) -> bool:
         run = self.runs.get(task_id)
@@ -185,9 +187,12 @@ class Worker:
         return pb_grpc.NodeManagerServiceStub(self._channel)
 
     async def _send_output(self, task_id: str, text: str) -> None:
+        """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
+        offset = self._sent.get(task_id, 0)
         await self._with_retry(lambda: self._pool.TaskOutputUpload(
-            pb.TaskOutputUploadRequest(task_id=task_id, output=text), metadata=self._metadata,
+            pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset), metadata=self._metadata,
             timeout=self.config.rpc_deadline))
+        self._sent[task_id] = offset + len(text.encode("utf-8"))
 
     async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
         reply = await self._with_retry(lambda: self._pool.TaskResultUpload(

@@ -447,14 +447,16 @@ class ExecuteTaskResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class TaskOutputUploadRequest(_message.Message):
-    __slots__ = ("task_id", "output", "token")
+    __slots__ = ("task_id", "output", "token", "offset")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     output: str
     token: str
-    def __init__(self, task_id: _Optional[str] = ..., output: _Optional[str] = ..., token: _Optional[str] = ...) -> None: ...
+    offset: int
+    def __init__(self, task_id: _Optional[str] = ..., output: _Optional[str] = ..., token: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class TaskOutputUploadResponse(_message.Message):
     __slots__ = ("success", "message")
