@@ -117,6 +117,8 @@ def build_parser() -> Parser:
     parser = Parser(prog="hivemind-tui", description="The HiveMind Master Node: a terminal console and "
                     "one-shot commands with JSON output.", parents=[_global_options(suppress=False)])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--keep-pool", action="store_true",
+                        help="console: leave an embedded pool it started running on exit")
     parser.set_defaults(handler=None)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     register_all(CommandRegistry(subparsers, _global_options(suppress=True)))
@@ -182,12 +184,16 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _default_handler(parser: Parser) -> Handler:
-    """Without a command the console starts; until it exists, the help is the honest answer."""
+    """Without a command the console starts (with --json there is no console: the help is the answer)."""
 
-    def show_help(ctx: Context) -> Result:
-        return Result({"help": parser.format_help()}, parser.format_help())
+    def console_or_help(ctx: Context) -> Result:
+        if ctx.json or not sys.stdout.isatty():
+            return Result({"help": parser.format_help()}, parser.format_help())
+        from hivemind_tui.commands.console_cmd import run_console
 
-    return show_help
+        return run_console(ctx)
+
+    return console_or_help
 
 
 def main() -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,4 +75,20 @@ def running_pool(pool_dir: Path) -> PoolInfo | None:
     info = read_pool_info(pool_dir)
     if info is None or not pid_alive(info.pid) or not port_answers(info.address):
         return None
+    return info
+
+
+def stop_pool(pool_dir: Path, wait: float = 20.0) -> PoolInfo | None:
+    """SIGTERM the pool named by pool.json and wait for it; None if none was running (a stale file goes)."""
+    info = read_pool_info(pool_dir)
+    if info is None or not pid_alive(info.pid):
+        if info is not None:
+            pool_json(pool_dir).unlink(missing_ok=True)
+        return None
+    os.kill(info.pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while pid_alive(info.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(info.pid):
+        raise TimeoutError(f"the pool (pid {info.pid}) did not stop within {wait:.0f} s")
     return info

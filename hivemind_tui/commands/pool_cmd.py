@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 import signal
 import sys
 import time
@@ -21,7 +20,7 @@ from hivemind_tui.nodepool.server import PoolServer
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 from hivemind_tui.nodepool.worker import default_node_id
-from hivemind_tui.poolfile import pid_alive, read_pool_info, running_pool
+from hivemind_tui.poolfile import read_pool_info, running_pool, stop_pool
 from hivemind_tui.zipsafe import ZipLimits
 
 T = TypeVar("T")
@@ -103,19 +102,12 @@ def status(ctx: Context) -> Result:
 
 
 async def stop(ctx: Context) -> Result:
-    pool_dir = ctx.data_dir.pool
-    info = read_pool_info(pool_dir)
-    if info is None or not pid_alive(info.pid):
-        if info is not None:
-            (pool_dir / "pool.json").unlink(missing_ok=True)
+    try:
+        info = await asyncio.to_thread(stop_pool, ctx.data_dir.pool, STOP_WAIT)
+    except TimeoutError as exc:
+        raise HivemindError(str(exc)) from None
+    if info is None:
         return Result({"stopped": False, "was_running": False}, "no pool was running for this data dir")
-    os.kill(info.pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_WAIT
-    # Another process's exit sends us no event; polling its pid is the only way to see it.
-    while pid_alive(info.pid) and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-    if pid_alive(info.pid):
-        raise HivemindError(f"the pool (pid {info.pid}) did not stop within {STOP_WAIT:.0f} s")
     return Result({"stopped": True, "was_running": True, "pid": info.pid}, f"pool (pid {info.pid}) stopped")
 
 

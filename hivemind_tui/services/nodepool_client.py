@@ -34,7 +34,7 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 MESSAGE_OVERHEAD = 1024 * 1024
 READ_ATTEMPTS = 3
 BACKOFF_BASE = 0.2
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 10.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class PoolClient:
         self._receive_limit = receive_limit or settings.max_upload_bytes + MESSAGE_OVERHEAD
         self._channel: grpc.aio.Channel | None = None
         self._backoff = BACKOFF_BASE
+        self._retry_not_before = 0.0
         # Set when the pool answers again after a failure; the session refreshes its token then.
         self.reconnected = False
         self.on_state_change: Callable[[ConnectionState], None] = lambda state: None
@@ -125,6 +126,9 @@ class PoolClient:
     async def _call(self, name: str, call: Callable[[float], Awaitable[T]], *, read: bool,
                     deadline: float | None = None) -> T:
         deadline = deadline or self.settings.rpc_deadline
+        wait = self._retry_not_before - time.monotonic()
+        if wait > 0:  # backing off after failures: say so at once instead of hammering the pool
+            raise NotConnectedError(self.address, "backing off", wait)
         attempts = READ_ATTEMPTS if read else 1
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()
@@ -151,6 +155,7 @@ class PoolClient:
     def _answered(self, seconds: float) -> None:
         was = self.state.status
         self._backoff = BACKOFF_BASE
+        self._retry_not_before = 0.0
         self.state = ConnectionState("connected", self.clock() if was != "connected" else self.state.since,
                                      None, seconds * 1000, 0)
         if was in ("reconnecting", "disconnected"):
@@ -167,6 +172,7 @@ class PoolClient:
         failures = self.state.failures + 1
         since = self.state.since if self.state.status in ("reconnecting", "disconnected") else now
         status = "reconnecting" if failures < 6 else "disconnected"
+        self._retry_not_before = time.monotonic() + delay
         self.state = replace(self.state, status=status, since=since, next_retry_at=now + delay, failures=failures)
         self.on_state_change(self.state)
         return delay

@@ -311,7 +311,8 @@ class WireGuard:
         return peer
 
     # -- configs ----------------------------------------------------------------------------------
-    def client_config(self, server: ServerIdentity, peer: Peer, private_key: str) -> str:
+    @staticmethod
+    def client_config(server: ServerIdentity, peer: Peer, private_key: str) -> str:
         allowed = "0.0.0.0/0, ::/0" if peer.mode == "full" else ", ".join((server.pool, *(
             [server.pool6] if server.pool6 else []), *peer.networks))
         lines = ["[Interface]", f"# hivemind-tui peer {peer.name}", f"PrivateKey = {private_key}",

@@ -1,0 +1,73 @@
+"""The console (`hivemind-tui` with no command): find or start the pool, run the app, tidy up after.
+
+With no pool configured the console uses the data dir's embedded pool, starting it (with one local
+worker) if none runs. On exit it stops a pool it started itself, unless that pool still has unfinished
+tasks or `--keep-pool` was given; then it leaves it running and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from hivemind_tui.cli import Context, Result
+from hivemind_tui.commands.status_cmd import mounts
+from hivemind_tui.errors import HivemindError
+from hivemind_tui.logging_setup import configure_logging
+from hivemind_tui.poolfile import running_pool, stop_pool
+from hivemind_tui.services.host_metrics import PsutilMetrics
+from hivemind_tui.services.nodepool_client import PoolClient
+from hivemind_tui.services.pool_launcher import start_pool
+from hivemind_tui.services.session import Session
+
+
+def run_console(ctx: Context) -> Result:
+    settings = ctx.settings
+    configure_logging(ctx.data_dir.logs, "console", settings.log_level)
+    started = False
+    if settings.pool_address:
+        address = settings.pool_address
+    else:
+        info = running_pool(ctx.data_dir.pool)
+        if info is None:
+            print(f"starting the embedded Node Pool of {ctx.data_dir.root}…", file=sys.stderr, flush=True)
+            address = asyncio.run(start_pool(ctx.data_dir.root, ctx.args.config, workers=1))
+            started = True
+        else:
+            address = info.address
+    from hivemind_tui.ui.app import HivemindApp
+    from hivemind_tui.ui.backend import LiveBackend
+
+    backend = LiveBackend(settings, ctx.data_dir, address, not settings.pool_address, PsutilMetrics(mounts(ctx)))
+    HivemindApp(backend).run()
+    if started:
+        return Result({"pool": address}, _tidy(ctx, address))
+    return Result({"pool": address}, "")
+
+
+def _tidy(ctx: Context, address: str) -> str:
+    if ctx.args.keep_pool:
+        return f"the embedded pool keeps running at {address} (--keep-pool); `hivemind-tui pool stop` ends it"
+    unfinished = asyncio.run(_unfinished(ctx, address))
+    if unfinished is None:
+        return f"the embedded pool keeps running at {address}: its tasks could not be checked; " \
+               "`hivemind-tui pool stop` ends it"
+    if unfinished:
+        return f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); " \
+               "`hivemind-tui pool stop` ends it"
+    stop_pool(ctx.data_dir.pool)
+    return "the embedded pool this console started is stopped"
+
+
+async def _unfinished(ctx: Context, address: str) -> int | None:
+    client = PoolClient(ctx.settings, address)
+    session = Session(client, ctx.data_dir.tokens)
+    try:
+        if not session.load():
+            return None
+        tasks = (await session.call(client.list_tasks)).tasks
+        return sum(not t.finished for t in tasks)
+    except HivemindError:
+        return None
+    finally:
+        await client.close()

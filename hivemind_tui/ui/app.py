@@ -1,0 +1,202 @@
+"""The console: sections as modes, one refresh loop for all of them, login over whatever is on screen.
+
+Built by `build_app()` from a backend (live or demo), the same for the command line, the tests and the
+screenshot script. The backend is opened in `on_mount`, inside the app's own loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.timer import Timer
+
+from hivemind_tui.errors import HivemindError, NotAuthenticatedError
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.services.task_manager import Progress, SubmitOptions
+from hivemind_tui.ui.backend import ConsoleBackend
+from hivemind_tui.ui.screens.dashboard import DashboardScreen
+from hivemind_tui.ui.screens.help import HelpScreen
+from hivemind_tui.ui.screens.login import LoginScreen
+from hivemind_tui.ui.screens.nodes import NodesScreen
+from hivemind_tui.ui.screens.tasks import TasksScreen
+from hivemind_tui.ui.screens.upload import UploadScreen
+from hivemind_tui.ui.screens.vpn import VpnScreen
+
+log = logging.getLogger(__name__)
+
+INTERVALS = (2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+class HivemindApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "HiveMind"
+    MODES = {"dashboard": DashboardScreen, "tasks": TasksScreen, "nodes": NodesScreen, "vpn": VpnScreen}
+    BINDINGS = [
+        Binding("d", "section('dashboard')", "Dashboard"),
+        Binding("t", "section('tasks')", "Tasks"),
+        Binding("n", "section('nodes')", "Nodes"),
+        Binding("v", "section('vpn')", "VPN"),
+        Binding("u", "upload", "Upload"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("p", "pause", "Pause"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True)
+    paused = reactive(False)
+    upload_progress: reactive[Progress | None] = reactive(None)
+
+    def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
+        super().__init__()
+        self.backend = backend
+        self.deterministic = deterministic
+        self.start_section = start
+        self.refresh_interval = backend.settings.refresh_interval
+        self._timer: Timer | None = None
+
+    @property
+    def readonly(self) -> bool:
+        return self.backend.settings.readonly or self.backend.role == "viewer"
+
+    async def on_mount(self) -> None:
+        await self.backend.open()
+        if self.backend.has_session():
+            await self._enter()
+        else:
+            self.push_screen(LoginScreen(first=True), self._after_first_login)
+
+    async def _after_first_login(self, ok: bool | None) -> None:
+        if ok:
+            await self._enter()
+
+    async def _enter(self) -> None:
+        await self.switch_mode(self.start_section)
+        self._timer = self.set_interval(self.refresh_interval, self.action_refresh)
+        self.action_refresh()
+        self.resume_uploads()
+
+    async def on_unmount(self) -> None:
+        await self.backend.close()
+
+    # -- refresh ----------------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        """Start a refresh unless one is still running: a slow one (an outage) is never cut short."""
+        if self.paused or not self.backend.has_session():
+            return
+        if any(w.group == "refresh" and not w.is_finished for w in self.workers):
+            return
+        self.run_refresh()
+
+    @work(group="refresh", exit_on_error=False)
+    async def run_refresh(self) -> None:
+        try:
+            snap = await self.backend.refresh()
+        except NotAuthenticatedError:
+            self._ask_login()
+            return
+        except HivemindError as exc:
+            self.notify(exc.message, severity="error", timeout=6)
+            return
+        for alert in snap.raised:
+            self.notify(alert.message, title="Alert", severity="warning", timeout=8)
+        self.snapshot = snap
+
+    def _ask_login(self) -> None:
+        if not isinstance(self.screen, LoginScreen):
+            self.push_screen(LoginScreen(first=False), lambda ok: self.action_refresh() if ok else None)
+
+    @work(group="uploads", exit_on_error=False)
+    async def resume_uploads(self) -> None:
+        """An unfinished submit (the console or a command died half-way) goes on at start."""
+        if self.readonly:
+            return
+        try:
+            resumed = await self.backend.resume(lambda progress: None)
+        except HivemindError as exc:
+            self.notify(f"could not resume uploads: {exc.message}", severity="warning")
+            return
+        if resumed:
+            self.notify(f"resumed {len(resumed)} unfinished submit(s)")
+
+    @work(group="uploads", exit_on_error=False)
+    async def submit_upload(self, path: Path, options: SubmitOptions) -> None:
+        """An app-level worker: the upload goes on when the upload screen is left."""
+        self.notify(f"uploading {path.name}…")
+
+        def progress(p: Progress) -> None:
+            self.upload_progress = p
+
+        try:
+            task_id = await self.backend.submit(path, options, progress)
+        except (HivemindError, OSError) as exc:
+            self.notify(f"upload of {path.name} failed: {getattr(exc, 'message', exc)}", severity="error", timeout=10)
+            return
+        finally:
+            self.upload_progress = None
+        self.notify(f"submitted {task_id}", title="Upload done")
+        self.action_refresh()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.notify("refresh paused (p resumes)" if self.paused else "refresh resumed")
+        if not self.paused:
+            self.action_refresh()
+
+    def set_interval_seconds(self, seconds: float) -> None:
+        self.refresh_interval = seconds
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = self.set_interval(seconds, self.action_refresh)
+        self.notify(f"refresh every {seconds:g} s")
+
+    # -- navigation -------------------------------------------------------------------------------
+    async def action_section(self, name: str) -> None:
+        if self.backend.has_session() and self.current_mode != name:
+            await self.switch_mode(name)
+
+    def action_upload(self) -> None:
+        if not self.backend.has_session():
+            return
+        if self.readonly:
+            self.notify("read-only: uploading is disabled", severity="warning")
+            return
+        self.push_screen(UploadScreen())
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    async def action_logout(self) -> None:
+        await self.backend.logout()
+        self.snapshot = None
+        self.push_screen(LoginScreen(first=False), lambda ok: self.action_refresh() if ok else None)
+
+    def copy(self, text: str, what: str) -> None:
+        """OSC 52: works over SSH, and in tmux with `set-clipboard on`."""
+        self.copy_to_clipboard(text)
+        self.notify(f"copied {what} ({len(text)} characters) to the clipboard")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield SystemCommand("Dashboard", "Cluster health, alerts and this host (d)",
+                            lambda: self.run_action("section('dashboard')"))
+        yield SystemCommand("Tasks", "Tasks and split tasks with progress (t)",
+                            lambda: self.run_action("section('tasks')"))
+        yield SystemCommand("Nodes", "The node monitor (n)", lambda: self.run_action("section('nodes')"))
+        yield SystemCommand("VPN", "WireGuard peers and the server (v)", lambda: self.run_action("section('vpn')"))
+        yield SystemCommand("Upload", "Submit a task zip (u)", self.action_upload)
+        yield SystemCommand("Refresh", "Refresh now (r)", self.action_refresh)
+        yield SystemCommand("Pause" if not self.paused else "Resume", "Pause or resume the refresh (p)",
+                            self.action_pause)
+        for seconds in INTERVALS:
+            yield SystemCommand(f"Refresh every {seconds:g} s", "Set the refresh interval",
+                                lambda s=seconds: self.set_interval_seconds(s))
+        yield SystemCommand("Logout", "Revoke the session and log in again", self.action_logout)
+        yield from super().get_system_commands(screen)

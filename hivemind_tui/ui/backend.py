@@ -1,0 +1,314 @@
+"""What the console asks of the world, as one interface with two implementations.
+
+`LiveBackend` stands on the services (a real pool, the store, psutil, WireGuard); `DemoBackend`
+(`ui/demo.py`) replays fixed data with a fixed clock, for snapshot tests and screenshots. Screens call a
+backend only from workers; every method is a coroutine (or a cheap property) and is opened inside the
+app's loop (`open()` in `on_mount`), never before `App.run()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from hivemind_tui.clock import Clock, system_clock
+from hivemind_tui.config import Settings
+from hivemind_tui.datadir import DataDir, atomic_write
+from hivemind_tui.services.alerts import Alerts
+from hivemind_tui.services.audit import AuditLog
+from hivemind_tui.services.history import History, NodePoint
+from hivemind_tui.services.host_metrics import MetricsSource
+from hivemind_tui.services.models import NodeList, TaskInfo
+from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
+from hivemind_tui.services.nodepool_client import ConnectionState, PoolClient
+from hivemind_tui.services.session import Session
+from hivemind_tui.services.store import Store
+from hivemind_tui.services.task_manager import ParentState, Progress, ProgressCallback, SubmitOptions, TaskManager
+from hivemind_tui.services.task_splitter import SplitPlan
+from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One row of the tasks screen: a parent (with progress) or a plain task."""
+
+    task_id: str
+    status: str
+    message: str
+    task_type: str
+    priority: int
+    owner: str
+    created_at: float | None
+    updated_at: float | None
+    done: int
+    total: int
+    split: bool
+    worker: str = ""
+
+
+@dataclass
+class Trends:
+    cluster_cpu: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)
+
+
+class ConsoleBackend(Protocol):
+    settings: Settings
+    clock: Clock
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def embedded(self) -> bool: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def connection(self) -> ConnectionState: ...
+    @property
+    def admin_password_file(self) -> Path | None: ...
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def has_session(self) -> bool: ...
+    async def login(self, address: str, username: str, password: str, remember: bool) -> None: ...
+    async def logout(self) -> None: ...
+    async def refresh(self) -> ClusterSnapshot: ...
+    async def trends(self, since: float) -> Trends: ...
+    async def node_history(self, node_id: str, since: float) -> list[NodePoint]: ...
+    async def set_node_state(self, node_ids: list[str], state: str) -> list[str]: ...
+    async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]: ...
+    async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None: ...
+    async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
+    async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
+    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]: ...
+    async def download(self, task_id: str, tasks: list[TaskInfo], path: Path,
+                       on_progress: ProgressCallback | None) -> int: ...
+    async def plan(self, zip_path: Path, options: SubmitOptions) -> SplitPlan: ...
+    async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str: ...
+    async def resume(self, on_progress: ProgressCallback) -> list[str]: ...
+    async def vpn_server(self) -> ServerIdentity | None: ...
+    async def vpn_peers(self) -> tuple[list[Peer], dict[str, PeerStatus] | None]: ...
+    async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer: ...
+    async def vpn_rekey(self, name: str) -> NewPeer: ...
+    async def vpn_revoke(self, name: str) -> None: ...
+    async def vpn_config(self, name: str) -> str: ...
+    async def vpn_server_config(self) -> str: ...
+    async def vpn_apply(self, dry_run: bool) -> tuple[Path, list[str], bool]: ...
+    async def vpn_export(self, path: Path, text: str) -> None: ...
+
+
+def finished_per_interval(series: list[tuple[float, dict[str, int]]]) -> list[float]:
+    """Tasks that finished between consecutive samples (counts of COMPLETED + FAILED, never negative)."""
+    totals = [counts.get("COMPLETED", 0) + counts.get("FAILED", 0) for _, counts in series]
+    return [float(max(b - a, 0)) for a, b in itertools.pairwise(totals)]
+
+
+class LiveBackend:
+    """The console on the real services."""
+
+    def __init__(self, settings: Settings, data_dir: DataDir, address: str, embedded: bool,
+                 metrics: MetricsSource | None, clock: Clock = system_clock) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.clock = clock
+        self._address = address
+        self._embedded = embedded
+        self._metrics = metrics
+        self.store = Store(data_dir.console_db)
+        self.client = PoolClient(settings, address, clock)
+        self.session = Session(self.client, data_dir.tokens, clock)
+        self.session.load()
+        self._monitor: Monitor | None = None
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded
+
+    @property
+    def username(self) -> str:
+        return self.session.username
+
+    @property
+    def role(self) -> str:
+        return "viewer" if self.settings.readonly else self.session.role
+
+    @property
+    def connection(self) -> ConnectionState:
+        return self.client.state
+
+    @property
+    def admin_password_file(self) -> Path | None:
+        return self.data_dir.pool / "admin-password" if self._embedded else None
+
+    @property
+    def manager(self) -> TaskManager:
+        return TaskManager(self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock)
+
+    @property
+    def wireguard(self) -> WireGuard:
+        return WireGuard(self.settings, self.data_dir.vpn, self.store, self.clock)
+
+    async def open(self) -> None:
+        await self.store.open()
+        self._monitor = Monitor(self.settings, self.session, self._metrics, History(self.store), Alerts(self.store),
+                                self.clock)
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.store.close()
+
+    def has_session(self) -> bool:
+        return self.session.logged_in
+
+    async def login(self, address: str, username: str, password: str, remember: bool) -> None:
+        if address != self._address:
+            await self.client.close()
+            self._address = address
+            self._embedded = False
+            self.client = PoolClient(self.settings, address, self.clock)
+            self.session = Session(self.client, self.data_dir.tokens, self.clock)
+            self._monitor = Monitor(self.settings, self.session, self._metrics, History(self.store),
+                                    Alerts(self.store), self.clock)
+        await self.session.login(username, password, remember)
+        await AuditLog(self.store, self.clock).record(username, "login", address)
+
+    async def logout(self) -> None:
+        user = self.session.username
+        await self.session.logout()
+        await AuditLog(self.store, self.clock).record(user, "logout", self._address)
+
+    async def refresh(self) -> ClusterSnapshot:
+        assert self._monitor is not None
+        return await self._monitor.refresh()
+
+    async def trends(self, since: float) -> Trends:
+        history = History(self.store)
+        cpu = [value for _, value in await history.cluster_cpu(since)]
+        return Trends(cpu, finished_per_interval(await history.task_counts(since)))
+
+    async def node_history(self, node_id: str, since: float) -> list[NodePoint]:
+        return await History(self.store).node_history(node_id, since)
+
+    async def set_node_state(self, node_ids: list[str], state: str) -> list[str]:
+        done = []
+        for node_id in node_ids:
+            await self.session.call(lambda token, nid=node_id: self.client.set_node_state(token, nid, state))
+            await AuditLog(self.store, self.clock).record(self.username, f"node_{state}", node_id)
+            done.append(node_id)
+        return done
+
+    async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
+        parents = await self.manager.parents(tasks)
+        owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
+        rows = [TaskRow(p.parent_id, p.status, p.message, p.task_type, p.priority, p.owner, p.created_at,
+                        p.updated_at, p.done, p.total, p.split) for p in parents]
+        rows += [TaskRow(t.task_id, t.status, t.message, t.task_type, t.priority, t.owner, t.created_at,
+                         t.updated_at, int(t.status == "COMPLETED"), 1, False, t.worker)
+                 for t in tasks if t.task_id not in owned]
+        return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+
+    async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:
+        return await self.manager.parent(task_id, tasks)
+
+    async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
+        stopped = []
+        for task_id in task_ids:
+            if await self.manager.is_parent(task_id):
+                stopped += await self.manager.stop(task_id, tasks)
+            else:
+                await self.session.call(lambda token, tid=task_id: self.client.stop_task(token, tid))
+                stopped.append(task_id)
+            await AuditLog(self.store, self.clock).record(self.username, "stop", task_id)
+        return stopped
+
+    async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
+        new = []
+        for task_id in task_ids:
+            new += await self.manager.retry(task_id, tasks)
+            await AuditLog(self.store, self.clock).record(self.username, "retry", task_id)
+        return new
+
+    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
+        return await self.session.call(lambda token: self.client.task_log_since(token, task_id, offset))
+
+    async def download(self, task_id: str, tasks: list[TaskInfo], path: Path,
+                       on_progress: ProgressCallback | None) -> int:
+        parent = await self.manager.parent(task_id, tasks) if await self.manager.is_parent(task_id) else None
+        if parent is not None and parent.split:
+            await self.manager.aggregate(task_id, tasks, path, on_progress)
+        else:
+            data = await self.session.call(lambda token: self.client.task_result(token, task_id))
+            await asyncio.to_thread(atomic_write, path, data, 0o644)
+        await AuditLog(self.store, self.clock).record(self.username, "download", task_id, str(path))
+        return (await asyncio.to_thread(path.stat)).st_size
+
+    async def _nodes(self) -> NodeList | None:
+        try:
+            return await self.session.call(self.client.list_nodes)
+        except Exception:  # a plan without node weights is still a plan
+            return None
+
+    async def plan(self, zip_path: Path, options: SubmitOptions) -> SplitPlan:
+        return await self.manager.dry_run(zip_path, options, await self._nodes())
+
+    async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str:
+        parent_id, _, ids = await self.manager.submit(zip_path, options, await self._nodes(), on_progress)
+        await AuditLog(self.store, self.clock).record(self.username, "submit", parent_id, f"{len(ids)} subtask(s)")
+        return parent_id
+
+    async def resume(self, on_progress: ProgressCallback) -> list[str]:
+        return await self.manager.resume(on_progress)
+
+    async def vpn_server(self) -> ServerIdentity | None:
+        try:
+            return await self.wireguard.server()
+        except Exception:  # not initialised: the screen says how to start
+            return None
+
+    async def vpn_peers(self) -> tuple[list[Peer], dict[str, PeerStatus] | None]:
+        wg = self.wireguard
+        owner = None if self.role == "admin" else self.username
+        peers = await wg.peers(owner=owner)
+        return peers, await wg.status() if shutil.which("wg") else None
+
+    async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer:
+        made = await self.wireguard.add(name, self.username, networks, keep_key)
+        await AuditLog(self.store, self.clock).record(self.username, "vpn_add", name, made.peer.address)
+        return made
+
+    async def vpn_rekey(self, name: str) -> NewPeer:
+        made = await self.wireguard.rekey(name)
+        await AuditLog(self.store, self.clock).record(self.username, "vpn_rekey", name)
+        return made
+
+    async def vpn_revoke(self, name: str) -> None:
+        await self.wireguard.revoke(name)
+        await AuditLog(self.store, self.clock).record(self.username, "vpn_revoke", name)
+
+    async def vpn_config(self, name: str) -> str:
+        return await self.wireguard.kept_config(name)
+
+    async def vpn_server_config(self) -> str:
+        return await self.wireguard.server_config()
+
+    async def vpn_apply(self, dry_run: bool) -> tuple[Path, list[str], bool]:
+        result = await self.wireguard.apply(dry_run)
+        if result[2]:
+            await AuditLog(self.store, self.clock).record(self.username, "vpn_apply", str(result[0]))
+        return result
+
+    async def vpn_export(self, path: Path, text: str) -> None:
+        await self.wireguard.export(path, text)
+
+
+__all__ = ["ConsoleBackend", "LiveBackend", "Progress", "TaskRow", "Trends"]

@@ -1,0 +1,54 @@
+"""Small text helpers for the screens: ages, sizes, rates, bars. Pure functions, easy to test."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+ASCII = os.environ.get("HIVEMIND_ASCII", "") == "1"
+FULL, EMPTY = ("#", "-") if ASCII else ("█", "░")
+
+
+def age(ts: float | None, now: float) -> str:
+    if not ts:
+        return "-"
+    s = max(0, int(now - ts))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def clock_text(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
+def when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def rate(n: float) -> str:
+    return size(n) + "/s"
+
+
+def bar(percent: float, width: int) -> str:
+    filled = round(max(0.0, min(100.0, percent)) / 100 * width)
+    return FULL * filled + EMPTY * (width - filled)
+
+
+def duration(start: float | None, end: float | None) -> str:
+    if not start or not end:
+        return "-"
+    s = int(end - start)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,48 @@
+"""What every section shares: the header, the outage banner, the footer, and the app's snapshot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
+
+if TYPE_CHECKING:
+    from hivemind_tui.ui.app import HivemindApp
+
+
+class Section(Screen[None]):
+    """A section: subclasses yield their body from `body()` and render snapshots in `show()`."""
+
+    @property
+    def hive(self) -> HivemindApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield ConsoleHeader()
+        yield OutageBanner(id="banner")
+        yield from self.body()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "snapshot", self._snapshot, init=False)
+        if self.hive.snapshot is not None:
+            self.call_after_refresh(self.show, self.hive.snapshot)
+
+    def _snapshot(self, snap: ClusterSnapshot | None) -> None:
+        if snap is not None and self.is_current:
+            self.show(snap)
+
+    def on_screen_resume(self) -> None:
+        if self.hive.snapshot is not None:
+            self.show(self.hive.snapshot)
+
+    def show(self, snap: ClusterSnapshot) -> None:
+        """Render the latest snapshot (called on the event loop; no I/O here)."""

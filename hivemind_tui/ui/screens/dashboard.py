@@ -1,0 +1,90 @@
+"""The dashboard: cluster cards, trends for the last hour, alerts, and this host's own figures."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import Sparkline, Static
+
+from hivemind_tui.services.models import KNOWN_STATUSES
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.ui.format import age, bar, rate, size
+from hivemind_tui.ui.screens.base import Section
+
+TREND_WINDOW = 3600.0
+
+
+class DashboardScreen(Section):
+    CSS_PATH = "dashboard.tcss"
+
+    def body(self) -> ComposeResult:
+        with Grid(id="cards"):
+            yield Static(id="card-nodes", classes="card")
+            yield Static(id="card-tasks", classes="card")
+            yield Static(id="card-balance", classes="card")
+            yield Static(id="card-latency", classes="card")
+        with Horizontal(id="middle"):
+            with Vertical(id="trends"):
+                yield Static("Cluster CPU, last hour", classes="title")
+                yield Sparkline([], id="cpu-trend")
+                yield Static("Tasks finished per refresh", classes="title")
+                yield Sparkline([], id="done-trend")
+            yield Static(id="alerts")
+        yield Static(id="host")
+
+    def show(self, snap: ClusterSnapshot) -> None:
+        now = self.hive.backend.clock()
+        nodes = snap.nodes
+        if nodes is None:
+            node_text = "-"
+        elif not nodes.supported:
+            node_text = "[dim]not listed by\nthis pool[/]"
+        else:
+            node_text = f"[b]{snap.nodes_online}[/] online\nof {len(nodes.nodes)}"
+        self.query_one("#card-nodes", Static).update(f"[b]Nodes[/]\n{node_text}")
+        counts = snap.task_counts
+        order = [s for s in KNOWN_STATUSES if s in counts] + sorted(s for s in counts if s not in KNOWN_STATUSES)
+        cells = [f"{s.lower()[:4]} [b]{counts[s]:<4}[/b]" for s in order]
+        tasks = "\n".join("  ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
+        self.query_one("#card-tasks", Static).update(f"[b]Tasks[/]\n{tasks}")
+        balance = "-" if snap.balance is None else f"[b]{snap.balance:,}[/] CPT"
+        self.query_one("#card-balance", Static).update(f"[b]Balance[/]\n{balance}")
+        health = snap.health
+        latency = f"[b]{health.latency_ms:.1f}[/] ms\n{health.version}" if health else "[red]unreachable[/]"
+        self.query_one("#card-latency", Static).update(f"[b]Pool[/]\n{latency}")
+        alerts = snap.active_alerts
+        lines = [f"[b]Alerts ({len(alerts)})[/]"] + [
+            f"[yellow]▲[/] {a.message} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]]
+        if not alerts:
+            lines.append("[green]none[/]")
+        self.query_one("#alerts", Static).update("\n".join(lines))
+        self._host(snap)
+        self.load_trends()
+
+    def _host(self, snap: ClusterSnapshot) -> None:
+        h = snap.host
+        if h is None:
+            self.query_one("#host", Static).update("[dim]this host: no figures[/]")
+            return
+        cores = "  ".join(f"{i}:{bar(p, 6)}{p:3.0f}%" for i, p in enumerate(h.per_core[:8]))
+        disk = h.disks[0] if h.disks else None
+        lines = [
+            f"[b]This host[/]  CPU {bar(h.cpu_percent, 12)} {h.cpu_percent:3.0f}%   load "
+            + " ".join(f"{x:.2f}" for x in h.load),
+            f"cores  {cores}",
+            f"memory {bar(h.memory_percent, 12)} {h.memory_percent:3.0f}% of {size(h.memory_total_bytes)}   "
+            f"swap {h.swap_percent:.0f}%",
+            (f"disk   {bar(disk.percent, 12)} {disk.percent:3.0f}% {disk.mount}" if disk else "disk   -")
+            + f"   io r {rate(h.disk_read_rate)} w {rate(h.disk_write_rate)}",
+            f"net    ↑ {rate(h.net_sent_rate)}  ↓ {rate(h.net_recv_rate)}   console CPU {h.process_cpu_percent:.1f}%"
+            f"  RSS {size(h.process_rss_bytes)}",
+        ]
+        self.query_one("#host", Static).update("\n".join(lines))
+
+    @work(exclusive=True, group="trends", exit_on_error=False)
+    async def load_trends(self) -> None:
+        backend = self.hive.backend
+        trends = await backend.trends(backend.clock() - TREND_WINDOW)
+        self.query_one("#cpu-trend", Sparkline).data = trends.cluster_cpu or [0.0]
+        self.query_one("#done-trend", Sparkline).data = trends.finished or [0.0]

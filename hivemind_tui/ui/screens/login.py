@@ -1,0 +1,111 @@
+"""Login: pool address, user, password, remember me. Each failure gets its own words; the form stays."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, Static
+
+from hivemind_tui.errors import HivemindError
+from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
+
+LOGIN_TIMEOUT = 20.0
+
+
+class LoginScreen(ModalScreen[bool]):
+    """Shown at start without a remembered session, and over any screen when the session ran out."""
+
+    CSS_PATH = "login.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Quit or close")]
+
+    def __init__(self, first: bool) -> None:
+        super().__init__()
+        self._first = first
+
+    def compose(self) -> ComposeResult:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        with Vertical(id="login-box"):
+            yield Static("[b]HiveMind[/b] · Master Node", id="login-title")
+            if not self._first:
+                yield Static("The session ended. Log in again; everything continues where it was.", id="login-why")
+            yield Label("Node Pool")
+            yield Input(backend.address, id="address", placeholder="host:port")
+            yield Label("User")
+            yield Input(backend.username or "", id="user", placeholder="admin")
+            yield Label("Password")
+            yield Input(id="password", password=True, placeholder="password")
+            yield Checkbox("Remember me on this host (token file, 0600)", True, id="remember")
+            yield Button("Log in", id="login", variant="primary")
+            yield Static("", id="login-error")
+            if backend.embedded and backend.admin_password_file is not None:
+                yield Static(f"Embedded pool: the first-run password of [b]admin[/b] is in\n"
+                             f"{backend.admin_password_file}", id="login-hint")
+
+    def on_mount(self) -> None:
+        if getattr(self.app, "deterministic", False):
+            for field in self.query(Input):
+                field.cursor_blink = False
+        self.query_one("#user" if not self.query_one("#user", Input).value else "#password", Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "password":
+            self.attempt()
+        else:
+            self.focus_next()
+
+    @on(Button.Pressed, "#login")
+    def _pressed(self) -> None:
+        self.attempt()
+
+    def attempt(self) -> None:
+        address = self.query_one("#address", Input).value.strip()
+        user = self.query_one("#user", Input).value.strip()
+        password = self.query_one("#password", Input).value
+        error = self.query_one("#login-error", Static)
+        if not address or not user or not password:
+            error.update("[b red]Pool address, user and password are all needed.[/]")
+            return
+        error.update("logging in…")
+        self.query_one("#login", Button).disabled = True
+        self.log_in(address, user, password, self.query_one("#remember", Checkbox).value)
+
+    @work(exclusive=True, group="login", exit_on_error=False)
+    async def log_in(self, address: str, user: str, password: str, remember: bool) -> None:
+        error = self.query_one("#login-error", Static)
+        try:
+            await asyncio.wait_for(self.app.backend.login(address, user, password, remember),  # type: ignore[attr-defined]
+                                   LOGIN_TIMEOUT)
+        except AuthenticationFailedError:
+            error.update("[b red]Wrong user name or password.[/]")
+        except NotConnectedError as exc:
+            if "deadline" in exc.message:
+                error.update(f"[b red]The Node Pool at {address} did not answer in time.[/] It may be overloaded "
+                             "or the network drops packets.")
+            else:
+                error.update(f"[b red]Cannot reach the Node Pool at {address}.[/] Check the address and that it "
+                             "runs.")
+        except TimeoutError:
+            error.update(f"[b red]The Node Pool at {address} did not answer in time.[/]")
+        except HivemindError as exc:
+            error.update(f"[b red]{exc.message}[/]")
+        else:
+            self.dismiss(True)
+            return
+        finally:
+            if self.is_attached:
+                self.query_one("#login", Button).disabled = False
+        password_field = self.query_one("#password", Input)
+        password_field.value = ""
+        password_field.focus()
+
+    def action_cancel(self) -> None:
+        if self._first:
+            self.app.exit()
+        else:
+            self.dismiss(False)

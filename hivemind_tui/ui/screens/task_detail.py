@@ -1,0 +1,268 @@
+"""One task: its subtasks, a log that follows new output, stop, retry, and the (aggregated) result.
+
+The log viewer reads with GetTasklogSince from the last offset (so it never misses output), keeps a
+bounded buffer, pauses with `f`, and searches with `/`. For a split task it shows the log of the subtask
+under the cursor.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Log, ProgressBar, Static
+
+from hivemind_tui.errors import HivemindError, NotSupportedError
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.services.task_manager import ParentState, Progress, SubtaskState
+from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
+from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
+
+LOG_LINES = 5000
+LOG_POLL = 1.0
+SUB_COLUMNS = [Column("id", "SUBTASK", 22), Column("status", "STATUS", 9), Column("worker", "WORKER", 14),
+               Column("message", "MESSAGE", 40)]
+
+
+class TaskDetailScreen(Screen[None]):
+    CSS_PATH = "task_detail.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("f", "follow", "Follow/pause log"),
+        Binding("slash", "search", "Search log", key_display="/"),
+        Binding("s", "stop", "Stop"),
+        Binding("R", "retry", "Retry failed", key_display="R"),
+        Binding("o", "download", "Download result"),
+        Binding("y", "copy_id", "Copy id"),
+    ]
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.task_parent: ParentState | None = None
+        self.log_task = task_id
+        self.log_offset = 0
+        self.following = True
+        self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
+        self._partial = ""
+
+    def compose(self) -> ComposeResult:
+        yield ConsoleHeader()
+        yield OutageBanner(id="banner")
+        yield Static("", id="task-facts")
+        yield VirtualTable[SubtaskState](SUB_COLUMNS, lambda s: s.task_id,
+                                         lambda s: (s.task_id, s.status, s.worker or "-", s.message.split("\n")[0]),
+                                         id="subtasks")
+        with Horizontal(id="log-bar"):
+            yield Static("", id="log-title")
+            yield Input(placeholder="search the log", id="log-search")
+        yield Log(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
+        yield ProgressBar(id="download-progress", show_eta=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#log-search", Input).display = False
+        self.query_one("#download-progress", ProgressBar).display = False
+        self.query_one("#subtasks", VirtualTable).display = False
+        self.watch(self.app, "snapshot", self.show, init=True)
+        self.poll_log()
+        if not getattr(self.app, "deterministic", False):
+            self.set_interval(LOG_POLL, self.poll_log)
+
+    # -- facts and subtasks -----------------------------------------------------------------------
+    def show(self, snap: ClusterSnapshot | None) -> None:
+        if snap is not None:
+            self.load(snap)
+
+    @work(exclusive=True, group="task-detail", exit_on_error=False)
+    async def load(self, snap: ClusterSnapshot) -> None:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        self.task_parent = await backend.parent(self.task_id, snap.tasks)
+        facts = self.query_one("#task-facts", Static)
+        if self.task_parent is not None and self.task_parent.split:
+            p = self.task_parent
+            facts.update(f"[b]{p.parent_id}[/]  {p.status}  {p.done}/{p.total} subtasks done  {p.task_type}  "
+                         f"priority {p.priority}  owner {p.owner}\n{p.message}")
+            table = self.query_one("#subtasks", VirtualTable)
+            table.display = True
+            if table.total_count == 0:
+                table.set_rows(p.subtasks)
+            else:
+                table.update_rows(p.subtasks)
+            return
+        task = next((t for t in snap.tasks if t.task_id == self.task_id), None)
+        if task is None:
+            facts.update(f"[b]{self.task_id}[/]: not listed by the pool (pruned, or not yours)")
+            return
+        why = f"\n[yellow]{task.message}[/]" if task.message else ""
+        facts.update(f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {task.exit_code}  "
+                     f"{task.task_type or '-'}  priority {task.priority}  owner {task.owner or '-'}{why}")
+
+    @on(VirtualTable.CursorMoved, "#subtasks")
+    def _subtask(self, event: VirtualTable.CursorMoved) -> None:
+        if event.key is not None and event.key != self.log_task:
+            self.log_task = str(event.key)
+            self.log_offset, self._partial = 0, ""
+            self.log_lines.clear()
+            self.query_one("#task-log", Log).clear()
+            self.poll_log()
+
+    # -- the log ----------------------------------------------------------------------------------
+    @work(exclusive=True, group="task-log", exit_on_error=False)
+    async def poll_log(self) -> None:
+        title = self.query_one("#log-title", Static)
+        if not self.following:
+            self._title()
+            return
+        backend = self.app.backend  # type: ignore[attr-defined]
+        try:
+            text, self.log_offset = await backend.log_since(self.log_task, self.log_offset)
+        except NotSupportedError:
+            title.update("this Node Pool cannot read logs from an offset; see `hivemind-tui tasks logs`")
+            return
+        except HivemindError as exc:
+            title.update(f"log unavailable: {exc.message}")
+            return
+        if text:
+            text = self._partial + text
+            *complete, self._partial = text.split("\n")
+            self.log_lines.extend(complete)
+            self.query_one("#task-log", Log).write_lines(complete)
+        self._title()
+
+    def _title(self) -> None:
+        state = "following" if self.following else "paused (f follows)"
+        self.query_one("#log-title", Static).update(
+            f"log of [b]{self.log_task}[/] · {state} · {len(self.log_lines)} lines kept")
+
+    def action_follow(self) -> None:
+        self.following = not self.following
+        self.poll_log()
+
+    def action_search(self) -> None:
+        field = self.query_one("#log-search", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Submitted, "#log-search")
+    def _find(self, event: Input.Submitted) -> None:
+        needle = event.value.strip().lower()
+        if not needle:
+            return
+        log = self.query_one("#task-log", Log)
+        hits = [i for i, line in enumerate(self.log_lines) if needle in line.lower()]
+        if not hits:
+            self.notify(f"{needle!r} is not in the kept log")
+            return
+        self.following = False
+        log.auto_scroll = False
+        log.scroll_to(y=hits[-1], animate=False)
+        self.notify(f"{len(hits)} line(s) match; showing the last (f resumes following)")
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _may_change(self) -> bool:
+        hive = self.app
+        if hive.readonly:  # type: ignore[attr-defined]
+            self.notify(f"read-only: you are {hive.backend.role}; stop, retry and uploads are disabled",  # type: ignore[attr-defined]
+                        severity="warning")
+            return False
+        return True
+
+    def action_stop(self) -> None:
+        if not self._may_change():
+            return
+        if self.task_parent is not None and self.task_parent.split:
+            running = [s.task_id for s in self.task_parent.subtasks if s.status not in ("COMPLETED", "FAILED", "STOPPED")]
+            details = running or ["(no subtask is still running)"]
+        else:
+            details = [self.task_id]
+        self.app.push_screen(ConfirmScreen(f"Stop {self.task_id}? These will stop:", details),
+                             lambda yes: self.stop() if yes else None)
+
+    @work(group="task-actions", exit_on_error=False)
+    async def stop(self) -> None:
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        try:
+            await self.app.backend.stop_tasks([self.task_id], snap.tasks if snap else [])  # type: ignore[attr-defined]
+        except HivemindError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self.notify(f"{self.task_id}: stopping")
+        self.app.action_refresh()  # type: ignore[attr-defined]
+
+    def action_retry(self) -> None:
+        if not self._may_change():
+            return
+        if self.task_parent is None or not self.task_parent.split:
+            self.notify("retry applies to split tasks; submit a plain task again to rerun it")
+            return
+        failed = [s.task_id for s in self.task_parent.subtasks if s.status in ("FAILED", "STOPPED")]
+        if not failed:
+            self.notify("no failed subtasks to retry")
+            return
+        self.app.push_screen(ConfirmScreen("Retry these subtasks (new ids)?", failed),
+                             lambda yes: self.retry() if yes else None)
+
+    @work(group="task-actions", exit_on_error=False)
+    async def retry(self) -> None:
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        try:
+            new = await self.app.backend.retry_tasks([self.task_id], snap.tasks if snap else [])  # type: ignore[attr-defined]
+        except HivemindError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self.notify(f"resubmitted {len(new)} subtask(s)")
+
+    def action_download(self) -> None:
+        folder = self.app.backend.settings.upload_folder or "."  # type: ignore[attr-defined]
+        default = str(Path(folder).expanduser() / f"{self.task_id}-result.zip")
+        field = self.query_one("#log-search", Input)
+        field.display = True
+        field.placeholder = "save the result to (enter)"
+        field.value = default
+        field.focus()
+        field.add_class("download")
+
+    @on(Input.Submitted, "#log-search.download")
+    def _download_to(self, event: Input.Submitted) -> None:
+        event.stop()
+        event.input.remove_class("download")
+        event.input.display = False
+        event.input.placeholder = "search the log"
+        self.download(Path(event.value.strip()).expanduser())
+
+    @work(group="downloads", exit_on_error=False)
+    async def download(self, path: Path) -> None:
+        bar = self.query_one("#download-progress", ProgressBar)
+        bar.display = True
+
+        def progress(p: Progress) -> None:
+            bar.update(total=p.subtasks_total, progress=p.subtasks_done)
+
+        snap = self.app.snapshot  # type: ignore[attr-defined]
+        try:
+            size = await self.app.backend.download(self.task_id, snap.tasks if snap else [], path,  # type: ignore[attr-defined]
+                                                   progress)
+        except (HivemindError, OSError) as exc:
+            self.notify(f"download failed: {getattr(exc, 'message', exc)}", severity="error")
+            return
+        finally:
+            bar.display = False
+        self.notify(f"saved {size} bytes to {path}")
+
+    def action_copy_id(self) -> None:
+        self.app.copy(self.log_task, "the task id")  # type: ignore[attr-defined]
+
+    def action_back(self) -> None:
+        field = self.query_one("#log-search", Input)
+        if field.display:
+            field.display = False
+            field.remove_class("download")
+            return
+        self.app.pop_screen()

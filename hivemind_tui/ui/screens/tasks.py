@@ -1,0 +1,208 @@
+"""Tasks: parents and plain tasks with real progress; filter, search, sort, mark, stop and retry.
+
+Keys: `f` cycles the status filter, `/` searches by id, `1`-`8` sort, space marks, `s` stops the marked
+(or current) tasks after one confirmation listing them, `R` retries failed subtasks, enter opens a task,
+`y` copies its id. A PENDING task shows why it waits in its message.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Input, Static
+
+from hivemind_tui.errors import HivemindError
+from hivemind_tui.services.models import KNOWN_STATUSES
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.ui.backend import TaskRow
+from hivemind_tui.ui.format import age, bar, duration
+from hivemind_tui.ui.screens.base import Section
+from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
+
+COLUMNS = [
+    Column("id", "TASK", 20), Column("type", "TYPE", 10), Column("status", "STATUS", 9),
+    Column("progress", "PROGRESS", 14), Column("prio", "PRI", 3, right=True), Column("owner", "OWNER", 8),
+    Column("age", "AGE", 4, right=True), Column("message", "WHY / MESSAGE", 40),
+]
+FILTERS = ("", *KNOWN_STATUSES)
+
+
+def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
+    progress = f"{bar(100 * row.done / max(row.total, 1), 6)} {row.done}/{row.total}"
+    finished = row.status in ("COMPLETED", "FAILED", "STOPPED")
+    when = duration(row.created_at, row.updated_at) if finished else age(row.created_at, now)
+    return (row.task_id, (row.task_type or "-")[:10], row.status, progress, row.priority, row.owner or "-", when,
+            row.message.splitlines()[0] if row.message else "")
+
+
+class TasksScreen(Section):
+    CSS_PATH = "tasks.tcss"
+    BINDINGS = [
+        Binding("f", "cycle_filter", "Status filter"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("escape", "clear", "Clear", show=False),
+        *(Binding(str(i + 1), f"sort({i})", f"Sort by {c.label}", show=False) for i, c in enumerate(COLUMNS)),
+        Binding("s", "stop", "Stop"),
+        Binding("R", "retry", "Retry", key_display="R"),
+        Binding("y", "copy_id", "Copy id"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._status_filter = ""
+        self._search = ""
+        self.rows: dict[str, TaskRow] = {}
+
+    def body(self) -> ComposeResult:
+        yield Input(placeholder="search task ids", id="task-search")
+        yield Static("", id="task-header")
+        yield VirtualTable[TaskRow](COLUMNS, lambda r: r.task_id, self._cells,
+                                    lambda r: r.status in ("COMPLETED", "STOPPED"), id="task-table")
+        yield Static("", id="task-status")
+
+    def _cells(self, row: TaskRow) -> tuple[object, ...]:
+        return task_cells(row, self.hive.backend.clock())
+
+    @property
+    def table(self) -> VirtualTable[TaskRow]:
+        return self.query_one("#task-table", VirtualTable)
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#task-search", Input).display = False
+        self.query_one("#task-header", Static).update(" " + self.table.header_text())
+        self.table.focus()
+
+    def show(self, snap: ClusterSnapshot) -> None:
+        self.load_rows(snap)
+
+    @work(exclusive=True, group="task-rows", exit_on_error=False)
+    async def load_rows(self, snap: ClusterSnapshot) -> None:
+        rows = await self.hive.backend.task_rows(snap.tasks)
+        self.rows = {r.task_id: r for r in rows}
+        if self.table.total_count == 0:
+            self.table.set_rows(rows)
+        else:
+            gone = [k for k in list(self.table.visible_keys()) if k not in self.rows]
+            if gone:
+                self.table.remove_rows(gone)
+            self.table.update_rows(rows)
+        self._status()
+
+    def _status(self) -> None:
+        t = self.table
+        bits = [f"{t.row_count} of {t.total_count} tasks"]
+        if self._status_filter:
+            bits.append(f"status {self._status_filter}")
+        if self._search:
+            bits.append(f"search {self._search!r}")
+        if t.marked:
+            bits.append(f"{len(t.marked)} marked")
+        if self.hive.readonly:
+            bits.append("read-only: stop and retry are disabled")
+        self.query_one("#task-status", Static).update(" · ".join(bits))
+
+    def _apply_filter(self) -> None:
+        status, search = self._status_filter, self._search.lower()
+        if not status and not search:
+            self.table.set_filter(None)
+        else:
+            self.table.set_filter(lambda r: (not status or r.status == status) and search in r.task_id.lower())
+        self._status()
+
+    def action_cycle_filter(self) -> None:
+        self._status_filter = FILTERS[(FILTERS.index(self._status_filter) + 1) % len(FILTERS)]
+        self._apply_filter()
+
+    def action_search(self) -> None:
+        field = self.query_one("#task-search", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#task-search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        self._search = event.value.strip()
+        self._apply_filter()
+
+    @on(Input.Submitted, "#task-search")
+    def _search_done(self) -> None:
+        self.table.focus()
+
+    def action_clear(self) -> None:
+        self._search, self._status_filter = "", ""
+        field = self.query_one("#task-search", Input)
+        field.value, field.display = "", False
+        self._apply_filter()
+        self.table.focus()
+
+    def action_sort(self, index: int) -> None:
+        key = COLUMNS[index].key
+        current = self.table.sort_state
+        self.table.sort_by(key, reverse=bool(current and current[0] == key and not current[1]))
+        self.query_one("#task-header", Static).update(" " + self.table.header_text())
+
+    @on(VirtualTable.Selected, "#task-table")
+    def _open(self, event: VirtualTable.Selected) -> None:
+        from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
+
+        self.app.push_screen(TaskDetailScreen(str(event.key)))
+
+    def _targets(self) -> list[str]:
+        return sorted(map(str, self.table.marked)) or ([str(self.table.cursor_key)] if self.table.cursor_key else [])
+
+    def _may_change(self) -> bool:
+        if self.hive.readonly:
+            self.notify(f"read-only: changing tasks is disabled (you are {self.hive.backend.role})",
+                        severity="warning")
+            return False
+        return True
+
+    def action_stop(self) -> None:
+        targets = [t for t in self._targets() if self.rows.get(t) and self.rows[t].status not in
+                   ("COMPLETED", "FAILED", "STOPPED")]
+        if not self._may_change() or not targets:
+            if not targets:
+                self.notify("nothing to stop: the chosen tasks have finished")
+            return
+        details = [f"{t} ({self.rows[t].total} subtask(s), {self.rows[t].status})" for t in targets]
+        self.app.push_screen(ConfirmScreen(f"Stop {len(targets)} task(s)?", details),
+                             lambda yes: self.stop(targets) if yes else None)
+
+    @work(group="task-actions", exit_on_error=False)
+    async def stop(self, targets: list[str]) -> None:
+        snap = self.hive.snapshot
+        try:
+            stopped = await self.hive.backend.stop_tasks(targets, snap.tasks if snap else [])
+        except HivemindError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self.table.marked.clear()
+        self.notify(f"stopped {len(stopped)} task(s)")
+        self.hive.action_refresh()
+
+    def action_retry(self) -> None:
+        targets = [t for t in self._targets() if self.rows.get(t) and self.rows[t].split
+                   and self.rows[t].status in ("FAILED", "RUNNING", "STOPPED")]
+        if not self._may_change() or not targets:
+            if not targets:
+                self.notify("retry applies to split tasks with failed subtasks")
+            return
+        self.app.push_screen(ConfirmScreen(f"Retry the failed subtasks of {len(targets)} task(s)?", targets),
+                             lambda yes: self.retry(targets) if yes else None)
+
+    @work(group="task-actions", exit_on_error=False)
+    async def retry(self, targets: list[str]) -> None:
+        snap = self.hive.snapshot
+        try:
+            new = await self.hive.backend.retry_tasks(targets, snap.tasks if snap else [])
+        except HivemindError as exc:
+            self.notify(exc.message, severity="error")
+            return
+        self.notify(f"resubmitted {len(new)} subtask(s)")
+        self.hive.action_refresh()
+
+    def action_copy_id(self) -> None:
+        if self.table.cursor_key is not None:
+            self.hive.copy(str(self.table.cursor_key), "the task id")

@@ -1,0 +1,68 @@
+"""A modal that shows a text (a config, a QR code, a plan), copies it (`y`) and exports it to a file (0600)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+from hivemind_tui.errors import HivemindError
+
+
+class TextViewScreen(ModalScreen[None]):
+    CSS_PATH = "text_view.tcss"
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("y", "copy", "Copy"),
+                Binding("e", "export", "Export")]
+
+    def __init__(self, title: str, text: str, copy_text: str | None = None,
+                 export: Callable[[Path, str], Awaitable[None]] | None = None, default_path: str = "") -> None:
+        super().__init__()
+        self._title = title
+        self._text = text
+        self._copy = copy_text if copy_text is not None else text
+        self._export = export
+        self._default = default_path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="view-box"):
+            yield Static(f"[b]{self._title}[/]", id="view-title")
+            with VerticalScroll(id="view-scroll"):
+                yield Static(self._text, id="view-text", markup=False)
+            yield Input(self._default, id="export-path", placeholder="export to this path (0600), enter to write")
+            hints = "y copy · " + ("e export · " if self._export else "") + "escape close"
+            yield Static(hints, id="view-hints")
+
+    def on_mount(self) -> None:
+        self.query_one("#export-path", Input).display = False
+
+    def action_copy(self) -> None:
+        self.app.copy(self._copy, self._title.lower())  # type: ignore[attr-defined]
+
+    def action_export(self) -> None:
+        if self._export is None:
+            return
+        field = self.query_one("#export-path", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Submitted, "#export-path")
+    def _export_to(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.write(Path(event.value.strip()).expanduser())
+
+    @work(group="export", exit_on_error=False)
+    async def write(self, path: Path) -> None:
+        assert self._export is not None
+        try:
+            await self._export(path, self._copy)
+        except (HivemindError, OSError) as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.notify(f"written to {path} (0600)")
+        self.query_one("#export-path", Input).display = False

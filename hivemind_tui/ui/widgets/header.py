@@ -1,0 +1,68 @@
+"""The console's header: pool, connection, latency, user and role, clock; and the outage banner."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Static
+
+from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.ui.format import age, clock_text
+
+
+class ConsoleHeader(Horizontal):
+    """Reads the app's snapshot; the screens never update it themselves."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("HiveMind", id="brand")
+        yield Static("", id="pool")
+        yield Static("", id="who")
+        yield Static("", id="clock")
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "snapshot", self.show, init=True)
+        if not getattr(self.app, "deterministic", False):
+            self.set_interval(1.0, self.tick)
+        self.tick()
+
+    def tick(self) -> None:
+        self.query_one("#clock", Static).update(clock_text(self.app.backend.clock()))  # type: ignore[attr-defined]
+
+    def show(self, snap: ClusterSnapshot | None) -> None:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        state = backend.connection
+        now = backend.clock()
+        if state.status == "connected":
+            words = f"[b green]● connected[/] {state.latency_ms:.1f} ms" if state.latency_ms else "[green]●[/]"
+        elif state.status == "reconnecting":
+            retry = max(0, int((state.next_retry_at or now) - now))
+            words = f"[b yellow]◐ reconnecting in {retry} s[/]"
+        elif state.status == "disconnected":
+            words = f"[b red]○ disconnected {age(state.since, now)}[/]"
+        else:
+            words = "[dim]… connecting[/]"
+        self.query_one("#pool", Static).update(f"{backend.address}  {words}")
+        role = backend.role or "-"
+        self.query_one("#who", Static).update(f"{backend.username or 'not logged in'} ({role})")
+        self.tick()
+
+
+class OutageBanner(Static):
+    """Shown while the pool is away: the last known data stays on screen, with its age."""
+
+    def on_mount(self) -> None:
+        self.watch(self.app, "snapshot", self.show, init=True)
+
+    def show(self, snap: ClusterSnapshot | None) -> None:
+        backend = self.app.backend  # type: ignore[attr-defined]
+        state = backend.connection
+        if snap is None or state.status in ("connected", "unknown"):
+            self.display = False
+            return
+        now = backend.clock()
+        last = snap.tasks_at or snap.nodes_at
+        shown = f"Showing data from {age(last, now)} ago" if last else "No data from it yet"
+        retry = max(0, int((state.next_retry_at or now) - now))
+        self.update(f"⚠ The Node Pool at {backend.address} cannot be reached (since {age(state.since, now)} ago). "
+                    f"{shown}; next try in {retry} s.")
+        self.display = True

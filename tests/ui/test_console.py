@@ -1,0 +1,145 @@
+"""Pilot tests of the console against a real pool process: login, sections, help, pause, outage, roles."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from textual.widgets import Input, Static
+
+from hivemind_tui.ui.app import HivemindApp
+from hivemind_tui.ui.screens.dashboard import DashboardScreen
+from hivemind_tui.ui.screens.help import HelpScreen
+from hivemind_tui.ui.screens.login import LoginScreen
+from hivemind_tui.ui.screens.nodes import NodesScreen
+from hivemind_tui.ui.screens.tasks import TasksScreen
+from hivemind_tui.ui.screens.vpn import VpnScreen
+from tests.helpers import free_port
+from tests.ui.conftest import PoolProcess, make_app
+from tests.ui.snapshot_apps import settle as settle_workers
+
+
+async def settle(pilot, app: HivemindApp) -> None:
+    await settle_workers(pilot)
+
+
+async def wait_until(pilot, condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.05)
+
+
+async def log_in(pilot, app: HivemindApp, user: str, password: str, address: str | None = None) -> None:
+    screen = app.screen
+    assert isinstance(screen, LoginScreen)
+    if address is not None:
+        screen.query_one("#address", Input).value = address
+    screen.query_one("#user", Input).value = user
+    screen.query_one("#password", Input).value = password
+    screen.query_one("#password", Input).focus()
+    await pilot.press("enter")
+
+
+def error_text(app: HivemindApp) -> str:
+    return str(app.screen.query_one("#login-error", Static).render())
+
+
+async def test_login_failures_then_success_and_sections(pool: PoolProcess, tmp_path: Path) -> None:
+    app = make_app(pool, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        assert isinstance(app.screen, LoginScreen)
+        assert "admin-password" in str(app.screen.query_one("#login-hint", Static).render())
+        await log_in(pilot, app, "admin", "wrong")
+        await wait_until(pilot, lambda: "Wrong user name or password" in error_text(app))
+        await log_in(pilot, app, "admin", "x", address=f"127.0.0.1:{free_port()}")
+        await wait_until(pilot, lambda: "Cannot reach" in error_text(app))
+        assert isinstance(app.screen, LoginScreen)  # the form stays usable
+        await log_in(pilot, app, "admin", "", address=pool.address)
+        await wait_until(pilot, lambda: "all needed" in error_text(app))
+        await log_in(pilot, app, "admin", pool.admin_password, address=pool.address)
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        await wait_until(pilot, lambda: app.snapshot is not None and app.snapshot.nodes is not None)
+        await settle(pilot, app)
+        assert "Balance" in str(app.screen.query_one("#card-balance", Static).render())
+        for key, screen_type in (("n", NodesScreen), ("t", TasksScreen), ("v", VpnScreen), ("d", DashboardScreen)):
+            await pilot.press(key)
+            await settle(pilot, app)
+            assert isinstance(app.screen, screen_type), key
+        await pilot.press("question_mark")
+        await settle(pilot, app)
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text", Static).render())
+        assert "Dashboard" in text and "Pause" in text and "Quit" in text
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await settle(pilot, app)
+        await pilot.press(*"Nodes")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, NodesScreen))
+
+
+async def test_pause_and_remembered_session(pool: PoolProcess, tmp_path: Path) -> None:
+    app = make_app(pool, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        await log_in(pilot, app, "admin", pool.admin_password)
+        await wait_until(pilot, lambda: app.snapshot is not None)
+        await pilot.press("p")
+        assert app.paused
+        before = app.snapshot
+        await pilot.pause(1.5)  # three refresh intervals
+        assert app.snapshot is before
+        await pilot.press("p")
+        await wait_until(pilot, lambda: app.snapshot is not before)
+    again = make_app(pool, tmp_path)  # "remember me" was on: no login screen this time
+    async with again.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, again)
+        assert isinstance(again.screen, DashboardScreen)
+
+
+async def test_pool_killed_and_restarted_while_the_dashboard_is_open(pool: PoolProcess, tmp_path: Path) -> None:
+    app = make_app(pool, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        await log_in(pilot, app, "admin", pool.admin_password)
+        await wait_until(pilot, lambda: app.snapshot is not None and app.snapshot.nodes is not None)
+        nodes_before = app.snapshot.nodes
+        await asyncio.to_thread(pool.kill)
+        banner = app.screen.query_one("#banner")
+        await wait_until(pilot, lambda: banner.display, timeout=20)
+        assert "cannot be reached" in str(banner.render())
+        assert app.snapshot.nodes is nodes_before  # the last known data stays on screen
+        await asyncio.to_thread(pool.restart)
+        await wait_until(pilot, lambda: not banner.display and app.backend.connection.status == "connected",
+                         timeout=30)
+        assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_readonly_and_viewer_change_nothing(pool: PoolProcess, tmp_path: Path) -> None:
+    pool.cli("pool", "add-user", "vic", "--role", "viewer", "--password-stdin", stdin="vic-pass-1\n")
+    for overrides, user, password in (({"readonly": True}, "admin", pool.admin_password),
+                                      ({}, "vic", "vic-pass-1")):
+        app = make_app(pool, tmp_path / user, **overrides)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await log_in(pilot, app, user, password)
+            await wait_until(pilot, lambda a=app: a.snapshot is not None)
+            assert app.readonly and app.backend.role == "viewer"
+            await pilot.press("u")
+            await settle(pilot, app)
+            assert isinstance(app.screen, DashboardScreen)  # no upload screen
+            await pilot.press("n")
+            await settle(pilot, app)
+            await pilot.press("c")
+            await settle(pilot, app)
+            assert isinstance(app.screen, NodesScreen)  # no confirmation: cordon is refused
+            await pilot.press("v")
+            await settle(pilot, app)
+            await pilot.press("a")
+            await settle(pilot, app)
+            assert isinstance(app.screen, VpnScreen)
+            assert "only admins" in str(app.screen.query_one("#vpn-status", Static).render())
