@@ -24,8 +24,8 @@ from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
     Column("id", "NODE", 16), Column("host", "HOST", 16), Column("status", "STATUS", 10),
-    Column("cpu", "CPU%", 5, right=True), Column("mem", "MEM%", 5, right=True), Column("gpu", "GPU%", 5, right=True),
-    Column("tasks", "TASKS", 6, right=True), Column("beat", "BEAT", 5, right=True),
+    Column("cpu", "CPU%", 6, right=True), Column("mem", "MEM%", 6, right=True), Column("gpu", "GPU%", 6, right=True),
+    Column("tasks", "TASKS", 6, right=True), Column("beat", "BEAT", 6, right=True),
 ]
 ACTIONS = {"cordoned": "cordon", "draining": "drain", "active": "activate", "forget": "forget"}
 

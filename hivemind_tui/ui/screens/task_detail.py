@@ -178,7 +178,8 @@ class TaskDetailScreen(Screen[None]):
         if not self._may_change():
             return
         if self.task_parent is not None and self.task_parent.split:
-            running = [s.task_id for s in self.task_parent.subtasks if s.status not in ("COMPLETED", "FAILED", "STOPPED")]
+            running = [s.task_id for s in self.task_parent.subtasks
+                       if s.status not in ("COMPLETED", "FAILED", "STOPPED")]
             details = running or ["(no subtask is still running)"]
         else:
             details = [self.task_id]

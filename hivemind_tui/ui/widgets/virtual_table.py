@@ -174,7 +174,7 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         for c in self.columns:
             label = c.label
             if self._sort and self._sort[0] == c.key:
-                label += " ▼" if self._sort[1] else " ▲"
+                label += "▼" if self._sort[1] else "▲"
             parts.append(_fit(label, c.width, c.right))
         return " ".join(parts)
 

@@ -1,0 +1,122 @@
+"""The node monitor on the fixture source: sort, filter, details, in-place updates, 10,000 rows, roles."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from textual.widgets import Input, Static
+
+from hivemind_tui.services.models import NodeList
+from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.screens.node_detail import NodeDetailScreen
+from hivemind_tui.ui.screens.nodes import NodesScreen
+from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+from tests.ui.snapshot_apps import demo_app, settle
+
+
+async def test_sort_filter_details_and_state_changes() -> None:
+    app = demo_app(start="nodes")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, NodesScreen)
+        table = screen.query_one("#node-table", VirtualTable)
+        assert table.row_count == 12
+        await pilot.press("4")  # CPU%, ascending
+        cpus = [table.row(k).node.cpu_usage for k in table.visible_keys()]
+        assert cpus == sorted(cpus)
+        await pilot.press("4")  # again: descending
+        assert [table.row(k).node.cpu_usage for k in table.visible_keys()] == sorted(cpus, reverse=True)
+        assert "CPU%▼" in table.header_text()
+        await pilot.press("slash", *"status:offline", "enter")
+        assert [str(k) for k in table.visible_keys()] == ["worker-00007"]
+        assert "1 of 12 shown" in str(screen.query_one("#node-status", Static).render())
+        await pilot.press("escape")
+        assert table.row_count == 12
+        await pilot.press("slash", *"gpu:yes", "enter")
+        assert all(table.row(k).node.gpu_name for k in table.visible_keys()) and table.row_count == 3
+        await pilot.press("escape", "home", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, NodeDetailScreen)
+        assert "samples" in str(app.screen.query_one("#cpu-title", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        await pilot.press("home", "space", "space")
+        marked = sorted(map(str, table.marked))
+        assert len(marked) == 2
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # cancel: nothing changes
+        await settle(pilot)
+        assert app.backend.node_states == []
+        await pilot.press("c", "y")
+        await settle(pilot)
+        assert app.backend.node_states == [(marked, "cordoned")]
+        assert table.marked == set()
+
+
+async def test_in_place_updates_and_offline_transitions() -> None:
+    app = demo_app(start="nodes")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#node-table", VirtualTable)
+        await pilot.press("down", "down")
+        key = table.cursor_key
+        backend = app.backend
+        backend.nodes[5] = replace(backend.nodes[5], online=False, cpu_usage=0.0)
+        app.action_refresh()
+        await settle(pilot)
+        assert table.cursor_key == key  # rows update in place; the cursor stays put
+        assert table.row("worker-00005").status == "offline"
+        await pilot.press("slash", *"status:offline", "enter")
+        assert set(map(str, table.visible_keys())) == {"worker-00005", "worker-00007"}
+
+
+async def test_ten_thousand_nodes_page_through() -> None:
+    app = demo_app(start="nodes", nodes=10_000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#node-table", VirtualTable)
+        assert table.row_count == 10_000
+        for _ in range(5):
+            await pilot.press("pagedown")
+        assert table.cursor > 5 * 20
+        await pilot.press("end")
+        assert table.cursor == 9_999 and table.cursor_key == "worker-09999"
+        await pilot.press("home")
+        assert table.cursor == 0
+        app.backend.change_nodes(0.1, 1)
+        app.action_refresh()
+        await settle(pilot)
+        assert table.row("worker-00001").node == app.backend.nodes[1]
+
+
+async def test_a_pool_without_node_list_and_a_viewer() -> None:
+    app = demo_app(start="nodes", role="operator")
+    original = app.backend.refresh
+
+    async def no_nodes():
+        snap = await original()
+        snap.nodes = NodeList(False, [])
+        return snap
+
+    app.backend.refresh = no_nodes  # type: ignore[method-assign]
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        empty = app.screen.query_one("#node-empty", Static)
+        assert empty.display and "does not list nodes" in str(empty.render())
+        await pilot.press("c")
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert app.backend.node_states == []
+
+
+async def test_filter_input_is_plain_text() -> None:
+    app = demo_app(start="nodes")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"rack1-node03", "enter")
+        table = app.screen.query_one("#node-table", VirtualTable)
+        assert list(map(str, table.visible_keys())) == ["worker-00002"]
+        assert app.screen.query_one("#node-filter", Input).value == "rack1-node03"
