@@ -17,7 +17,7 @@ from hivemind_tui.ui.screens.tasks import TasksScreen
 from hivemind_tui.ui.screens.vpn import VpnScreen
 from tests.helpers import free_port
 from tests.ui.conftest import PoolProcess, make_app
-from tests.ui.snapshot_apps import settle as settle_workers
+from hivemind_tui.ui.demo_shots import settle as settle_workers
 
 
 async def settle(pilot, app: HivemindApp) -> None:

@@ -11,7 +11,7 @@ from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.node_detail import NodeDetailScreen
 from hivemind_tui.ui.screens.nodes import NodesScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
-from tests.ui.snapshot_apps import demo_app, settle
+from hivemind_tui.ui.demo_shots import demo_app, settle
 
 
 async def test_sort_filter_details_and_state_changes() -> None:

@@ -17,7 +17,7 @@ from hivemind_tui.ui.screens.upload import UploadScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 from tests.helpers import make_zip
 from tests.ui.conftest import PoolProcess, make_app
-from tests.ui.snapshot_apps import settle
+from hivemind_tui.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
 
 SPLIT_MAIN = ("import os, time\nrows = open('data/in.csv').read().splitlines()\nprint('shard rows', len(rows), "

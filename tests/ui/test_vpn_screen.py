@@ -13,7 +13,7 @@ from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.screens.vpn import AddPeerScreen, VpnScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 from tests.ui.conftest import PoolProcess, make_app
-from tests.ui.snapshot_apps import settle
+from hivemind_tui.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
 
 

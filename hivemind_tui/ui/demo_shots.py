@@ -1,5 +1,8 @@
-"""Apps for snapshot tests and the screenshot script: the demo fixture source, a fixed clock, and the
-keys that bring each screen up. One table of them, so snapshots and screenshots never drift apart."""
+"""The demo screens: apps on the fixture source with a fixed clock, and the keys that bring each screen up.
+
+One table (`SHOTS`) serves the snapshot tests and `scripts/screenshots.py`, so they never drift apart.
+Run from the repository root: the upload screen browses `tests/ui/demo_files`.
+"""
 
 from __future__ import annotations
 
