@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hivemind_tui.ui.demo_shots import SHOTS, Shot
+from hivemind_tui.ui.demo_shots import SHOTS, Shot  # noqa: E402 - after the path is set
 
 
 async def capture(shot: Shot, out_dir: Path) -> Path:
@@ -30,8 +30,6 @@ async def capture(shot: Shot, out_dir: Path) -> Path:
 
 
 async def main(out_dir: Path) -> None:
-    os.chdir(ROOT)
-    out_dir.mkdir(parents=True, exist_ok=True)
     for shot in SHOTS:
         print(await capture(shot, out_dir))
 
@@ -39,4 +37,7 @@ async def main(out_dir: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
-    asyncio.run(main(parser.parse_args().out.resolve()))
+    out = parser.parse_args().out.resolve()
+    os.chdir(ROOT)  # the upload screen browses tests/ui/demo_files
+    out.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(out))

@@ -9,6 +9,7 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from hivemind_tui.ui.app import HivemindApp
+from hivemind_tui.ui.demo_shots import settle as settle_workers
 from hivemind_tui.ui.screens.dashboard import DashboardScreen
 from hivemind_tui.ui.screens.help import HelpScreen
 from hivemind_tui.ui.screens.login import LoginScreen
@@ -17,7 +18,6 @@ from hivemind_tui.ui.screens.tasks import TasksScreen
 from hivemind_tui.ui.screens.vpn import VpnScreen
 from tests.helpers import free_port
 from tests.ui.conftest import PoolProcess, make_app
-from hivemind_tui.ui.demo_shots import settle as settle_workers
 
 
 async def settle(pilot, app: HivemindApp) -> None:

@@ -1,0 +1,165 @@
+"""Benchmark of the console (prints figures next to baselines from the same run; CI does not run it).
+
+    python tests/perf/bench_console.py [--idle-seconds 60]
+
+1. Process start to the first painted login screen in a real pseudo-terminal, median of 5, next to a
+   minimal Textual app with one Static (goal: at most 1.15x).
+2. CPU of the idle console on the dashboard with 1,000 nodes and a 5 s refresh over N seconds, in a
+   pseudo-terminal (goal: at most 1% of a core).
+3. 10,000 nodes, headless: time to first display of the monitor (goal < 0.5 s), time to apply a refresh
+   with 10% of rows changed (goal < 0.1 s), the latency of a key press right after a refresh, and RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+MINIMAL = """
+from textual.app import App
+from textual.widgets import Static
+class Minimal(App):
+    def compose(self):
+        yield Static("MINIMAL READY")
+Minimal().run()
+"""
+IDLE = """
+import sys
+sys.path.insert(0, {root!r})
+from hivemind_tui.config import Settings
+from hivemind_tui.ui.app import HivemindApp
+from hivemind_tui.ui.demo import DemoBackend
+backend = DemoBackend(Settings(refresh_interval=5.0), nodes=1000)
+HivemindApp(backend).run()
+"""
+
+
+def until_painted(command: list[str], marker: bytes, env: dict[str, str], timeout: float = 30) -> float:
+    """Seconds from spawn until `marker` appears on the pseudo-terminal; the process is then ended."""
+    master, slave = pty.openpty()
+    os.set_blocking(master, False)
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    seen = b""
+    try:
+        while time.perf_counter() - start < timeout:
+            ready, _, _ = select.select([master], [], [], 0.01)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+                if marker in seen:
+                    return time.perf_counter() - start
+        raise RuntimeError(f"{marker!r} never appeared")
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+
+
+def start_to_paint() -> tuple[float, float]:
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "30"}
+    data = tempfile.mkdtemp(prefix="bench-console-")
+    ours_cmd = [sys.executable, "-m", "hivemind_tui", "--data-dir", data, "--pool", "127.0.0.1:9"]
+    ours = [until_painted(ours_cmd, b"Log in", env) for _ in range(5)]
+    minimal = [until_painted([sys.executable, "-c", MINIMAL], b"MINIMAL READY", env) for _ in range(5)]
+    return statistics.median(ours), statistics.median(minimal)
+
+
+def idle_cpu(seconds: float) -> float:
+    env = {**os.environ, "TERM": "xterm-256color"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", IDLE.format(root=str(ROOT))], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    try:
+        drain_until = time.monotonic() + 8
+        while time.monotonic() < drain_until:  # let it start and paint
+            if select.select([master], [], [], 0.1)[0]:
+                os.read(master, 65536)
+        info = psutil.Process(proc.pid)
+        before = sum(info.cpu_times()[:2])
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if select.select([master], [], [], 0.2)[0]:
+                os.read(master, 65536)
+        used = sum(info.cpu_times()[:2]) - before
+        return 100 * used / seconds
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(master)
+
+
+async def scale() -> tuple[float, float, float, float]:
+    from hivemind_tui.ui.demo_shots import demo_app, settle
+    from hivemind_tui.ui.screens.nodes import NodesScreen
+    from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+
+    app = demo_app(nodes=10_000)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        start = time.perf_counter()
+        await pilot.press("n")
+        while not (isinstance(app.screen, NodesScreen)
+                   and app.screen.query_one("#node-table", VirtualTable).row_count == 10_000):
+            await pilot.pause(0.001)
+        await pilot.pause()
+        first = time.perf_counter() - start
+        screen = app.screen
+        backend = app.backend
+        timings = []
+        for step in range(5):
+            backend.change_nodes(0.1, step)
+            snap = await backend.refresh()
+            begin = time.perf_counter()
+            screen.show(snap)
+            await pilot.pause()
+            timings.append(time.perf_counter() - begin)
+        table = screen.query_one("#node-table", VirtualTable)
+        backend.change_nodes(0.1, 9)
+        snap = await backend.refresh()
+        screen.show(snap)
+        before = table.cursor
+        start = time.perf_counter()
+        await pilot.press("down")
+        while table.cursor == before:
+            await pilot.pause(0.001)
+        key = time.perf_counter() - start
+        rss = psutil.Process().memory_info().rss / 2**20
+    return first, statistics.median(timings), key, rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    ours, minimal = start_to_paint()
+    print(f"start to first painted login screen, median of 5: ours {ours:.3f} s, minimal Textual app "
+          f"{minimal:.3f} s, ratio {ours / minimal:.2f} (goal <= 1.15)")
+    cpu = idle_cpu(args.idle_seconds)
+    print(f"idle console, dashboard, 1,000 nodes, 5 s refresh, {args.idle_seconds:.0f} s: {cpu:.2f}% of a core "
+          "(goal <= 1%)")
+    first, refresh, key, rss = asyncio.run(scale())
+    print(f"10,000 nodes: first display {first * 1000:.0f} ms (goal < 500), refresh with 10% changed "
+          f"{refresh * 1000:.1f} ms (goal < 100), key press after a refresh {key * 1000:.1f} ms, RSS {rss:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
