@@ -66,6 +66,12 @@ def default_node_id(state_dir: Path) -> str:
     return f"{socket.gethostname()}-{suffix}"
 
 
+def advertised_host(listen: str) -> str:
+    """The host the pool should dial; a wildcard listen address says nothing, so the pool uses the peer's."""
+    host = listen.rpartition(":")[0].strip("[]")
+    return "" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - recognising wildcards, not binding
+
+
 def task_base_dir(node_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)
     return Path(tempfile.gettempdir()) / f"hivemind-worker-{safe}"
@@ -224,7 +230,7 @@ class Worker:
             memory_gb=memory_gb(), cpu_score=self._cpu_score, gpu_score=0 if gpu is None else 1000,
             gpu_memory_gb=0 if gpu is None else gpu.memory_gb, gpu_name="" if gpu is None else gpu.name,
             port=self.port, docker_status="n/a", slots=self.config.slots,
-            advertise_host=self.config.listen.rpartition(":")[0].strip("[]"))
+            advertise_host=advertised_host(self.config.listen))
         reply = await self._nodes.RegisterWorkerNode(request, metadata=self._metadata, timeout=self.config.rpc_deadline)
         if not reply.success:
             log.error("registration refused: %s", reply.message)
