@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 RECENT_FAILURES = 3600.0
 COMPACT_EVERY = 300.0
+# Refreshes between full task lists; in between only tasks changed since the last answer are fetched.
+FULL_TASK_SYNC_EVERY = 12
+SKEW = 2.0
 
 
 @dataclass
@@ -101,6 +104,9 @@ class Monitor:
         self.clock = clock
         self.last: ClusterSnapshot | None = None
         self._last_compact = 0.0
+        self._tasks: dict[str, TaskInfo] = {}
+        self._tasks_since: float | None = None
+        self._refreshes = 0
 
     async def refresh(self) -> ClusterSnapshot:
         client = self.session.client
@@ -127,11 +133,11 @@ class Monitor:
             snap.health = await session.client.check_health()
             if session.logged_in:
                 nodes, tasks, balance = await asyncio.gather(
-                    session.call(session.client.list_nodes), session.call(session.client.list_tasks),
+                    session.call(session.client.list_nodes), self._fetch_tasks(),
                     session.call(session.client.balance))
                 # Stamped with the refresh's time: `_record` tells fresh parts from carried-over ones by it.
                 snap.nodes, snap.nodes_at = nodes, snap.taken_at
-                snap.tasks, snap.tasks_at = tasks.tasks, snap.taken_at
+                snap.tasks, snap.tasks_at = tasks, snap.taken_at
                 snap.balance = balance
         except NotConnectedError as exc:
             snap.health = None
@@ -140,6 +146,19 @@ class Monitor:
             snap.problems.append(exc.message)
             if exc.exit_code == 4:
                 raise
+
+    async def _fetch_tasks(self) -> list[TaskInfo]:
+        """Only what changed since the pool's last answer (`updated_since`), with a full list now and then
+        (pruned tasks drop out) and every time against a pool that gives no server time (HiveMind)."""
+        full = self._tasks_since is None or self._refreshes % FULL_TASK_SYNC_EVERY == 0
+        self._refreshes += 1
+        since = 0.0 if full else max((self._tasks_since or 0.0) - SKEW, 0.0)
+        listed = await self.session.call(lambda token: self.session.client.list_tasks(token, since))
+        if full:
+            self._tasks = {}
+        self._tasks.update((t.task_id, t) for t in listed.tasks)
+        self._tasks_since = listed.server_time
+        return sorted(self._tasks.values(), key=lambda t: t.updated_at or 0.0, reverse=True)
 
     async def _record(self, snap: ClusterSnapshot) -> None:
         now = snap.taken_at

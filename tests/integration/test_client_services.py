@@ -189,3 +189,39 @@ async def test_alerts_raise_once_and_clear(tmp_path: Path) -> None:
         raised, cleared = await alerts.evaluate([], 115.0)
         assert [a.cleared_at for a in cleared] == [115.0]
         assert await alerts.list() == [] and len(await alerts.list(include_cleared=True)) == 1
+
+
+async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: Pool, tmp_path: Path) -> None:
+    from hivemind_tui.services.monitor import Monitor
+
+    hook_out = tmp_path / "hook.jsonl"
+    settings = pool.settings.with_overrides(alert_hook=f"sh -c 'cat >> {hook_out}'")
+    client = PoolClient(settings, pool.address, clock=pool.clock)
+    session = Session(client, tmp_path / "t", clock=pool.clock)
+    await session.login("alice", PASSWORD)
+    token = session.data.token
+    for i in range(3):
+        await client.upload_task(token, f"m{i}", task_zip())
+    calls: list[float] = []
+    original = client.list_tasks
+
+    async def counting(tok: str, updated_since: float = 0.0, limit: int = 0):
+        calls.append(updated_since)
+        return await original(tok, updated_since, limit)
+
+    client.list_tasks = counting  # type: ignore[method-assign]
+    async with Store(tmp_path / "console.db") as store:
+        monitor = Monitor(settings, session, None, History(store), Alerts(store), clock=pool.clock)
+        first = await monitor.refresh()
+        assert {t.task_id for t in first.tasks} == {"m0", "m1", "m2"} and calls == [0.0]
+        pool.clock.advance(10)
+        await client.stop_task(token, "m1")
+        second = await monitor.refresh()
+        assert calls[1] > 0  # only what changed since the pool's last answer
+        assert {t.task_id: t.status for t in second.tasks}["m1"] == "STOPPED" and len(second.tasks) == 3
+        client.address = "127.0.0.1:1"  # the pool goes away: an alert, and the hook hears of it
+        await client.close()
+        third = await monitor.refresh()
+        assert any(a.kind == "pool_unreachable" for a in third.raised)
+    assert '"event": "raised"' in hook_out.read_text() and "pool_unreachable" in hook_out.read_text()
+    await client.close()

@@ -143,3 +143,19 @@ async def test_readonly_and_viewer_change_nothing(pool: PoolProcess, tmp_path: P
             await settle(pilot, app)
             assert isinstance(app.screen, VpnScreen)
             assert "only admins" in str(app.screen.query_one("#vpn-status", Static).render())
+
+
+async def test_login_timeout_has_its_own_message(pool: PoolProcess, tmp_path: Path) -> None:
+    from tests.proxy import FaultProxy
+
+    proxy = await FaultProxy(pool.port).start()
+    proxy.mode = "drop"  # connections open, nothing ever answers
+    app = make_app(pool, tmp_path)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await log_in(pilot, app, "admin", pool.admin_password, address=proxy.address)
+            await wait_until(pilot, lambda: "did not answer in time" in error_text(app), timeout=20)
+            assert isinstance(app.screen, LoginScreen)
+    finally:
+        await proxy.close()

@@ -120,3 +120,34 @@ async def test_filter_input_is_plain_text() -> None:
         table = app.screen.query_one("#node-table", VirtualTable)
         assert list(map(str, table.visible_keys())) == ["worker-00002"]
         assert app.screen.query_one("#node-filter", Input).value == "rack1-node03"
+
+
+async def test_an_expired_session_asks_for_the_password_over_the_current_screen() -> None:
+    from hivemind_tui.services.errors import SessionExpiredError
+    from hivemind_tui.ui.screens.login import LoginScreen
+
+    app = demo_app(start="nodes")
+    original = app.backend.refresh
+    expired = {"once": True}
+
+    async def refresh():
+        if expired.pop("once", False):
+            raise SessionExpiredError("the session expired; log in again")
+        return await original()
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.backend.refresh = refresh  # type: ignore[method-assign]
+        app.action_refresh()
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        app.screen.query_one("#password", Input).value = "wrong"
+        app.screen.query_one("#password", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, LoginScreen)
+        app.screen.query_one("#password", Input).value = "demo"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, NodesScreen)  # back where it was
+        assert app.screen.query_one("#node-table", VirtualTable).row_count == 12
