@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from hivemind_tui import timefmt
 from hivemind_tui.cli import Context
 from hivemind_tui.errors import NotPermittedError, UnreachableError
 from hivemind_tui.services.audit import AuditLog
@@ -77,16 +78,7 @@ def when(ts: float | None) -> str:
 
 
 def age(ts: float | None, now: float | None = None) -> str:
-    if not ts:
-        return "-"
-    seconds = max(0, int((now or time.time()) - ts))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    if seconds < 172800:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86400}d"
+    return timefmt.age(ts, time.time() if now is None else now)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -5,21 +5,12 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+from hivemind_tui.timefmt import age
+
+__all__ = ["age", "bar", "clock_text", "duration", "rate", "size", "when"]
+
 ASCII = os.environ.get("HIVEMIND_ASCII", "") == "1"
 FULL, EMPTY = ("#", "-") if ASCII else ("█", "░")
-
-
-def age(ts: float | None, now: float) -> str:
-    if not ts:
-        return "-"
-    s = max(0, int(now - ts))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
 
 
 def clock_text(ts: float) -> str:
