@@ -11,14 +11,11 @@ import asyncio
 import sys
 
 from hivemind_tui.cli import Context, Result
-from hivemind_tui.commands.status_cmd import mounts
-from hivemind_tui.errors import HivemindError
 from hivemind_tui.logging_setup import configure_logging
 from hivemind_tui.poolfile import running_pool, stop_pool
-from hivemind_tui.services.host_metrics import PsutilMetrics
-from hivemind_tui.services.nodepool_client import PoolClient
-from hivemind_tui.services.pool_launcher import start_pool
-from hivemind_tui.services.session import Session
+
+# The heavier modules (grpc, the screens) are imported where they are used, after argument parsing, so
+# that only the console's own path pays for them.
 
 
 def run_console(ctx: Context) -> Result:
@@ -30,11 +27,15 @@ def run_console(ctx: Context) -> Result:
     else:
         info = running_pool(ctx.data_dir.pool)
         if info is None:
+            from hivemind_tui.services.pool_launcher import start_pool
+
             print(f"starting the embedded Node Pool of {ctx.data_dir.root}…", file=sys.stderr, flush=True)
             address = asyncio.run(start_pool(ctx.data_dir.root, ctx.args.config, workers=1))
             started = True
         else:
             address = info.address
+    from hivemind_tui.commands.status_cmd import mounts
+    from hivemind_tui.services.host_metrics import PsutilMetrics
     from hivemind_tui.ui.app import HivemindApp
     from hivemind_tui.ui.backend import LiveBackend
 
@@ -60,6 +61,10 @@ def _tidy(ctx: Context, address: str) -> str:
 
 
 async def _unfinished(ctx: Context, address: str) -> int | None:
+    from hivemind_tui.errors import HivemindError
+    from hivemind_tui.services.nodepool_client import PoolClient
+    from hivemind_tui.services.session import Session
+
     client = PoolClient(ctx.settings, address)
     session = Session(client, ctx.data_dir.tokens)
     try:

@@ -6,6 +6,8 @@ screenshot script. The backend is opened in `on_mount`, inside the app's own loo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -61,17 +63,24 @@ class HivemindApp(App[None]):
         self.start_section = start
         self.refresh_interval = backend.settings.refresh_interval
         self._timer: Timer | None = None
+        self._opened: asyncio.Future[None] | None = None
 
     @property
     def readonly(self) -> bool:
         return self.backend.settings.readonly or self.backend.role == "viewer"
 
     async def on_mount(self) -> None:
-        await self.backend.open()
+        # The login screen paints while the backend opens its store; logging in waits for `ready()`.
+        self._opened = asyncio.ensure_future(self.backend.open())
         if self.backend.has_session():
+            await self.ready()
             await self._enter()
         else:
             self.push_screen(LoginScreen(first=True), self._after_first_login)
+
+    async def ready(self) -> None:
+        if self._opened is not None:
+            await asyncio.shield(self._opened)
 
     async def _after_first_login(self, ok: bool | None) -> None:
         if ok:
@@ -84,6 +93,9 @@ class HivemindApp(App[None]):
         self.resume_uploads()
 
     async def on_unmount(self) -> None:
+        if self._opened is not None:
+            with contextlib.suppress(Exception):
+                await self._opened
         await self.backend.close()
 
     # -- refresh ----------------------------------------------------------------------------------

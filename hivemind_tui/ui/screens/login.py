@@ -79,6 +79,7 @@ class LoginScreen(ModalScreen[bool]):
     async def log_in(self, address: str, user: str, password: str, remember: bool) -> None:
         error = self.query_one("#login-error", Static)
         try:
+            await self.app.ready()  # type: ignore[attr-defined]
             await asyncio.wait_for(self.app.backend.login(address, user, password, remember),  # type: ignore[attr-defined]
                                    LOGIN_TIMEOUT)
         except AuthenticationFailedError:
