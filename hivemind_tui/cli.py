@@ -111,18 +111,33 @@ class CommandRegistry:
         return CommandRegistry(sub, self._parent)
 
 
-def build_parser() -> Parser:
-    from hivemind_tui.commands import register_all
-
+def build_parser(with_commands: bool = True) -> Parser:
+    """The whole command line; without commands (the console's fast path) only the top-level options."""
     parser = Parser(prog="hivemind-tui", description="The HiveMind Master Node: a terminal console and "
                     "one-shot commands with JSON output.", parents=[_global_options(suppress=False)])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--keep-pool", action="store_true",
                         help="console: leave an embedded pool it started running on exit")
     parser.set_defaults(handler=None)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    register_all(CommandRegistry(subparsers, _global_options(suppress=True)))
+    if with_commands:
+        from hivemind_tui.commands import register_all
+
+        subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+        register_all(CommandRegistry(subparsers, _global_options(suppress=True)))
     return parser
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse; the bare console invocation skips importing every command's modules (it paints sooner)."""
+    if "-h" not in argv and "--help" not in argv:
+        light = build_parser(with_commands=False)
+        try:
+            args, rest = light.parse_known_args(argv)
+        except UsageError:
+            rest = argv
+        if not rest:
+            return args
+    return build_parser().parse_args(argv)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,8 +169,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parse(argv)
         as_json = bool(args.json)
         if args.version:
             _emit(Result({"version": __version__}, f"hivemind-tui {__version__}"), as_json)
@@ -165,7 +179,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             group_parser = getattr(args, "group_parser", None)
             if group_parser is not None:
                 raise UsageError(f"{group_parser.prog} needs a command\n{group_parser.format_usage()}")
-            handler = _default_handler(parser)
+            handler = _default_handler()
         loaded = load_settings(config_file=args.config, flags=_flags(args))
         ctx = Context(args, loaded)
         ctx.data_dir.ensure()
@@ -183,12 +197,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _default_handler(parser: Parser) -> Handler:
-    """Without a command the console starts (with --json there is no console: the help is the answer)."""
+def _default_handler() -> Handler:
+    """Without a command the console starts (with --json, or with no terminal, the help is the answer)."""
 
     def console_or_help(ctx: Context) -> Result:
         if ctx.json or not sys.stdout.isatty():
-            return Result({"help": parser.format_help()}, parser.format_help())
+            text = build_parser().format_help()
+            return Result({"help": text}, text)
         from hivemind_tui.commands.console_cmd import run_console
 
         return run_console(ctx)

@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-
 from hivemind_tui.datadir import atomic_write
 
 
@@ -53,6 +51,8 @@ def read_pool_info(pool_dir: Path) -> PoolInfo | None:
 
 def pid_alive(pid: int) -> bool:
     """True while `pid` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+    import psutil  # here, not at the top: the console's first frame should not wait for it
+
     if pid <= 0:
         return False
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 from hivemind_tui.cli import Context, Result
 from hivemind_tui.logging_setup import configure_logging
@@ -34,13 +35,12 @@ def run_console(ctx: Context) -> Result:
             started = True
         else:
             address = info.address
-    from hivemind_tui.commands.status_cmd import mounts
-    from hivemind_tui.services.host_metrics import PsutilMetrics
     from hivemind_tui.ui.app import HivemindApp
-    from hivemind_tui.ui.backend import LiveBackend
+    from hivemind_tui.ui.startup import DeferredBackend
 
-    backend = LiveBackend(settings, ctx.data_dir, address, not settings.pool_address, PsutilMetrics(mounts(ctx)))
-    HivemindApp(backend).run()
+    extra = [Path(m.strip()) for m in settings.extra_mounts.split(",") if m.strip()]
+    backend = DeferredBackend(settings, ctx.data_dir, address, not settings.pool_address, [ctx.data_dir.root, *extra])
+    HivemindApp(backend).run()  # type: ignore[arg-type]
     if started:
         return Result({"pool": address}, _tidy(ctx, address))
     return Result({"pool": address}, "")

@@ -97,3 +97,14 @@ class NodeList:
 
     supported: bool
     nodes: list[NodeInfo] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """What the header shows: connected, reconnecting (next try in N s) or disconnected since T."""
+
+    status: str = "unknown"  # connected | reconnecting | disconnected | unknown
+    since: float | None = None
+    next_retry_at: float | None = None
+    latency_ms: float | None = None
+    failures: int = 0

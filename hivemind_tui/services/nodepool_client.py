@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +25,15 @@ from hivemind_tui.errors import NotSupportedError
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for
-from hivemind_tui.services.models import LoginResult, NodeInfo, NodeList, PoolHealth, TaskInfo, TaskList
+from hivemind_tui.services.models import (
+    ConnectionState,
+    LoginResult,
+    NodeInfo,
+    NodeList,
+    PoolHealth,
+    TaskInfo,
+    TaskList,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +43,6 @@ MESSAGE_OVERHEAD = 1024 * 1024
 READ_ATTEMPTS = 3
 BACKOFF_BASE = 0.2
 BACKOFF_MAX = 10.0
-
-
-@dataclass(frozen=True)
-class ConnectionState:
-    """What the header shows: connected, reconnecting (next try in N s) or disconnected since T."""
-
-    status: str = "unknown"  # connected | reconnecting | disconnected | unknown
-    since: float | None = None
-    next_retry_at: float | None = None
-    latency_ms: float | None = None
-    failures: int = 0
 
 
 def _opt(value: float) -> float | None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,26 +22,32 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from hivemind_tui.errors import HivemindError, NotAuthenticatedError
-from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.services.task_manager import Progress, SubmitOptions
-from hivemind_tui.ui.backend import ConsoleBackend
-from hivemind_tui.ui.screens.dashboard import DashboardScreen
-from hivemind_tui.ui.screens.help import HelpScreen
 from hivemind_tui.ui.screens.login import LoginScreen
-from hivemind_tui.ui.screens.nodes import NodesScreen
-from hivemind_tui.ui.screens.tasks import TasksScreen
-from hivemind_tui.ui.screens.upload import UploadScreen
-from hivemind_tui.ui.screens.vpn import VpnScreen
+
+if TYPE_CHECKING:
+    from hivemind_tui.services.monitor import ClusterSnapshot
+    from hivemind_tui.services.task_manager import Progress, SubmitOptions
+    from hivemind_tui.ui.backend import ConsoleBackend
 
 log = logging.getLogger(__name__)
 
 INTERVALS = (2.0, 5.0, 10.0, 30.0, 60.0)
 
 
+def lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+    """Sections are imported when first shown, so the login screen paints without them."""
+
+    def make() -> Screen:
+        return getattr(import_module(f"hivemind_tui.ui.screens.{module}"), name)()
+
+    return make
+
+
 class HivemindApp(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "HiveMind"
-    MODES = {"dashboard": DashboardScreen, "tasks": TasksScreen, "nodes": NodesScreen, "vpn": VpnScreen}
+    MODES = {"dashboard": lazy_screen("dashboard", "DashboardScreen"), "tasks": lazy_screen("tasks", "TasksScreen"),
+             "nodes": lazy_screen("nodes", "NodesScreen"), "vpn": lazy_screen("vpn", "VpnScreen")}
     BINDINGS = [
         Binding("d", "section('dashboard')", "Dashboard"),
         Binding("t", "section('tasks')", "Tasks"),
@@ -70,17 +78,23 @@ class HivemindApp(App[None]):
         return self.backend.settings.readonly or self.backend.role == "viewer"
 
     async def on_mount(self) -> None:
-        # The login screen paints while the backend opens its store; logging in waits for `ready()`.
-        self._opened = asyncio.ensure_future(self.backend.open())
         if self.backend.has_session():
             await self.ready()
             await self._enter()
         else:
+            # The login screen paints first; the backend opens after that frame (logging in waits for it).
             self.push_screen(LoginScreen(first=True), self._after_first_login)
+            self.call_after_refresh(self._start_opening)
+
+    def _start_opening(self) -> None:
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(self.backend.open())
 
     async def ready(self) -> None:
-        if self._opened is not None:
-            await asyncio.shield(self._opened)
+        """Wait until the backend is open (it opens once, whoever asks first)."""
+        self._start_opening()
+        assert self._opened is not None
+        await asyncio.shield(self._opened)
 
     async def _after_first_login(self, ok: bool | None) -> None:
         if ok:
@@ -180,9 +194,13 @@ class HivemindApp(App[None]):
         if self.readonly:
             self.notify("read-only: uploading is disabled", severity="warning")
             return
+        from hivemind_tui.ui.screens.upload import UploadScreen
+
         self.push_screen(UploadScreen())
 
     def action_help(self) -> None:
+        from hivemind_tui.ui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 

@@ -159,3 +159,24 @@ async def test_login_timeout_has_its_own_message(pool: PoolProcess, tmp_path: Pa
             assert isinstance(app.screen, LoginScreen)
     finally:
         await proxy.close()
+
+
+async def test_the_console_path_paints_login_before_the_services_load(pool: PoolProcess, tmp_path: Path) -> None:
+    """What `hivemind-tui` builds: a deferred backend that becomes the live one after the first frame."""
+    from hivemind_tui.datadir import DataDir
+    from hivemind_tui.ui.startup import DeferredBackend
+    from tests.conftest import fast_settings
+
+    settings = fast_settings(tmp_path / "console", refresh_interval=0.5, rpc_deadline=1.0)
+    data = DataDir(settings.data_path).ensure("tokens")
+    for round_ in range(2):
+        backend = DeferredBackend(settings, data, pool.address, True, [data.root])
+        app = HivemindApp(backend)  # type: ignore[arg-type]
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            if round_ == 0:
+                assert isinstance(app.screen, LoginScreen) and backend.username == ""
+                await log_in(pilot, app, "admin", pool.admin_password)
+            await wait_until(pilot, lambda a=app: a.snapshot is not None and a.snapshot.nodes is not None)
+            assert isinstance(app.screen, DashboardScreen) and backend.role == "admin"
+        # The second round starts from the remembered session, read without the services.

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, clock_text
+
+if TYPE_CHECKING:
+    from hivemind_tui.services.monitor import ClusterSnapshot
 
 
 class ConsoleHeader(Horizontal):
