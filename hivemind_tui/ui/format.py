@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from hivemind_tui.timefmt import age
 
-__all__ = ["age", "bar", "clock_text", "duration", "rate", "size", "when"]
+__all__ = ["age", "bar", "clock_text", "duration", "rate", "series", "size", "when"]
 
 ASCII = os.environ.get("HIVEMIND_ASCII", "") == "1"
 FULL, EMPTY = ("#", "-") if ASCII else ("█", "░")
@@ -43,3 +43,8 @@ def duration(start: float | None, end: float | None) -> str:
         return "-"
     s = int(end - start)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def series(values: list[float]) -> list[float]:
+    """Sparkline data: one sample would draw as a full bar, so fewer than two draw as an empty baseline."""
+    return list(values) if len(values) > 1 else []

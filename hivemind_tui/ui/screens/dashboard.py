@@ -9,7 +9,7 @@ from textual.widgets import Sparkline, Static
 
 from hivemind_tui.services.models import KNOWN_STATUSES
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.format import age, bar, rate, size
+from hivemind_tui.ui.format import age, bar, rate, series, size
 from hivemind_tui.ui.screens.base import Section
 
 TREND_WINDOW = 3600.0
@@ -86,5 +86,5 @@ class DashboardScreen(Section):
     async def load_trends(self) -> None:
         backend = self.hive.backend
         trends = await backend.trends(backend.clock() - TREND_WINDOW)
-        self.query_one("#cpu-trend", Sparkline).data = trends.cluster_cpu or [0.0]
-        self.query_one("#done-trend", Sparkline).data = trends.finished or [0.0]
+        self.query_one("#cpu-trend", Sparkline).data = series(trends.cluster_cpu)
+        self.query_one("#done-trend", Sparkline).data = series(trends.finished)

@@ -36,7 +36,8 @@ class LoginScreen(ModalScreen[bool]):
             yield Label("Node Pool")
             yield Input(backend.address, id="address", placeholder="host:port")
             yield Label("User")
-            yield Input(backend.username or "", id="user", placeholder="admin")
+            # An embedded pool's first user is admin; a typed password must never land in a visible field.
+            yield Input(backend.username or ("admin" if backend.embedded else ""), id="user", placeholder="user")
             yield Label("Password")
             yield Input(id="password", password=True, placeholder="password")
             yield Checkbox("Remember me on this host (token file, 0600)", True, id="remember")

@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.format import age
+from hivemind_tui.ui.format import age, series
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 
 WINDOW = 3600.0
@@ -67,7 +67,7 @@ class NodeDetailScreen(Screen[None]):
         points = await backend.node_history(self.node_id, backend.clock() - WINDOW)
         for key in ("cpu", "memory", "gpu"):
             values = [getattr(p, key) for p in points]
-            self.query_one(f"#{key}-chart", Sparkline).data = values or [0.0]
+            self.query_one(f"#{key}-chart", Sparkline).data = series(values)
             summary = f"  now {values[-1]:.0f}  max {max(values):.0f}  ({len(values)} samples)" if values else \
                 "  no history yet (kept while a console or `watch` runs)"
             title = {"cpu": "CPU %", "memory": "Memory %", "gpu": "GPU %"}[key]
