@@ -94,6 +94,7 @@ class Scheduler:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._dispatches: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -102,6 +103,9 @@ class Scheduler:
         self._loop_task = asyncio.create_task(self._run())
 
     async def close(self) -> None:
+        # The flag, not only the cancellation: Python 3.11's wait_for can swallow a cancel that races a wake.
+        self._closed = True
+        self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,9 +117,12 @@ class Scheduler:
             await channel.close()
 
     async def _run(self) -> None:
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK)
+                async with asyncio.timeout(TICK):
+                    await self._wake.wait()
+            if self._closed:
+                return
             self._wake.clear()
             try:
                 await self.reclaim_lost()

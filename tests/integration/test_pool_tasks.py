@@ -265,3 +265,14 @@ async def test_concurrent_uploads_of_one_id_store_one(pool: Pool) -> None:
     assert sum(r.success for r in replies) == 1
     assert all(r.message.startswith("TASK_EXISTS") for r in replies if not r.success)
     assert files_in(pool.server.paths.tasks) == {"race.zip"}
+
+
+async def test_stop_is_prompt_while_the_scheduler_is_busy(tmp_path: Path) -> None:
+    """A cancel racing the scheduler's wake-up once hung the pool's shutdown (Python 3.11 wait_for)."""
+    for round_ in range(5):
+        pool = await start_pool(fast_settings(tmp_path / f"d{round_}"))
+        token = await pool.add_user("alice")
+        for i in range(3):
+            await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"w{i}", task_zip=task_zip(), token=token,
+                                                              memory_gb=100000))
+        await asyncio.wait_for(pool.close(), 10)
