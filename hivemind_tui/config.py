@@ -221,6 +221,10 @@ class Settings:
     def data_path(self) -> Path:
         return Path(self.data_dir or default_data_dir()).expanduser()
 
+    def mounts(self, data_root: Path) -> list[Path]:
+        """Filesystems whose usage this host reports: the data dir's, then `extra_mounts`."""
+        return [data_root, *(Path(m.strip()) for m in self.extra_mounts.split(",") if m.strip())]
+
     def with_overrides(self, **values: Any) -> Settings:
         """A copy with some values replaced, parsed and checked like any other source."""
         meta = {f.name: f.metadata for f in fields(self)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import stat
 import zipfile
 from collections.abc import Iterable
@@ -140,7 +139,3 @@ def zip_folder(folder: Path, prefix: str) -> bytes:
         else:
             zf.writestr(f"{prefix}/", b"")
     return buffer.getvalue()
-
-
-def remove_tree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 from hivemind_tui.cli import Context, Result
 from hivemind_tui.logging_setup import configure_logging
@@ -38,8 +37,8 @@ def run_console(ctx: Context) -> Result:
     from hivemind_tui.ui.app import HivemindApp
     from hivemind_tui.ui.startup import DeferredBackend
 
-    extra = [Path(m.strip()) for m in settings.extra_mounts.split(",") if m.strip()]
-    backend = DeferredBackend(settings, ctx.data_dir, address, not settings.pool_address, [ctx.data_dir.root, *extra])
+    backend = DeferredBackend(settings, ctx.data_dir, address, not settings.pool_address,
+                              settings.mounts(ctx.data_dir.root))
     HivemindApp(backend).run()  # type: ignore[arg-type]
     if started:
         return Result({"pool": address}, _tidy(ctx, address))

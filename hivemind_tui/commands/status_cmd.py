@@ -35,9 +35,7 @@ def register(registry: CommandRegistry) -> None:
 
 
 def mounts(ctx: Context) -> list[Path]:
-    """The data dir's filesystem and the configured extra mounts (the console builds the same list)."""
-    extra = [Path(m.strip()) for m in ctx.settings.extra_mounts.split(",") if m.strip()]
-    return [ctx.data_dir.root, *extra]
+    return ctx.settings.mounts(ctx.data_dir.root)
 
 
 async def health(ctx: Context) -> Result:

@@ -87,9 +87,8 @@ def manager(ctx: Context, conn: Connection) -> TaskManager:
 async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, object]]]:
     """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
     tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-    parents = await manager(ctx, conn).parents(tasks)
-    owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
-    rows = [parent_json(p) for p in parents] + [task_json(t) for t in tasks if t.task_id not in owned]
+    parents, loose = await manager(ctx, conn).overview(tasks)
+    rows = [parent_json(p) for p in parents] + [task_json(t) for t in loose]
     rows.sort(key=lambda r: r["created_at"] or 0, reverse=True)
     return tasks, rows
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,17 +43,10 @@ class HostSample:
     process_cpu_percent: float = 0.0
     process_rss_bytes: int = 0
     connections: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def disk_percent(self) -> float:
         return self.disks[0].percent if self.disks else 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["per_core"] = list(self.per_core)
-        data["load"] = list(self.load)
-        return data
 
 
 class MetricsSource(Protocol):

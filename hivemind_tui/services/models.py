@@ -26,9 +26,6 @@ class PoolHealth:
     time: float | None
     latency_ms: float
 
-    def supports(self, extension: str) -> bool:
-        return extension in self.extensions
-
 
 @dataclass(frozen=True)
 class TaskInfo:
@@ -52,9 +49,6 @@ class TaskInfo:
     def finished(self) -> bool:
         """An unknown status counts as not finished (wire-contract.md)."""
         return self.status in FINISHED_STATUSES
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -254,6 +254,12 @@ class TaskManager:
             grouped.setdefault(sub["parent_id"], []).append(sub)
         return [self._state(row, grouped.get(row["parent_id"], []), by_id) for row in rows]
 
+    async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
+        """The parents of this pool, and the pool's tasks that belong to none of them."""
+        parents = await self.parents(tasks)
+        owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
+        return parents, [t for t in tasks if t.task_id not in owned]
+
     async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:
         return next((p for p in await self.parents(tasks) if p.parent_id == parent_id), None)
 

@@ -208,13 +208,12 @@ class LiveBackend:
         return done
 
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
-        parents = await self.manager.parents(tasks)
-        owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
+        parents, loose = await self.manager.overview(tasks)
         rows = [TaskRow(p.parent_id, p.status, p.message, p.task_type, p.priority, p.owner, p.created_at,
                         p.updated_at, p.done, p.total, p.split) for p in parents]
         rows += [TaskRow(t.task_id, t.status, t.message, t.task_type, t.priority, t.owner, t.created_at,
                          t.updated_at, int(t.status == "COMPLETED"), 1, False, t.worker)
-                 for t in tasks if t.task_id not in owned]
+                 for t in loose]
         return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:

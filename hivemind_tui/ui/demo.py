@@ -78,6 +78,8 @@ def demo_tasks() -> list[TaskInfo]:
     return tasks
 
 
+DEMO_SERVER = ServerIdentity(public_key(demo_key("server")), 51820, "10.0.0.1", "", "vpn.example.org", "wg0",
+                             "10.0.0.0/24", "", "10.0.0.1", 1420, 25, DEMO_NOW - 30 * 86400)
 DEMO_LOG = "".join(f"[{i:03d}] processed shard rows {i * 1000}-{i * 1000 + 999}\n" for i in range(40))
 
 
@@ -97,7 +99,6 @@ class DemoBackend:
         self.stopped: list[str] = []
         self.peers = [self._peer(1, "laptop-alice", "alice", "10.0.0.2", "full", ()),
                       self._peer(2, "phone-bob", "bob", "10.0.0.3", "split", ("192.168.10.0/24",))]
-        self.refreshes = 0
 
     def _peer(self, pid: int, name: str, owner: str, address: str, mode: str, nets: tuple[str, ...]) -> Peer:
         return Peer(pid, name, owner, address, "", public_key(demo_key(name)), demo_key(name + "-psk"), mode, nets,
@@ -157,7 +158,6 @@ class DemoBackend:
                           120_000.0, 2_400_000.0, 310_000.0, 1_250_000.0, 2.5, 96_000_000, 14)
 
     async def refresh(self) -> ClusterSnapshot:
-        self.refreshes += 1
         snap = ClusterSnapshot(DEMO_NOW, self.address, self.connection, username=self.username, role=self.role)
         if self._reachable:
             snap.health = PoolHealth("0.1.0", ("GetNodeList", "Health"), DEMO_NOW, LATENCY_MS)
@@ -238,8 +238,7 @@ class DemoBackend:
         return []
 
     async def vpn_server(self) -> ServerIdentity | None:
-        return ServerIdentity(public_key(demo_key("server")), 51820, "10.0.0.1", "", "vpn.example.org", "wg0",
-                              "10.0.0.0/24", "", "10.0.0.1", 1420, 25, DEMO_NOW - 30 * 86400)
+        return DEMO_SERVER
 
     async def vpn_peers(self) -> tuple[list[Peer], dict[str, PeerStatus] | None]:
         peers = self.peers if self.role == "admin" else [p for p in self.peers if p.owner == self.username]
@@ -247,10 +246,8 @@ class DemoBackend:
                                                             DEMO_NOW - 40, 1_200_000, 3_400_000)}
 
     def _new(self, peer: Peer) -> NewPeer:
-        server = ServerIdentity(public_key(demo_key("server")), 51820, "10.0.0.1", "", "vpn.example.org", "wg0",
-                                "10.0.0.0/24", "", "10.0.0.1", 1420, 25, 0.0)
         private = demo_key(peer.name)
-        return NewPeer(peer, private, WireGuard.client_config(server, peer, private))
+        return NewPeer(peer, private, WireGuard.client_config(DEMO_SERVER, peer, private))
 
     async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer:
         peer = self._peer(len(self.peers) + 1, name, self.username, f"10.0.0.{len(self.peers) + 2}",
