@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
-import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -149,6 +149,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _emit(result: Result, as_json: bool) -> None:
+    import json  # here, not at the top: the console's first frame does without it
+
     if as_json:
         sys.stdout.write(json.dumps(result.data, ensure_ascii=False) + "\n")
     elif result.text:
@@ -157,6 +159,8 @@ def _emit(result: Result, as_json: bool) -> None:
 
 
 def _emit_error(error: HivemindError, as_json: bool) -> None:
+    import json
+
     if as_json:
         sys.stdout.write(json.dumps({"error": {"code": error.code, "message": error.message}}) + "\n")
         sys.stdout.flush()
@@ -180,6 +184,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             if group_parser is not None:
                 raise UsageError(f"{group_parser.prog} needs a command\n{group_parser.format_usage()}")
             handler = _default_handler()
+        else:
+            gc.enable()  # a command (some run for days: `pool serve`, `worker`); see main()
         loaded = load_settings(config_file=args.config, flags=_flags(args))
         ctx = Context(args, loaded)
         ctx.data_dir.ensure()
@@ -202,6 +208,7 @@ def _default_handler() -> Handler:
 
     def console_or_help(ctx: Context) -> Result:
         if ctx.json or not sys.stdout.isatty():
+            gc.enable()
             text = build_parser().format_help()
             return Result({"help": text}, text)
         from hivemind_tui.commands.console_cmd import run_console
@@ -212,5 +219,8 @@ def _default_handler() -> Handler:
 
 
 def main() -> None:
+    # Start-up allocates many objects that live as long as the process; collecting them while importing is
+    # wasted work. Collection is back on once a command starts, or after the console's first frame.
+    gc.disable()
     quiet_grpc_core()
     sys.exit(run())

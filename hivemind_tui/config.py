@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -294,12 +293,18 @@ def load_settings(
 
 def _read_file(path: Path, must_exist: bool) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        fh = path.open("rb")
     except FileNotFoundError:
         if must_exist:
             raise ConfigError(f"config file {path}: not found") from None
         return {}
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from None
+    import tomllib  # only when there is a file: most starts have none, and the console paints sooner
+
+    try:
+        with fh:
+            data = tomllib.load(fh)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
     except OSError as exc:

@@ -12,7 +12,6 @@ import sys
 
 from hivemind_tui.cli import Context, Result
 from hivemind_tui.logging_setup import configure_logging
-from hivemind_tui.poolfile import running_pool, stop_pool
 
 # The heavier modules (grpc, the screens) are imported where they are used, after argument parsing, so
 # that only the console's own path pays for them.
@@ -25,6 +24,8 @@ def run_console(ctx: Context) -> Result:
     if settings.pool_address:
         address = settings.pool_address
     else:
+        from hivemind_tui.poolfile import running_pool
+
         info = running_pool(ctx.data_dir.pool)
         if info is None:
             from hivemind_tui.services.pool_launcher import start_pool
@@ -55,6 +56,8 @@ def _tidy(ctx: Context, address: str) -> str:
     if unfinished:
         return f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); " \
                "`hivemind-tui pool stop` ends it"
+    from hivemind_tui.poolfile import stop_pool
+
     stop_pool(ctx.data_dir.pool)
     return "the embedded pool this console started is stopped"
 

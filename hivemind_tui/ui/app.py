@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterable
 from importlib import import_module
@@ -44,7 +45,9 @@ def lazy_screen(module: str, name: str) -> Callable[[], Screen]:
 
 
 class HivemindApp(App[None]):
-    CSS_PATH = "app.tcss"
+    # The login's styles are the app's own: as the first screen it is not pushed, and only pushed screens
+    # load their CSS_PATH.
+    CSS_PATH = ["app.tcss", "screens/login.tcss"]
     TITLE = "HiveMind"
     MODES = {"dashboard": lazy_screen("dashboard", "DashboardScreen"), "tasks": lazy_screen("tasks", "TasksScreen"),
              "nodes": lazy_screen("nodes", "NodesScreen"), "vpn": lazy_screen("vpn", "VpnScreen")}
@@ -77,13 +80,17 @@ class HivemindApp(App[None]):
     def readonly(self) -> bool:
         return self.backend.settings.readonly or self.backend.role == "viewer"
 
+    def get_default_screen(self) -> Screen:
+        """Without a session the first screen is the login itself, so the very first frame shows it."""
+        return Screen(id="_default") if self.backend.has_session() else LoginScreen(first=True)
+
     async def on_mount(self) -> None:
+        self.call_after_refresh(gc.enable)  # off since `cli.main()`, so that start-up paints sooner
         if self.backend.has_session():
             await self.ready()
-            await self._enter()
+            await self.enter()
         else:
             # The login screen paints first; the backend opens after that frame (logging in waits for it).
-            self.push_screen(LoginScreen(first=True), self._after_first_login)
             self.call_after_refresh(self._start_opening)
 
     def _start_opening(self) -> None:
@@ -96,11 +103,8 @@ class HivemindApp(App[None]):
         assert self._opened is not None
         await asyncio.shield(self._opened)
 
-    async def _after_first_login(self, ok: bool | None) -> None:
-        if ok:
-            await self._enter()
-
-    async def _enter(self) -> None:
+    async def enter(self) -> None:
+        """Into the start section, once a session exists (the first login calls this)."""
         await self.switch_mode(self.start_section)
         self._timer = self.set_interval(self.refresh_interval, self.action_refresh)
         self.action_refresh()

@@ -7,7 +7,6 @@ then imports and builds the real `LiveBackend` in a thread and hands every other
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from hivemind_tui.config import Settings
 from hivemind_tui.datadir import DataDir
-from hivemind_tui.services.models import ConnectionState
 
 if TYPE_CHECKING:
+    from hivemind_tui.services.models import ConnectionState
     from hivemind_tui.ui.backend import LiveBackend
 
 
@@ -37,8 +36,14 @@ class DeferredBackend:
         """The remembered session as the session service keeps it (same file name rule), if still valid."""
         name = re.sub(r"[^A-Za-z0-9.-]", "_", self._address) + ".json"
         try:
-            data = json.loads((self._data_dir.tokens / name).read_text())
-        except (OSError, ValueError):
+            text = (self._data_dir.tokens / name).read_text()
+        except OSError:
+            return {}
+        import json  # only with a remembered session: a first start paints without it
+
+        try:
+            data = json.loads(text)
+        except ValueError:
             return {}
         expires = data.get("expires_at")
         return data if expires is None or expires > time.time() else {}
@@ -79,7 +84,11 @@ class DeferredBackend:
 
     @property
     def connection(self) -> ConnectionState:
-        return self._live.connection if self._live else ConnectionState()
+        if self._live:
+            return self._live.connection
+        from hivemind_tui.services.models import ConnectionState
+
+        return ConnectionState()
 
     @property
     def admin_password_file(self) -> Path | None:

@@ -101,6 +101,24 @@ async def test_pause_and_remembered_session(pool: PoolProcess, tmp_path: Path) -
         assert isinstance(again.screen, DashboardScreen)
 
 
+async def test_not_remembered_by_ctrl_r_and_log_in_by_click(pool: PoolProcess, tmp_path: Path) -> None:
+    app = make_app(pool, tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, app)
+        screen = app.screen
+        assert isinstance(screen, LoginScreen) and screen.remember
+        await pilot.press("ctrl+r")  # priority binding: works while the password field has the focus
+        assert not screen.remember and "[ ]" in str(screen.query_one("#remember", Static).render())
+        screen.query_one("#password", Input).value = pool.admin_password
+        await pilot.click("#login")
+        await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+        assert screen.query_one("#password", Input).value == ""  # the first login stays below, emptied
+    again = make_app(pool, tmp_path)  # not remembered: the login screen again
+    async with again.run_test(size=(100, 30)) as pilot:
+        await settle(pilot, again)
+        assert isinstance(again.screen, LoginScreen)
+
+
 async def test_pool_killed_and_restarted_while_the_dashboard_is_open(pool: PoolProcess, tmp_path: Path) -> None:
     app = make_app(pool, tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:

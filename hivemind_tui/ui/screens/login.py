@@ -1,15 +1,20 @@
-"""Login: pool address, user, password, remember me. Each failure gets its own words; the form stays."""
+"""Login: pool address, user, password, remember me. Each failure gets its own words; the form stays.
+
+The form is keyboard-first, like the rest of the console: enter moves on and logs in from the password,
+ctrl+r toggles "remember me". The toggle and the log-in line are plain Statics that also take a click, not a
+Checkbox and a Button: their styles cost the first frame about a tenth of its time (tests/perf/bench_console.py).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from hivemind_tui.errors import HivemindError
 from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
@@ -18,14 +23,17 @@ LOGIN_TIMEOUT = 20.0
 
 
 class LoginScreen(ModalScreen[bool]):
-    """Shown at start without a remembered session, and over any screen when the session ran out."""
+    """At start without a remembered session (as the app's first screen), and over any screen when the session
+    ran out (as a modal)."""
 
-    CSS_PATH = "login.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Quit or close")]
+    BINDINGS = [Binding("escape", "cancel", "Quit or close"),
+                Binding("ctrl+r", "toggle_remember", "Remember me", priority=True)]
 
     def __init__(self, first: bool) -> None:
         super().__init__()
         self._first = first
+        self.remember = True
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         backend = self.app.backend  # type: ignore[attr-defined]
@@ -40,8 +48,8 @@ class LoginScreen(ModalScreen[bool]):
             yield Input(backend.username or ("admin" if backend.embedded else ""), id="user", placeholder="user")
             yield Label("Password")
             yield Input(id="password", password=True, placeholder="password")
-            yield Checkbox("Remember me on this host (token file, 0600)", True, id="remember")
-            yield Button("Log in", id="login", variant="primary")
+            yield Static(self._remember_text(), id="remember")
+            yield Static("Log in  ⏎", id="login")
             yield Static("", id="login-error")
             if backend.embedded and backend.admin_password_file is not None:
                 yield Static(f"Embedded pool: the first-run password of [b]admin[/b] is in\n"
@@ -60,11 +68,23 @@ class LoginScreen(ModalScreen[bool]):
         else:
             self.focus_next()
 
-    @on(Button.Pressed, "#login")
-    def _pressed(self) -> None:
-        self.attempt()
+    def on_click(self, event: events.Click) -> None:
+        if event.widget is not None and event.widget.id == "login":
+            self.attempt()
+        elif event.widget is not None and event.widget.id == "remember":
+            self.action_toggle_remember()
+
+    def _remember_text(self) -> str:
+        box = r"\[x]" if self.remember else r"\[ ]"
+        return f"[b]{box}[/b] Remember me on this host · ctrl+r"
+
+    def action_toggle_remember(self) -> None:
+        self.remember = not self.remember
+        self.query_one("#remember", Static).update(self._remember_text())
 
     def attempt(self) -> None:
+        if self._busy:
+            return
         address = self.query_one("#address", Input).value.strip()
         user = self.query_one("#user", Input).value.strip()
         password = self.query_one("#password", Input).value
@@ -73,8 +93,12 @@ class LoginScreen(ModalScreen[bool]):
             error.update("[b red]Pool address, user and password are all needed.[/]")
             return
         error.update("logging in…")
-        self.query_one("#login", Button).disabled = True
-        self.log_in(address, user, password, self.query_one("#remember", Checkbox).value)
+        self._set_busy(True)
+        self.log_in(address, user, password, self.remember)
+
+    def _set_busy(self, busy: bool) -> None:
+        self._busy = busy
+        self.query_one("#login", Static).set_class(busy, "-busy")
 
     @work(exclusive=True, group="login", exit_on_error=False)
     async def log_in(self, address: str, user: str, password: str, remember: bool) -> None:
@@ -97,14 +121,22 @@ class LoginScreen(ModalScreen[bool]):
         except HivemindError as exc:
             error.update(f"[b red]{exc.message}[/]")
         else:
-            self.dismiss(True)
+            self._succeeded()
             return
         finally:
             if self.is_attached:
-                self.query_one("#login", Button).disabled = False
+                self._set_busy(False)
         password_field = self.query_one("#password", Input)
         password_field.value = ""
         password_field.focus()
+
+    def _succeeded(self) -> None:
+        """The first login is the app's base screen: it stays below the sections, without the password."""
+        if self._first:
+            self.query_one("#password", Input).value = ""
+            self.app.call_later(self.app.enter)  # type: ignore[attr-defined]
+        else:
+            self.dismiss(True)
 
     def action_cancel(self) -> None:
         if self._first:
