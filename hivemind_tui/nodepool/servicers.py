@@ -9,14 +9,15 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 
-from hivemind_tui import __version__
+from hivemind_tui import __version__, upload_chunks
 from hivemind_tui.clock import Clock
+from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Accounts, Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.ledger import Ledger
@@ -30,8 +31,8 @@ log = logging.getLogger(__name__)
 
 WORKER_SECRET_HEADER = "x-hivemind-worker-secret"
 NODE_ID_HEADER = "x-hivemind-node-id"
-EXTENSIONS = ("Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "task-fields",
-              "updated_since", "roles", "worker-secret", "ASSIGNED")
+EXTENSIONS = ("Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream",
+              "task-fields", "updated_since", "roles", "worker-secret", "ASSIGNED")
 
 R = TypeVar("R")
 
@@ -120,6 +121,13 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
         return pb.TransferResponse(success=True, message=f"ok: balance {left}")
 
 
+def new_task(request: pb.UploadTaskRequest, task_zip: bytes) -> NewTask:
+    return NewTask(task_id=request.task_id, task_zip=task_zip, memory_gb=request.memory_gb,
+                   cpu_score=request.cpu_score, gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb,
+                   location=request.location, gpu_name=request.gpu_name, priority=request.priority,
+                   task_type=request.task_type, parent_task_id=request.parent_task_id)
+
+
 def task_info(row: Any) -> pb.TaskInfo:
     return pb.TaskInfo(
         task_id=row["task_id"], status=row["status"], message=row["message"], cpu_usage=row["cpu_usage"],
@@ -135,12 +143,27 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
     async def UploadTask(self, request: pb.UploadTaskRequest,
                          context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
         caller = await self.caller(request.token)
-        await self.p.tasks.upload(caller, NewTask(
-            task_id=request.task_id, task_zip=request.task_zip, memory_gb=request.memory_gb,
-            cpu_score=request.cpu_score, gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb,
-            location=request.location, gpu_name=request.gpu_name, priority=request.priority,
-            task_type=request.task_type, parent_task_id=request.parent_task_id,
-        ))
+        await self.p.tasks.upload(caller, new_task(request, request.task_zip))
+        return pb.UploadTaskResponse(success=True, message="ok")
+
+    @refusals_as(pb.UploadTaskResponse)
+    async def UploadTaskStream(self, request_iterator: AsyncIterator[upload_chunks.Chunk],
+                               context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.header is None:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, "the first chunk must carry the request")
+        request = first.header
+        caller = await self.caller(request.token)
+
+        async def chunks() -> AsyncIterator[bytes | memoryview]:
+            yield request.task_zip
+            yield first.data
+            async for chunk in request_iterator:
+                if chunk.header is not None:
+                    raise PoolRefusal(codes.INVALID_ARGUMENT, "only the first chunk carries the request")
+                yield chunk.data
+
+        await self.p.tasks.upload_stream(caller, new_task(request, b""), chunks())
         return pb.UploadTaskResponse(success=True, message="ok")
 
     async def GetAllUserTasks(self, request: pb.GetAllUserTasksRequest,
@@ -273,7 +296,8 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 
 
-EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health"})
+EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health",
+                            "UploadTaskStream"})
 
 
 def strip_extensions(message: Any) -> Any:
@@ -311,9 +335,34 @@ def hivemind_compatible(servicer: Any, service: str) -> Any:
     return servicer
 
 
+class _HandlerCapture:
+    """Stands in for the server in a generated `add_..._to_server`, to keep the handlers it builds."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self.handlers = dict(handlers)
+
+
+def add_master_servicer(server: grpc.aio.Server, servicer: Any) -> None:
+    """The generated registration, except that UploadTaskStream reads its chunks with `upload_chunks`."""
+    capture = _HandlerCapture()
+    pb_grpc.add_MasterNodeServiceServicer_to_server(servicer, capture)
+    capture.handlers["UploadTaskStream"] = grpc.stream_unary_rpc_method_handler(
+        servicer.UploadTaskStream, request_deserializer=upload_chunks.decode,
+        response_serializer=pb.UploadTaskResponse.SerializeToString)
+    service = "nodepool.MasterNodeService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, capture.handlers),))
+    server.add_registered_method_handlers(service, capture.handlers)
+
+
 def add_servicers(server: grpc.aio.Server, parts: PoolParts, hivemind_compat: bool = False) -> None:
     wrap = hivemind_compatible if hivemind_compat else (lambda servicer, service: servicer)
     pb_grpc.add_UserServiceServicer_to_server(wrap(UserServicer(parts), "UserService"), server)
-    pb_grpc.add_MasterNodeServiceServicer_to_server(wrap(MasterServicer(parts), "MasterNodeService"), server)
+    add_master_servicer(server, wrap(MasterServicer(parts), "MasterNodeService"))
     pb_grpc.add_NodeManagerServiceServicer_to_server(wrap(NodeManagerServicer(parts), "NodeManagerService"), server)
     pb_grpc.add_WorkerNodeServiceServicer_to_server(PoolWorkerServicer(parts), server)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import os
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,10 @@ MIGRATIONS: list[Migration] = [
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
+# A received file starts its write-back after this many new bytes, while later chunks still arrive.
+SYNC_EVERY = 8 * 1024 * 1024
+# Chunk writes (and write-backs) of one received file running at once in threads.
+WRITES_IN_FLIGHT = 4
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,38 @@ class PoolStorage(Database):
     async def write_file(self, path: Path, data: bytes) -> None:
         await asyncio.to_thread(atomic_write, path, data)
 
+    async def receive_file(self, path: Path, chunks: AsyncIterable[bytes | memoryview]) -> int:
+        """Write chunks to a new private file as they arrive; return its size, on disk (fsync-ed).
+
+        Each chunk is written at its offset in a thread while the next ones arrive (a few in flight), and
+        write-back of what has arrived starts every SYNC_EVERY bytes, so the final fsync finds little left to
+        do. The caller removes `path` when this fails.
+        """
+        fd = await asyncio.to_thread(os.open, path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        size = unsynced = 0
+        writing: set[asyncio.Future[None]] = set()
+        try:
+            async for chunk in chunks:
+                writing.add(asyncio.ensure_future(asyncio.to_thread(_write_at, fd, chunk, size)))
+                size += len(chunk)
+                unsynced += len(chunk)
+                if unsynced >= SYNC_EVERY:
+                    writing.add(asyncio.ensure_future(asyncio.to_thread(os.fdatasync, fd)))
+                    unsynced = 0
+                if len(writing) >= WRITES_IN_FLIGHT:
+                    done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
+                    for finished in done:
+                        finished.result()
+            for finished in [*writing]:
+                writing.discard(finished)
+                await finished
+            await asyncio.to_thread(os.fsync, fd)
+        finally:
+            if writing:
+                await asyncio.wait(writing)  # the fd stays open while a thread still uses it
+            os.close(fd)
+        return size
+
     async def read_file(self, path: Path) -> bytes:
         return await asyncio.to_thread(path.read_bytes)
 
@@ -189,6 +226,13 @@ class PoolStorage(Database):
                 path.unlink(missing_ok=True)
 
         await asyncio.to_thread(remove)
+
+
+def _write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def _append(path: Path, data: bytes, offset: int | None) -> None:

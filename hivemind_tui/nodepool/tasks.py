@@ -11,12 +11,14 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiosqlite
 
 from hivemind_tui.clock import Clock
+from hivemind_tui.datadir import fsync_dir
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
@@ -63,7 +65,38 @@ class TaskBook:
         self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
 
     async def upload(self, caller: Caller, new: NewTask) -> None:
-        """Validate everything first; a refused upload stores nothing."""
+        """UploadTask: validate everything first; a refused upload stores nothing."""
+        self._check_request(caller, new)
+        self._check_size(len(new.task_zip))
+        await self._check_absent(new.task_id)
+        try:
+            await asyncio.to_thread(check_zip, new.task_zip, self._zip_limits, True)
+        except ZipRejected as exc:
+            raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
+        staged = self._staged(new.task_id)
+        await self._storage.write_file(staged, new.task_zip)
+        try:
+            await self._commit(caller, new, staged, len(new.task_zip))
+        finally:
+            await asyncio.to_thread(staged.unlink, True)
+
+    async def upload_stream(self, caller: Caller, new: NewTask, chunks: AsyncIterable[bytes | memoryview]) -> None:
+        """UploadTaskStream: the same checks, the request's before any byte is taken; the zip is written
+        while it arrives and checked on disk. A refused or broken upload stores nothing."""
+        self._check_request(caller, new)
+        await self._check_absent(new.task_id)
+        staged = self._staged(new.task_id)
+        try:
+            size = await self._storage.receive_file(staged, self._limited(chunks))
+            try:
+                await asyncio.to_thread(check_zip, staged, self._zip_limits, True)
+            except ZipRejected as exc:
+                raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
+            await self._commit(caller, new, staged, size)
+        finally:
+            await asyncio.to_thread(staged.unlink, True)
+
+    def _check_request(self, caller: Caller, new: NewTask) -> None:
         if not caller.may_change:
             raise PoolRefusal(codes.PERMISSION_DENIED, f"a {caller.role} may not submit tasks")
         problem = task_id_problem(new.task_id)
@@ -76,18 +109,30 @@ class TaskBook:
                 raise PoolRefusal(codes.INVALID_TASK, f"{name} must be 0 or more")
         if len(new.task_type) > 64 or len(new.location) > 256 or len(new.gpu_name) > 256:
             raise PoolRefusal(codes.INVALID_TASK, "task_type, location or gpu_name is too long")
-        if len(new.task_zip) > self._max_upload:
-            raise PoolRefusal(codes.TOO_LARGE, f"{len(new.task_zip)} bytes; this pool accepts {self._max_upload}")
-        if await self._storage.task(new.task_id) is not None:
-            raise PoolRefusal(codes.TASK_EXISTS, new.task_id)
-        try:
-            await asyncio.to_thread(check_zip, new.task_zip, self._zip_limits, True)
-        except ZipRejected as exc:
-            raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
-        final = self._storage.paths.task_zip(new.task_id)
-        staged = final.with_name(f".{final.name}.{secrets.token_hex(6)}.upload")
-        await self._storage.write_file(staged, new.task_zip)
+
+    def _check_size(self, size: int) -> None:
+        if size > self._max_upload:
+            raise PoolRefusal(codes.TOO_LARGE, f"{size} bytes; this pool accepts {self._max_upload}")
+
+    async def _check_absent(self, task_id: str) -> None:
+        if await self._storage.task(task_id) is not None:
+            raise PoolRefusal(codes.TASK_EXISTS, task_id)
+
+    async def _limited(self, chunks: AsyncIterable[bytes | memoryview]) -> AsyncIterator[bytes | memoryview]:
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            self._check_size(size)
+            yield chunk
+
+    def _staged(self, task_id: str) -> Path:
+        final = self._storage.paths.task_zip(task_id)
+        return final.with_name(f".{final.name}.{secrets.token_hex(6)}.upload")
+
+    async def _commit(self, caller: Caller, new: NewTask, staged: Path, size: int) -> None:
+        """The row and the zip under its final name appear together, or neither does."""
         now = self._clock()
+        final = self._storage.paths.task_zip(new.task_id)
         try:
             async with self._storage.write() as conn:
                 await conn.execute(
@@ -95,15 +140,13 @@ class TaskBook:
                     "memory_gb, cpu_score, gpu_score, gpu_memory_gb, location, gpu_name, zip_size, created_at, "
                     "updated_at) VALUES (?, ?, 'PENDING', 'waiting: queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (new.task_id, caller.username, new.priority, new.task_type, new.parent_task_id, new.memory_gb,
-                     new.cpu_score, new.gpu_score, new.gpu_memory_gb, new.location, new.gpu_name,
-                     len(new.task_zip), now, now),
+                     new.cpu_score, new.gpu_score, new.gpu_memory_gb, new.location, new.gpu_name, size, now, now),
                 )
                 await asyncio.to_thread(staged.replace, final)
+                await asyncio.to_thread(fsync_dir, final.parent)
         except sqlite3.IntegrityError:
             raise PoolRefusal(codes.TASK_EXISTS, new.task_id) from None
-        finally:
-            await asyncio.to_thread(staged.unlink, True)
-        log.info("task %s uploaded by %s (%d bytes)", new.task_id, caller.username, len(new.task_zip))
+        log.info("task %s uploaded by %s (%d bytes)", new.task_id, caller.username, size)
         self.on_change()
 
     async def visible(self, caller: Caller, task_id: str) -> aiosqlite.Row:

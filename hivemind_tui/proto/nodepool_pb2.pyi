@@ -242,6 +242,14 @@ class SetNodeStateResponse(_message.Message):
     message: str
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
+class UploadTaskChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UploadTaskRequest
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UploadTaskRequest, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class UploadTaskRequest(_message.Message):
     __slots__ = ("task_id", "task_zip", "memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb", "location", "gpu_name", "token", "priority", "task_type", "parent_task_id")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

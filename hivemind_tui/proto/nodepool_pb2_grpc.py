@@ -524,6 +524,11 @@ class MasterNodeServiceStub:
                 request_serializer=nodepool__pb2.HealthRequest.SerializeToString,
                 response_deserializer=nodepool__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.UploadTaskStream = channel.stream_unary(
+                '/nodepool.MasterNodeService/UploadTaskStream',
+                request_serializer=nodepool__pb2.UploadTaskChunk.SerializeToString,
+                response_deserializer=nodepool__pb2.UploadTaskResponse.FromString,
+                _registered_method=True)
 
 
 class MasterNodeServiceServicer:
@@ -574,6 +579,15 @@ class MasterNodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadTaskStream(self, request_iterator, context):
+        """Extension: UploadTask in chunks, so the pool writes the zip while it arrives instead of holding one huge
+        message. The first chunk carries the request (its task_zip may hold the first bytes); every chunk's
+        `data` follows in order. The answer is UploadTask's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MasterNodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -611,6 +625,11 @@ def add_MasterNodeServiceServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=nodepool__pb2.HealthRequest.FromString,
                     response_serializer=nodepool__pb2.HealthResponse.SerializeToString,
+            ),
+            'UploadTaskStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadTaskStream,
+                    request_deserializer=nodepool__pb2.UploadTaskChunk.FromString,
+                    response_serializer=nodepool__pb2.UploadTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -803,6 +822,33 @@ class MasterNodeService:
             '/nodepool.MasterNodeService/Health',
             nodepool__pb2.HealthRequest.SerializeToString,
             nodepool__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadTaskStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/nodepool.MasterNodeService/UploadTaskStream',
+            nodepool__pb2.UploadTaskChunk.SerializeToString,
+            nodepool__pb2.UploadTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -124,6 +124,23 @@ async def test_upload_is_not_sent_twice_when_the_answer_is_lost(pool: Pool, tmp_
     await client.close()
 
 
+async def test_a_zip_of_several_chunks_arrives_whole(pool: Pool, tmp_path: Path) -> None:
+    import os
+    import zipfile
+
+    from tests.helpers import make_zip
+
+    zipped = make_zip({"main.py": "print(1)", "blob.bin": os.urandom(3 * 1024 * 1024 + 5)}, zipfile.ZIP_STORED)
+    client = PoolClient(pool.settings, pool.address)
+    session = Session(client, tmp_path / "t")
+    await session.login("alice", PASSWORD)
+    await session.call(lambda tok: client.upload_task(tok, "big", zipped, priority=4))
+    assert (pool.server.paths.tasks / "big.zip").read_bytes() == zipped
+    (task,) = (await session.call(client.list_tasks)).tasks
+    assert (task.task_id, task.priority) == ("big", 4)
+    await client.close()
+
+
 async def test_hivemind_compatible_pool_degrades(tmp_path: Path) -> None:
     from hivemind_tui.datadir import DataDir
     from hivemind_tui.nodepool.server import PoolServer
@@ -142,7 +159,12 @@ async def test_hivemind_compatible_pool_degrades(tmp_path: Path) -> None:
         listed = await session.call(client.list_nodes)
         assert not listed.supported and listed.nodes == []
         await session.call(lambda tok: client.upload_task(tok, "hm-1", task_zip()))
-        (task,) = (await session.call(client.list_tasks)).tasks
+        unaware = PoolClient(settings, server.address)  # no Health asked: UploadTaskStream is tried, then not
+        await session.call(lambda tok: unaware.upload_task(tok, "hm-2", task_zip()))
+        await session.call(lambda tok: unaware.upload_task(tok, "hm-3", task_zip()))
+        await unaware.close()
+        task, *others = sorted((await session.call(client.list_tasks)).tasks, key=lambda t: t.task_id)
+        assert [t.task_id for t in others] == ["hm-2", "hm-3"]
         assert task.task_id == "hm-1" and task.created_at is None and task.owner == ""
         with pytest.raises(NotSupportedError):
             await session.call(lambda tok: client.task_log_since(tok, "hm-1", 0))

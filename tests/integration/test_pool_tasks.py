@@ -86,6 +86,101 @@ async def test_viewer_and_bad_token_cannot_upload(pool: Pool) -> None:
     assert files_in(pool.server.paths.tasks) == set()
 
 
+def chunked(request: pb.UploadTaskRequest, zipped: bytes, parts: int) -> list[pb.UploadTaskChunk]:
+    """The request carrying the zip's first bytes, then the rest in `parts` data chunks."""
+    head, rest = zipped[:100], zipped[100:]
+    size = -(-len(rest) // parts)
+    header = pb.UploadTaskRequest()
+    header.CopyFrom(request)
+    header.task_zip = head
+    return [pb.UploadTaskChunk(header=header), *(pb.UploadTaskChunk(data=rest[i:i + size])
+                                                  for i in range(0, len(rest), size))]
+
+
+async def test_upload_stream_in_chunks_stores_the_zip(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    zipped = make_zip({"main.py": "print(1)", "data.bin": os.urandom(150 * 1024)}, zipfile.ZIP_STORED)
+    request = pb.UploadTaskRequest(task_id="s-1", token=token, priority=2, task_type="simulation")
+    reply = await pool.master.UploadTaskStream(iter(chunked(request, zipped, 7)))
+    assert reply.success, reply.message
+    (info,) = (await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).tasks
+    assert (info.task_id, info.status, info.priority, info.task_type) == ("s-1", "PENDING", 2, "simulation")
+    assert (pool.server.paths.tasks / "s-1.zip").read_bytes() == zipped
+    assert files_in(pool.server.paths.tasks) == {"s-1.zip"}
+
+
+def stream_refusals() -> list[tuple[str, list[pb.UploadTaskChunk] | None, str]]:
+    good = pb.UploadTaskRequest(task_id="s-2")
+    big = make_zip({"main.py": os.urandom(300 * 1024)}, zipfile.ZIP_STORED)
+    return [
+        ("no request first", [pb.UploadTaskChunk(data=task_zip())], "INVALID_ARGUMENT"),
+        ("request twice", [*chunked(good, task_zip(), 1), pb.UploadTaskChunk(header=good)], "INVALID_ARGUMENT"),
+        ("empty stream", [], "INVALID_ARGUMENT"),
+        ("too big in small chunks", chunked(good, big, 10), "TOO_LARGE"),
+        ("not a zip", chunked(good, b"plain text" * 100, 3), "INVALID_TASK"),
+        ("no main", chunked(good, make_zip({"src/main.py": "x"}), 2), "INVALID_TASK: no main.py at the root"),
+        ("bad id", chunked(pb.UploadTaskRequest(task_id="a/b"), task_zip(), 2), "INVALID_TASK"),
+    ]
+
+
+@pytest.mark.parametrize(("name", "chunks", "code"), stream_refusals(), ids=[r[0] for r in stream_refusals()])
+async def test_bad_upload_stream_stores_nothing(pool: Pool, name: str, chunks: list, code: str) -> None:
+    token = await pool.add_user("alice")
+    for chunk in chunks:
+        if chunk.HasField("header"):
+            chunk.header.token = token
+    reply = await pool.master.UploadTaskStream(iter(chunks))
+    assert not reply.success and reply.message.startswith(code), reply.message
+    assert list((await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).tasks) == []
+    assert files_in(pool.server.paths.tasks) == set()
+
+
+async def test_upload_stream_refuses_before_the_bytes(pool: Pool) -> None:
+    """Who may upload and whether the id is free are answered from the first chunk."""
+    token = await pool.add_user("alice")
+    viewer = await pool.add_user("vic", role="viewer")
+    assert (await pool.master.UploadTask(pb.UploadTaskRequest(task_id="s-3", task_zip=task_zip(),
+                                                              token=token))).success
+
+    def endless(request: pb.UploadTaskRequest):
+        yield pb.UploadTaskChunk(header=request)
+        while True:  # never ends by itself: only an early answer stops it
+            yield pb.UploadTaskChunk(data=b"x" * 1024)
+
+    for request, code in ((pb.UploadTaskRequest(task_id="s-3", token=token), "TASK_EXISTS"),
+                          (pb.UploadTaskRequest(task_id="s-4", token=viewer), "PERMISSION_DENIED"),
+                          (pb.UploadTaskRequest(task_id="s-5", token="nope"), "INVALID_TOKEN")):
+        reply = await asyncio.wait_for(pool.master.UploadTaskStream(endless(request)), 10)
+        assert reply.message.startswith(code), reply.message
+    assert files_in(pool.server.paths.tasks) == {"s-3.zip"}
+
+
+async def test_upload_stream_cut_midway_leaves_nothing(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    sent = asyncio.Event()
+
+    async def then_stall():
+        yield pb.UploadTaskChunk(header=pb.UploadTaskRequest(task_id="s-6", token=token, task_zip=task_zip()[:50]))
+        yield pb.UploadTaskChunk(data=b"y" * 4096)
+        sent.set()
+        await asyncio.Event().wait()  # the client goes silent; the call is then cancelled
+
+    call = pool.master.UploadTaskStream(then_stall())
+    await asyncio.wait_for(sent.wait(), 10)
+    for _ in range(100):  # the staged file appears once the pool has the first bytes
+        if files_in(pool.server.paths.tasks):
+            break
+        await asyncio.sleep(0.02)
+    assert any(name.endswith(".upload") for name in files_in(pool.server.paths.tasks))
+    call.cancel()
+    for _ in range(250):
+        if not files_in(pool.server.paths.tasks):
+            break
+        await asyncio.sleep(0.02)
+    assert files_in(pool.server.paths.tasks) == set()
+    assert list((await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).tasks) == []
+
+
 async def test_upload_list_and_extension_fields(pool: Pool) -> None:
     token = await pool.add_user("alice")
     reply = await pool.master.UploadTask(pb.UploadTaskRequest(
