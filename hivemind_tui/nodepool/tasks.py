@@ -65,24 +65,16 @@ class TaskBook:
         self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
 
     async def upload(self, caller: Caller, new: NewTask) -> None:
-        """UploadTask: validate everything first; a refused upload stores nothing."""
-        self._check_request(caller, new)
-        self._check_size(len(new.task_zip))
-        await self._check_absent(new.task_id)
-        try:
-            await asyncio.to_thread(check_zip, new.task_zip, self._zip_limits, True)
-        except ZipRejected as exc:
-            raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
-        staged = self._staged(new.task_id)
-        await self._storage.write_file(staged, new.task_zip)
-        try:
-            await self._commit(caller, new, staged, len(new.task_zip))
-        finally:
-            await asyncio.to_thread(staged.unlink, True)
+        """UploadTask: the zip in one message, stored like a stream of one chunk."""
+
+        async def whole() -> AsyncIterator[bytes]:
+            yield new.task_zip
+
+        await self.upload_stream(caller, new, whole())
 
     async def upload_stream(self, caller: Caller, new: NewTask, chunks: AsyncIterable[bytes | memoryview]) -> None:
-        """UploadTaskStream: the same checks, the request's before any byte is taken; the zip is written
-        while it arrives and checked on disk. A refused or broken upload stores nothing."""
+        """UploadTaskStream: the request's checks before any byte is taken; the zip is written while it arrives
+        and checked on disk. A refused or broken upload stores nothing."""
         self._check_request(caller, new)
         await self._check_absent(new.task_id)
         staged = self._staged(new.task_id)
