@@ -42,14 +42,16 @@ def run_console(ctx: Context) -> Result:
                               settings.mounts(ctx.data_dir.root))
     HivemindApp(backend).run()  # type: ignore[arg-type]
     if started:
-        return Result({"pool": address}, _tidy(ctx, address))
+        return Result({"pool": address}, _tidy(ctx, address, backend.unfinished_at_close))
     return Result({"pool": address}, "")
 
 
-def _tidy(ctx: Context, address: str) -> str:
+def _tidy(ctx: Context, address: str, unfinished: int | None) -> str:
+    """`unfinished` as the console counted them at close; without a session then, a remembered one counts."""
     if ctx.args.keep_pool:
         return f"the embedded pool keeps running at {address} (--keep-pool); `hivemind-tui pool stop` ends it"
-    unfinished = asyncio.run(_unfinished(ctx, address))
+    if unfinished is None:
+        unfinished = asyncio.run(_unfinished(ctx, address))
     if unfinished is None:
         return f"the embedded pool keeps running at {address}: its tasks could not be checked; " \
                "`hivemind-tui pool stop` ends it"
