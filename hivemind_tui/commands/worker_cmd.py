@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -18,6 +20,8 @@ from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, 
 from hivemind_tui.poolfile import running_pool
 from hivemind_tui.zipsafe import ZipLimits
 
+ORPHAN_CHECK_SECONDS = 1.0
+
 
 def register(registry: CommandRegistry) -> None:
     cmd = registry.command("worker", worker, "run a worker that executes tasks for a pool (--pool ADDR, "
@@ -27,6 +31,7 @@ def register(registry: CommandRegistry) -> None:
                      help="where the pool reaches this worker (default 127.0.0.1, any free port)")
     cmd.add_argument("--node-id", metavar="ID", help="default: host name plus a suffix kept in the data dir")
     cmd.add_argument("--secret-file", metavar="F", type=Path, help="default: DATA_DIR/pool/worker-secret")
+    cmd.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # see local_workers
     cmd.set_defaults(process_kind="worker")
 
 
@@ -49,6 +54,15 @@ def _secret(ctx: Context) -> str:
         raise UsageError(f"the worker secret {path} is empty")
     register_secret(secret)
     return secret
+
+
+async def _until_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
+    """A pool's local worker ends with it, even when the pool was killed and could not stop it."""
+    while True:
+        await asyncio.sleep(ORPHAN_CHECK_SECONDS)
+        if os.getppid() != parent_pid:
+            stop.set()
+            return
 
 
 async def worker(ctx: Context) -> Result:
@@ -81,8 +95,11 @@ async def worker(ctx: Context) -> Result:
         raise UsageError(str(exc)) from None
     ctx.warn(f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
              + (f", tasks run as {user}" if user else ", tasks run as this user"))
+    watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None
     try:
         await stop_event.wait()
     finally:
+        if watch is not None:
+            watch.cancel()
         await running.close()
     return Result({"node_id": node_id, "stopped": True}, f"worker {node_id} stopped")

@@ -1,9 +1,13 @@
-"""Workers that `pool serve --workers N` starts beside itself, and stops when it stops."""
+"""Workers that `pool serve --workers N` starts beside itself, and stops when it stops.
+
+A pool that is killed cannot stop them: they watch their parent (`--parent-pid`) and end when it is gone.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -17,7 +21,8 @@ async def start_local_workers(count: int, pool_address: str, data_dir: Path, nod
     procs = []
     for index in range(count):
         command = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data_dir), "worker",
-                   "--pool", pool_address, "--node-id", node_id if count == 1 else f"{node_id}-{index + 1}"]
+                   "--pool", pool_address, "--node-id", node_id if count == 1 else f"{node_id}-{index + 1}",
+                   "--parent-pid", str(os.getpid())]
         if config_file is not None:
             command += ["--config", str(config_file)]
         procs.append(await asyncio.create_subprocess_exec(

@@ -8,6 +8,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.helpers import free_port, make_zip
@@ -85,8 +86,12 @@ def test_health_when_pool_is_down_and_never_starts_it(tmp_path: Path) -> None:
 
 def test_pool_killed_mid_session_then_back(cli: CLI) -> None:
     admin_login(cli)
+    workers = psutil.Process(cli.proc.pid).children()  # type: ignore[attr-defined]
+    assert workers  # the pool's local worker
     cli.proc.send_signal(signal.SIGKILL)  # type: ignore[attr-defined]
     cli.proc.wait(timeout=10)  # type: ignore[attr-defined]
+    _, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []  # a killed pool's workers end by themselves
     down = cli("--pool", f"127.0.0.1:{cli.port}", "balance", "--json")  # type: ignore[attr-defined]
     assert down.returncode == 3 and json.loads(down.stdout)["error"]["code"] == "UNREACHABLE"
     (cli.data / "pool" / "pool.json").unlink()
