@@ -121,8 +121,8 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
         return pb.TransferResponse(success=True, message=f"ok: balance {left}")
 
 
-def new_task(request: pb.UploadTaskRequest, task_zip: bytes) -> NewTask:
-    return NewTask(task_id=request.task_id, task_zip=task_zip, memory_gb=request.memory_gb,
+def new_task(request: pb.UploadTaskRequest) -> NewTask:
+    return NewTask(task_id=request.task_id, memory_gb=request.memory_gb,
                    cpu_score=request.cpu_score, gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb,
                    location=request.location, gpu_name=request.gpu_name, priority=request.priority,
                    task_type=request.task_type, parent_task_id=request.parent_task_id)
@@ -143,7 +143,7 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
     async def UploadTask(self, request: pb.UploadTaskRequest,
                          context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
         caller = await self.caller(request.token)
-        await self.p.tasks.upload(caller, new_task(request, request.task_zip))
+        await self.p.tasks.upload(caller, new_task(request), request.task_zip)
         return pb.UploadTaskResponse(success=True, message="ok")
 
     @refusals_as(pb.UploadTaskResponse)
@@ -163,7 +163,7 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
                     raise PoolRefusal(codes.INVALID_ARGUMENT, "only the first chunk carries the request")
                 yield chunk.data
 
-        await self.p.tasks.upload_stream(caller, new_task(request, b""), chunks())
+        await self.p.tasks.upload_stream(caller, new_task(request), chunks())
         return pb.UploadTaskResponse(success=True, message="ok")
 
     async def GetAllUserTasks(self, request: pb.GetAllUserTasksRequest,

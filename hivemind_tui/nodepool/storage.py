@@ -200,9 +200,8 @@ class PoolStorage(Database):
                     done, writing = await asyncio.wait(writing, return_when=asyncio.FIRST_COMPLETED)
                     for finished in done:
                         finished.result()
-            for finished in [*writing]:
-                writing.discard(finished)
-                await finished
+            await asyncio.gather(*writing)
+            writing.clear()
             await asyncio.to_thread(os.fsync, fd)
         finally:
             if writing:

@@ -35,7 +35,6 @@ class NewTask:
     """What an UploadTask request asks for."""
 
     task_id: str
-    task_zip: bytes
     memory_gb: int = 0
     cpu_score: int = 0
     gpu_score: int = 0
@@ -64,11 +63,11 @@ class TaskBook:
         # Set by the scheduler: asks a worker to stop a running task.
         self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
 
-    async def upload(self, caller: Caller, new: NewTask) -> None:
+    async def upload(self, caller: Caller, new: NewTask, task_zip: bytes) -> None:
         """UploadTask: the zip in one message, stored like a stream of one chunk."""
 
         async def whole() -> AsyncIterator[bytes]:
-            yield new.task_zip
+            yield task_zip
 
         await self.upload_stream(caller, new, whole())
 

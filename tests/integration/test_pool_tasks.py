@@ -24,27 +24,16 @@ async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
     await running.close()
 
 
-def symlink_zip() -> bytes:
+def special_member_zip(name: str, mode: int, content: str) -> bytes:
+    """A zip with main.py and one member that is not a regular file (a symlink, a device)."""
     import io
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("main.py", "print(1)")
-        link = zipfile.ZipInfo("evil")
-        link.external_attr = (stat.S_IFLNK | 0o777) << 16
-        zf.writestr(link, "/etc/passwd")
-    return buffer.getvalue()
-
-
-def device_zip() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("main.py", "print(1)")
-        dev = zipfile.ZipInfo("dev")
-        dev.external_attr = (stat.S_IFCHR | 0o666) << 16
-        zf.writestr(dev, "")
+        member = zipfile.ZipInfo(name)
+        member.external_attr = mode << 16
+        zf.writestr(member, content)
     return buffer.getvalue()
 
 
@@ -57,8 +46,8 @@ BAD_UPLOADS = [
     ("no main", dict(task_zip=make_zip({"src/main.py": "x"})), "INVALID_TASK: no main.py at the root"),
     ("absolute", dict(task_zip=make_zip({"main.py": "x", "/etc/cron.d/x": "y"})), "INVALID_TASK"),
     ("dotdot", dict(task_zip=make_zip({"main.py": "x", "../../x": "y"})), "INVALID_TASK"),
-    ("symlink", dict(task_zip=symlink_zip()), "INVALID_TASK"),
-    ("device", dict(task_zip=device_zip()), "INVALID_TASK"),
+    ("symlink", dict(task_zip=special_member_zip("evil", stat.S_IFLNK | 0o777, "/etc/passwd")), "INVALID_TASK"),
+    ("device", dict(task_zip=special_member_zip("dev", stat.S_IFCHR | 0o666, "")), "INVALID_TASK"),
     ("bomb ratio", dict(task_zip=make_zip({"main.py": "x", "zeros": b"\0" * (4 * 1024 * 1024)})), "INVALID_TASK"),
     ("too big", dict(task_zip=make_zip({"main.py": os.urandom(300 * 1024)}, zipfile.ZIP_STORED)), "TOO_LARGE"),
     ("negative memory", dict(memory_gb=-1), "INVALID_TASK"),

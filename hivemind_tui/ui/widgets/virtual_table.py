@@ -55,17 +55,7 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
 
     cursor = reactive(0, always_update=True, repaint=False)
 
-    class Selected(Message):
-        def __init__(self, table: VirtualTable[Any], key: Hashable) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> VirtualTable[Any]:
-            return self.table
-
-    class CursorMoved(Message):
+    class _RowMessage(Message):
         def __init__(self, table: VirtualTable[Any], key: Hashable | None) -> None:
             super().__init__()
             self.table = table
@@ -74,6 +64,12 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         @property
         def control(self) -> VirtualTable[Any]:
             return self.table
+
+    class Selected(_RowMessage):
+        """Enter on a row (`key` is never None)."""
+
+    class CursorMoved(_RowMessage):
+        """The cursor is on another row (`key` is None in an empty table)."""
 
     def __init__(self, columns: list[Column], key_of: Callable[[RowT], Hashable],
                  cells_of: Callable[[RowT], tuple[Any, ...]], dim_if: Callable[[RowT], bool] | None = None,
