@@ -1,8 +1,8 @@
-"""The command line: global options, output rules and exit codes of cli.md, and the command registry.
+"""The command line: global options, output rules and exit codes, and the one entry point `main()`.
 
-Each command group lives in `hivemind_tui/commands/` and registers its subcommands here through
-`CommandRegistry`; a handler gets a `Context` and returns a `Result` (a JSON document plus its human text),
-or raises a `HivemindError`, whose class carries the exit code.
+Each command group lives in `hivemind_tui/commands/` and registers its subcommands through the
+`CommandRegistry` of `commands/base.py`; a handler gets a `Context` and returns a `Result` (a JSON document
+plus its human text), or raises a `HivemindError`, whose class carries the exit code.
 """
 
 from __future__ import annotations
@@ -13,63 +13,17 @@ import gc
 import inspect
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from functools import cached_property
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from hivemind_tui import __version__
-from hivemind_tui.config import LoadedSettings, Settings, load_settings
-from hivemind_tui.datadir import DataDir
-from hivemind_tui.errors import ExitCode, HivemindError, UsageError
-from hivemind_tui.logging_setup import configure_logging, quiet_grpc_core
+from hivemind_tui.commands.base import CommandRegistry, Context, Handler, Parser, Result
+from hivemind_tui.core.config import load_settings
+from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.core.logging_setup import configure_logging, quiet_grpc_core
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Result:
-    """What a command produced: `data` for --json, `text` for people (both describe the same thing)."""
-
-    data: dict[str, Any]
-    text: str = ""
-    exit_code: ExitCode = ExitCode.OK
-
-
-@dataclass
-class Context:
-    """What every handler needs: parsed arguments, settings with their sources, and the data dir."""
-
-    args: argparse.Namespace
-    loaded: LoadedSettings
-
-    @property
-    def settings(self) -> Settings:
-        return self.loaded.settings
-
-    @cached_property
-    def data_dir(self) -> DataDir:
-        return DataDir.from_settings(self.settings)
-
-    @property
-    def json(self) -> bool:
-        return bool(self.args.json)
-
-    def warn(self, text: str) -> None:
-        """Warnings and progress go to stderr, so stdout stays one JSON document with --json."""
-        print(text, file=sys.stderr, flush=True)
-
-
-Handler = Callable[[Context], Result | Awaitable[Result]]
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so usage errors follow the --json error rules."""
-
-    def error(self, message: str) -> NoReturn:
-        where = self.prog.removeprefix("hivemind-tui").strip()
-        raise UsageError(f"{where}: {message}" if where else message)
 
 
 def _global_options(suppress: bool) -> argparse.ArgumentParser:
@@ -89,26 +43,6 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     group.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS if suppress else False,
                        help="change nothing: act as a viewer")
     return parent
-
-
-class CommandRegistry:
-    """Adds commands (and command groups) that all accept the global options."""
-
-    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-        self._subparsers = subparsers
-        self._parent = parent
-
-    def command(self, name: str, handler: Handler, help: str, description: str | None = None) -> Parser:
-        parser = self._subparsers.add_parser(name, help=help, description=description or help,
-                                             parents=[self._parent])
-        parser.set_defaults(handler=handler)
-        return parser
-
-    def group(self, name: str, help: str) -> CommandRegistry:
-        parser = self._subparsers.add_parser(name, help=help, description=help, parents=[self._parent])
-        parser.set_defaults(handler=None, group_parser=parser)
-        sub = parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=Parser)
-        return CommandRegistry(sub, self._parent)
 
 
 def build_parser(with_commands: bool = True) -> Parser:

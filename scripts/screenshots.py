@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hivemind_tui.ui.demo_shots import SHOTS, Shot  # noqa: E402 - after the path is set
+from tests.ui.demo_shots import SHOTS, Shot  # noqa: E402 - after the path is set
 
 
 async def capture(shot: Shot, out_dir: Path) -> Path:

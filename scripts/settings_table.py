@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hivemind_tui.config import MIB, Settings, env_names
+from hivemind_tui.core.config import MIB, Settings, env_names
 
 START, END = "<!-- settings-table:start -->\n", "<!-- settings-table:end -->"
 

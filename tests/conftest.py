@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 
 # The developer's own config file and environment must not leak into tests.
 for _name in list(os.environ):

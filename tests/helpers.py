@@ -9,8 +9,8 @@ from pathlib import Path
 
 import grpc
 
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import DataDir
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import DataDir
 from hivemind_tui.nodepool.server import PoolServer, grpc_options
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from hivemind_tui.cli import CommandRegistry
+    from hivemind_tui.commands.base import CommandRegistry
 
 
 def register_all(registry: CommandRegistry) -> None:

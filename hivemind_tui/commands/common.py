@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from hivemind_tui import timefmt
-from hivemind_tui.cli import Context
-from hivemind_tui.errors import NotPermittedError, UnreachableError
+from hivemind_tui.commands.base import Context
+from hivemind_tui.core import timefmt
+from hivemind_tui.core.errors import NotPermittedError, UnreachableError
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.errors import SessionExpiredError
 from hivemind_tui.services.nodepool_client import PoolClient

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
-from hivemind_tui.config import describe_settings
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
+from hivemind_tui.core.config import describe_settings
 
 
 def register(registry: CommandRegistry) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from hivemind_tui.cli import Context, Result
-from hivemind_tui.logging_setup import configure_logging
+from hivemind_tui.commands.base import Context, Result
+from hivemind_tui.core.logging_setup import configure_logging
 
 # The heavier modules (grpc, the screens) are imported where they are used, after argument parsing, so
 # that only the console's own path pays for them.
@@ -24,7 +24,7 @@ def run_console(ctx: Context) -> Result:
     if settings.pool_address:
         address = settings.pool_address
     else:
-        from hivemind_tui.poolfile import running_pool
+        from hivemind_tui.core.poolfile import running_pool
 
         info = running_pool(ctx.data_dir.pool)
         if info is None:
@@ -58,14 +58,14 @@ def _tidy(ctx: Context, address: str, unfinished: int | None) -> str:
     if unfinished:
         return f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); " \
                "`hivemind-tui pool stop` ends it"
-    from hivemind_tui.poolfile import stop_pool
+    from hivemind_tui.core.poolfile import stop_pool
 
     stop_pool(ctx.data_dir.pool)
     return "the embedded pool this console started is stopped"
 
 
 async def _unfinished(ctx: Context, address: str) -> int | None:
-    from hivemind_tui.errors import HivemindError
+    from hivemind_tui.core.errors import HivemindError
     from hivemind_tui.services.nodepool_client import PoolClient
     from hivemind_tui.services.session import Session
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import age, connect, require_change, table
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.history import History
 from hivemind_tui.services.models import NodeInfo
 

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
-from hivemind_tui.errors import ExitCode, HivemindError, NotPermittedError, UsageError
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
+from hivemind_tui.core.errors import ExitCode, HivemindError, NotPermittedError, UsageError
+from hivemind_tui.core.poolfile import read_pool_info, running_pool, stop_pool
+from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import ROLES, Accounts
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_workers
@@ -20,8 +22,6 @@ from hivemind_tui.nodepool.server import PoolServer
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 from hivemind_tui.nodepool.worker import default_node_id
-from hivemind_tui.poolfile import read_pool_info, running_pool, stop_pool
-from hivemind_tui.zipsafe import ZipLimits
 
 T = TypeVar("T")
 STOP_WAIT = 20.0

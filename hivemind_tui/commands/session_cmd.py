@@ -5,9 +5,9 @@ from __future__ import annotations
 import getpass
 import sys
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import connect, require_change
-from hivemind_tui.errors import UsageError
+from hivemind_tui.core.errors import UsageError
 
 
 def register(registry: CommandRegistry) -> None:

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 from hivemind_tui import __version__
-from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import age, connect, resolve_address, table, when
-from hivemind_tui.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
 from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.history import History

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
-from hivemind_tui.datadir import atomic_write
-from hivemind_tui.errors import ExitCode, HivemindError, NotSupportedError, UsageError
+from hivemind_tui.core.datadir import atomic_write
+from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
 

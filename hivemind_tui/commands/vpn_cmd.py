@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import table, when
-from hivemind_tui.datadir import atomic_write
-from hivemind_tui.errors import ExitCode, NotPermittedError, UsageError
+from hivemind_tui.core.datadir import atomic_write
+from hivemind_tui.core.errors import ExitCode, NotPermittedError, UsageError
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.wireguard import NewPeer, Peer, WireGuard, parse_networks, qr_file, qr_text

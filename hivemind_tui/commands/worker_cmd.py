@@ -11,14 +11,14 @@ from pathlib import Path
 
 import psutil
 
-from hivemind_tui.cli import CommandRegistry, Context, Result
-from hivemind_tui.errors import UsageError
-from hivemind_tui.logging_setup import configure_logging, register_secret
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
+from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.logging_setup import configure_logging, register_secret
+from hivemind_tui.core.poolfile import running_pool
+from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.server import grpc_options, message_limit
 from hivemind_tui.nodepool.task_runner import RunSettings, choose_task_python, task_user_for
 from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, task_base_dir
-from hivemind_tui.poolfile import running_pool
-from hivemind_tui.zipsafe import ZipLimits
 
 ORPHAN_CHECK_SECONDS = 1.0
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.pwhash
 
-from hivemind_tui.clock import Clock
+from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.storage import PoolStorage

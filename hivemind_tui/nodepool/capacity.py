@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from hivemind_tui.datadir import atomic_write
+from hivemind_tui.core.datadir import atomic_write
 
 BENCH_BLOCK = b"\x5a" * (1024 * 1024)
 BENCH_BLOCKS = 64

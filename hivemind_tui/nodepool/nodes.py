@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 import aiosqlite
 
-from hivemind_tui.clock import Clock
+from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Caller
 from hivemind_tui.nodepool.codes import PoolRefusal

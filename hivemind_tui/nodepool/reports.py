@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import aiosqlite
 
-from hivemind_tui.clock import Clock
+from hivemind_tui.core.clock import Clock
+from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.storage import PoolStorage
-from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import aiosqlite
 import grpc
 
-from hivemind_tui.clock import Clock
+from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.servicers import WORKER_SECRET_HEADER
 from hivemind_tui.nodepool.storage import PoolStorage

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import grpc
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import DataDir, atomic_write
-from hivemind_tui.errors import UsageError
-from hivemind_tui.logging_setup import register_secret
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import DataDir, atomic_write
+from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.logging_setup import register_secret
+from hivemind_tui.core.poolfile import PoolInfo, remove_pool_info, write_pool_info
+from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import Accounts
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry
@@ -25,8 +27,6 @@ from hivemind_tui.nodepool.scheduler import Scheduler
 from hivemind_tui.nodepool.servicers import PoolParts, add_servicers
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
-from hivemind_tui.poolfile import PoolInfo, remove_pool_info, write_pool_info
-from hivemind_tui.zipsafe import ZipLimits
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from hivemind_tui import __version__, upload_chunks
-from hivemind_tui.clock import Clock
+from hivemind_tui import __version__
+from hivemind_tui.core import upload_chunks
+from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Accounts, Caller
 from hivemind_tui.nodepool.codes import PoolRefusal

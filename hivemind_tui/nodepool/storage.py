@@ -16,8 +16,8 @@ from typing import Any
 
 import aiosqlite
 
-from hivemind_tui.datadir import atomic_write, make_private_dir
-from hivemind_tui.sqlite_db import Database, Migration
+from hivemind_tui.core.datadir import atomic_write, make_private_dir
+from hivemind_tui.core.sqlite_db import Database, Migration
 
 MIGRATIONS: list[Migration] = [
     [

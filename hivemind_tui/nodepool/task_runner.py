@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hivemind_tui.zipsafe import ZipLimits, extract_zip, zip_folder
+from hivemind_tui.core.zipsafe import ZipLimits, extract_zip, zip_folder
 
 log = logging.getLogger(__name__)
 

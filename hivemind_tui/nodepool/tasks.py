@@ -17,13 +17,13 @@ from pathlib import Path
 
 import aiosqlite
 
-from hivemind_tui.clock import Clock
-from hivemind_tui.datadir import fsync_dir
+from hivemind_tui.core.clock import Clock
+from hivemind_tui.core.datadir import fsync_dir
+from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip, task_id_problem
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.storage import FINISHED, PoolStorage
-from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip, task_id_problem
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from typing import TypeVar
 import grpc
 import psutil
 
+from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
 from hivemind_tui.nodepool.servicers import NODE_ID_HEADER, WORKER_SECRET_HEADER, metadata
 from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun, prepare_base_dir
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
-from hivemind_tui.zipsafe import ZipRejected
 
 log = logging.getLogger(__name__)
 

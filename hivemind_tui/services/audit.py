@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.logging_setup import redact
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.logging_setup import redact
 from hivemind_tui.services.store import Store
 
 

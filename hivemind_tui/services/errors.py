@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hivemind_tui.errors import (
+from hivemind_tui.core.errors import (
     HivemindError,
     NotAuthenticatedError,
     NotPermittedError,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
-from hivemind_tui.errors import UsageError
+from hivemind_tui.core.errors import UsageError
 
 MANIFEST = "hivemind.toml"
 SPLIT_TYPES = ("data_processing", "machine_learning", "simulation")

@@ -15,9 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.alerts import Alert, Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError
 from hivemind_tui.services.history import History

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 import grpc
 
-from hivemind_tui import upload_chunks
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.errors import NotSupportedError
+from hivemind_tui.core import upload_chunks
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.errors import NotSupportedError
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for

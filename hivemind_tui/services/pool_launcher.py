@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from hivemind_tui.datadir import make_private_dir
-from hivemind_tui.errors import HivemindError
-from hivemind_tui.poolfile import running_pool
+from hivemind_tui.core.datadir import make_private_dir
+from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.core.poolfile import running_pool
 
 START_TIMEOUT = 60.0
 

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.datadir import atomic_write, make_private_dir
-from hivemind_tui.errors import NotSupportedError
-from hivemind_tui.logging_setup import register_secret
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.datadir import atomic_write, make_private_dir
+from hivemind_tui.core.errors import NotSupportedError
+from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.services.errors import SessionExpiredError, TokenExpiredError
 from hivemind_tui.services.nodepool_client import PoolClient
 

@@ -24,16 +24,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.errors import HivemindError, UsageError
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.errors import HivemindError, UsageError
+from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
 from hivemind_tui.services.manifest import Manifest
 from hivemind_tui.services.models import FINISHED_STATUSES, NodeList, TaskInfo
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_splitter import SplitPlan, new_task_id, read_task, split_task
-from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip
 
 log = logging.getLogger(__name__)
 

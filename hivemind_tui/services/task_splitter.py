@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import secrets
 import shutil
 import zipfile
@@ -24,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from hivemind_tui.errors import UsageError
+from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.manifest import MANIFEST, Manifest, parse_manifest
 from hivemind_tui.services.models import NodeList
-from hivemind_tui.zipsafe import ZipLimits, ZipRejected, check_zip
 
 SUBTASK_FILE = "hivemind-subtask.json"
 CHUNK = 1024 * 1024
@@ -350,53 +349,3 @@ class _LineCutter:
             shards[-1].write(head)
         shards[-1].close()
         return shards
-
-
-def split_lines_file(src: Path, dest_dir: Path, count: int, header: bool = False) -> list[ShardInfo]:
-    """Cut a plain line file into `count` line-aligned shards by copying byte ranges (zero-copy on Linux).
-
-    The fast path for files outside zips (and the benchmark against coreutils `split -n l/N`).
-    """
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    size = src.stat().st_size
-    with src.open("rb") as fin:
-        head = fin.readline() if header else b""
-        start = len(head)
-        cuts = [start]
-        for i in range(1, count):
-            target = start + (size - start) * i // count
-            if target <= cuts[-1]:
-                cuts.append(cuts[-1])
-                continue
-            fin.seek(target - 1)
-            fin.readline()  # to the end of the line that holds the target
-            cuts.append(max(min(fin.tell(), size), cuts[-1]))
-        cuts.append(size)
-        shards = []
-        for i in range(count):
-            path = dest_dir / f"{i:04d}"
-            with path.open("wb") as fout:
-                fout.write(head)
-                fout.flush()
-                _copy_range(fin.fileno(), fout.fileno(), cuts[i], cuts[i + 1] - cuts[i])
-            shards.append(ShardInfo(path, len(head) + cuts[i + 1] - cuts[i]))
-    return shards
-
-
-def _copy_range(src: int, dst: int, offset: int, length: int) -> None:
-    while length > 0:
-        try:
-            copied = os.copy_file_range(src, dst, min(length, 1 << 30), offset)
-        except OSError:
-            copied = 0
-        if copied <= 0:  # not supported here: plain reads and writes
-            os.lseek(src, offset, os.SEEK_SET)
-            while length > 0:
-                data = os.read(src, min(CHUNK, length))
-                if not data:
-                    return
-                os.write(dst, data)
-                length -= len(data)
-            return
-        offset += copied
-        length -= copied

@@ -25,11 +25,11 @@ from typing import Any
 
 import nacl.bindings
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import atomic_write, make_private_dir
-from hivemind_tui.errors import HivemindError, UsageError
-from hivemind_tui.logging_setup import register_secret
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import atomic_write, make_private_dir
+from hivemind_tui.core.errors import HivemindError, UsageError
+from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.services.store import Store
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
-from hivemind_tui.errors import HivemindError, NotAuthenticatedError
+from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.ui.screens.login import LoginScreen
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """What the console asks of the world, as one interface with two implementations.
 
 `LiveBackend` stands on the services (a real pool, the store, psutil, WireGuard); `DemoBackend`
-(`ui/demo.py`) replays fixed data with a fixed clock, for snapshot tests and screenshots. Screens call a
+(`tests/ui/demo.py`) replays fixed data with a fixed clock, for snapshot tests and screenshots. Screens call a
 backend only from workers; every method is a coroutine (or a cheap property) and is opened inside the
 app's loop (`open()` in `on_mount`), never before `App.run()`.
 """
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from hivemind_tui.clock import Clock, system_clock
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import DataDir, atomic_write
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.clock import Clock, system_clock
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import DataDir, atomic_write
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.history import History, NodePoint

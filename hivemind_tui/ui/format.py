@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from hivemind_tui.timefmt import age
+from hivemind_tui.core.timefmt import age
 
 __all__ = ["age", "bar", "clock_text", "duration", "rate", "series", "size", "when"]
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import DataDir
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import DataDir
 
 if TYPE_CHECKING:
     from hivemind_tui.services.models import ConnectionState

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 from hivemind_tui.proto import nodepool_pb2 as pb
 from tests.conftest import fast_settings
 from tests.helpers import Pool, spawn_worker, task_zip

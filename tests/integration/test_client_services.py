@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_tui.errors import NotSupportedError
+from hivemind_tui.core.errors import NotSupportedError
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.services.alerts import Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError, SessionExpiredError
@@ -142,7 +142,7 @@ async def test_a_zip_of_several_chunks_arrives_whole(pool: Pool, tmp_path: Path)
 
 
 async def test_hivemind_compatible_pool_degrades(tmp_path: Path) -> None:
-    from hivemind_tui.datadir import DataDir
+    from hivemind_tui.core.datadir import DataDir
     from hivemind_tui.nodepool.server import PoolServer
 
     settings = fast_settings(tmp_path / "hm")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_tui.config import Settings
-from hivemind_tui.errors import UsageError
-from hivemind_tui.logging_setup import configure_logging
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.logging_setup import configure_logging
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.wireguard import (
     VpnError,

@@ -41,9 +41,9 @@ Minimal().run()
 IDLE = """
 import sys
 sys.path.insert(0, {root!r})
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 from hivemind_tui.ui.app import HivemindApp
-from hivemind_tui.ui.demo import DemoBackend
+from tests.ui.demo import DemoBackend
 backend = DemoBackend(Settings(refresh_interval=5.0), nodes=1000)
 HivemindApp(backend).run()
 """
@@ -116,9 +116,9 @@ def idle_cpu(seconds: float) -> float:
 
 
 async def scale() -> tuple[float, float, float, float]:
-    from hivemind_tui.ui.demo_shots import demo_app, settle
     from hivemind_tui.ui.screens.nodes import NodesScreen
     from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+    from tests.ui.demo_shots import demo_app, settle
 
     app = demo_app(nodes=10_000)
     async with app.run_test(size=(120, 40)) as pilot:

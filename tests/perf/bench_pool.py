@@ -28,7 +28,7 @@ import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 from hivemind_tui.services.nodepool_client import UPLOAD_CHUNK, PoolClient

@@ -2,10 +2,8 @@
 
     python tests/perf/bench_splitter.py [--size-mb 512]
 
-1. A plain N MiB line file into 16 shards: our splitter next to `split -n l/16`; the ratio and our peak RSS
-   (goal: ratio <= 0.85, peak RSS < 100 MB at any size).
-2. The whole real path: a zip with the input deflated in, to 16 subtask zips, next to `unzip` of the input
-   followed by `split -n l/16`.
+The whole real path: a zip with an N MiB line file deflated in, to 16 subtask zips, next to `unzip` of the
+input followed by `split -n l/16`, with the splitter's peak RSS (goal: flat in the input size, < 100 MB).
 Each figure is the best of 3 runs; the page cache is warm for both sides alike.
 """
 
@@ -25,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from hivemind_tui.services.task_splitter import read_task, split_lines_file, split_task
-from hivemind_tui.zipsafe import ZipLimits
+from hivemind_tui.core.zipsafe import ZipLimits
+from hivemind_tui.services.task_splitter import read_task, split_task
 
 
 def make_input(path: Path, size: int) -> None:
@@ -65,26 +63,7 @@ def main() -> None:
     try:
         src = work / "input.csv"
         make_input(src, size_mb * 1024 * 1024)
-        ours_dir, split_dir = work / "ours", work / "split"
-
-        def ours() -> None:
-            shutil.rmtree(ours_dir, ignore_errors=True)
-            split_lines_file(src, ours_dir, 16)
-
-        def coreutils() -> None:
-            shutil.rmtree(split_dir, ignore_errors=True)
-            split_dir.mkdir()
-            subprocess.run(["split", "-n", "l/16", str(src), str(split_dir / "x")], check=True)
-
-        t_split = best(3, coreutils)
-        t_ours = best(3, ours)
         root = Path(__file__).resolve().parents[2]
-        rss = peak_rss_of(f"import sys; sys.path.insert(0, {str(root)!r}); from pathlib import Path; "
-                          "from hivemind_tui.services.task_splitter import split_lines_file; "
-                          f"split_lines_file(Path({str(src)!r}), Path({str(work / 'rss')!r}), 16)")
-        print(f"{size_mb} MiB plain file -> 16 shards: ours {t_ours:.3f} s, split -n l/16 {t_split:.3f} s, "
-              f"ratio {t_ours / t_split:.2f} (goal <= 0.85); peak RSS of our split {rss:.0f} MB (goal < 100 MB)")
-
         zip_path = work / "task.zip"
         with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("main.py", "print('hi')\n")
@@ -111,7 +90,7 @@ def main() -> None:
             rss_real = peak_rss_of(
                 f"import sys; sys.path.insert(0, {str(root)!r}); from pathlib import Path; "
                 "from hivemind_tui.services.task_splitter import read_task, split_task; "
-                "from hivemind_tui.zipsafe import ZipLimits; l = ZipLimits(1 << 40, 1000); "
+                "from hivemind_tui.core.zipsafe import ZipLimits; l = ZipLimits(1 << 40, 1000); "
                 f"p = Path({str(zip_path)!r}); split_task(p, Path({str(work / 'rss2')!r}), read_task(p, l), 16, "
                 "None, 1 << 40, 'b', l)")
             print(f"zip (deflated input) -> 16 subtask zips: ours {t_real:.3f} s, unzip + split {t_base:.3f} s, "

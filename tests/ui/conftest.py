@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_tui.config import Settings
-from hivemind_tui.datadir import DataDir
+from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import DataDir
 from hivemind_tui.services.host_metrics import DiskUsage, HostSample
 from hivemind_tui.ui.app import HivemindApp
 from hivemind_tui.ui.backend import LiveBackend

@@ -9,7 +9,6 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from hivemind_tui.ui.app import HivemindApp
-from hivemind_tui.ui.demo_shots import settle as settle_workers
 from hivemind_tui.ui.screens.dashboard import DashboardScreen
 from hivemind_tui.ui.screens.help import HelpScreen
 from hivemind_tui.ui.screens.login import LoginScreen
@@ -18,6 +17,7 @@ from hivemind_tui.ui.screens.tasks import TasksScreen
 from hivemind_tui.ui.screens.vpn import VpnScreen
 from tests.helpers import free_port
 from tests.ui.conftest import PoolProcess, make_app
+from tests.ui.demo_shots import settle as settle_workers
 
 
 async def settle(pilot, app: HivemindApp) -> None:
@@ -183,7 +183,7 @@ async def test_login_timeout_has_its_own_message(pool: PoolProcess, tmp_path: Pa
 
 async def test_the_console_path_paints_login_before_the_services_load(pool: PoolProcess, tmp_path: Path) -> None:
     """What `hivemind-tui` builds: a deferred backend that becomes the live one after the first frame."""
-    from hivemind_tui.datadir import DataDir
+    from hivemind_tui.core.datadir import DataDir
     from hivemind_tui.ui.startup import DeferredBackend
     from tests.conftest import fast_settings
 

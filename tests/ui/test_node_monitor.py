@@ -7,11 +7,11 @@ from dataclasses import replace
 from textual.widgets import Input, Static
 
 from hivemind_tui.services.models import NodeList
-from hivemind_tui.ui.demo_shots import demo_app, settle
 from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.node_detail import NodeDetailScreen
 from hivemind_tui.ui.screens.nodes import NodesScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+from tests.ui.demo_shots import demo_app, settle
 
 
 async def test_sort_filter_details_and_state_changes() -> None:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hivemind_tui.ui.demo_shots import SHOTS
+from tests.ui.demo_shots import SHOTS
 
 ROOT = Path(__file__).resolve().parents[2]
 

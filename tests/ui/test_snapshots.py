@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hivemind_tui.ui.demo_shots import SHOTS, demo_app, keys
+from tests.ui.demo_shots import SHOTS, demo_app, keys
 
 
 @pytest.mark.parametrize("size", [(100, 30), (80, 24)], ids=["100x30", "80x24"])

@@ -10,7 +10,6 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from hivemind_tui.ui.app import HivemindApp
-from hivemind_tui.ui.demo_shots import settle
 from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
 from hivemind_tui.ui.screens.tasks import TasksScreen
@@ -18,6 +17,7 @@ from hivemind_tui.ui.screens.upload import UploadScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 from tests.helpers import make_zip
 from tests.ui.conftest import PoolProcess, make_app
+from tests.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
 
 SPLIT_MAIN = ("import os, time\nrows = open('data/in.csv').read().splitlines()\nprint('shard rows', len(rows), "

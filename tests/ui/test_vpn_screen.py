@@ -8,12 +8,12 @@ from pathlib import Path
 
 from textual.widgets import Checkbox, Input, Static
 
-from hivemind_tui.ui.demo_shots import settle
 from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.screens.vpn import AddPeerScreen, VpnScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 from tests.ui.conftest import PoolProcess, make_app
+from tests.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
 
 

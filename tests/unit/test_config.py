@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_tui.config import Settings, load_settings
-from hivemind_tui.errors import ConfigError
+from hivemind_tui.core.config import Settings, load_settings
+from hivemind_tui.core.errors import ConfigError
 
 
 def test_defaults(tmp_path: Path) -> None:

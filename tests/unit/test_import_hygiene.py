@@ -34,6 +34,18 @@ def test_pool_and_services_do_not_import_each_other() -> None:
     assert [(f, m) for f, m in imports_of("services") if "nodepool" in m.split(".")] == []
 
 
+def test_core_imports_no_layer_above_it() -> None:
+    """core/ is the shared base: it may use the generated proto, never services, the pool, the UI or the CLI."""
+    above = ("hivemind_tui.services", "hivemind_tui.nodepool", "hivemind_tui.ui", "hivemind_tui.commands",
+             "hivemind_tui.cli")
+    assert [(f, m) for f, m in imports_of("core") if m.startswith(above)] == []
+
+
+def test_commands_do_not_import_the_cli_module() -> None:
+    """cli.py imports the commands; they take Context, Result and CommandRegistry from commands/base.py."""
+    assert [(f, m) for f, m in imports_of("commands") if m == "hivemind_tui.cli"] == []
+
+
 def test_rule_sees_imports() -> None:
     """The scan itself works: it finds the store's aiosqlite-backed frame import."""
-    assert ("store.py", "hivemind_tui.sqlite_db") in imports_of("services")
+    assert ("store.py", "hivemind_tui.core.sqlite_db") in imports_of("services")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nacl.public
 
-from hivemind_tui.logging_setup import configure_logging, redact, register_secret
+from hivemind_tui.core.logging_setup import configure_logging, redact, register_secret
 
 
 def test_registered_secret_and_patterns_are_redacted_in_file_and_traceback(tmp_path: Path) -> None:
@@ -49,7 +49,7 @@ def test_rotation_settings(tmp_path: Path) -> None:
 
 def test_nothing_on_the_terminal(tmp_path: Path) -> None:
     code = (
-        "import logging, sys; from hivemind_tui.logging_setup import configure_logging;"
+        "import logging, sys; from hivemind_tui.core.logging_setup import configure_logging;"
         f"configure_logging(__import__('pathlib').Path({str(tmp_path)!r}), 'console');"
         "logging.getLogger('x').error('boom'); logging.getLogger('grpc').warning('grpc says');"
         "import warnings; warnings.warn('careful')"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-from hivemind_tui.config import Settings, env_names
+from hivemind_tui.core.config import Settings, env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 

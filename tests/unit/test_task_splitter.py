@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.services.manifest import ManifestError, parse_manifest
 from hivemind_tui.services.models import NodeInfo, NodeList
 from hivemind_tui.services.task_splitter import (
@@ -16,10 +17,8 @@ from hivemind_tui.services.task_splitter import (
     SplitError,
     plan_weights,
     read_task,
-    split_lines_file,
     split_task,
 )
-from hivemind_tui.zipsafe import ZipLimits
 from tests.helpers import make_zip
 
 LIMITS = ZipLimits(1 << 30, 200)
@@ -178,17 +177,3 @@ def test_missing_input_and_bad_zips(tmp_path: Path) -> None:
     bomb = write_zip(tmp_path, {"main.py": "", "z": b"\0" * (8 << 20)}, "bomb.zip")
     with pytest.raises(SplitError, match="zip bomb"):
         read_task(bomb, LIMITS)
-
-
-@pytest.mark.parametrize("header", [False, True])
-def test_plain_file_fast_path(tmp_path: Path, header: bool) -> None:
-    src = tmp_path / "in.txt"
-    text = ("H\n" if header else "") + "".join(f"line {i} {'y' * (i % 13)}\n" for i in range(5000))
-    src.write_text(text)
-    shards = split_lines_file(src, tmp_path / "s", 16, header=header)
-    parts = [s.path.read_text() for s in shards]
-    if header:
-        assert all(p.startswith("H\n") for p in parts)
-        parts = [p[2:] for p in parts]
-        text = text[2:]
-    assert "".join(parts) == text and all(p.endswith("\n") for p in parts)

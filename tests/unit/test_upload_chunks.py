@@ -7,7 +7,7 @@ import os
 import pytest
 from google.protobuf.message import DecodeError
 
-from hivemind_tui import upload_chunks
+from hivemind_tui.core import upload_chunks
 from hivemind_tui.proto import nodepool_pb2 as pb
 
 

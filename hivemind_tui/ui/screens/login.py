@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
 
 LOGIN_TIMEOUT = 20.0

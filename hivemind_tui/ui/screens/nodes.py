@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.models import NodeInfo
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age

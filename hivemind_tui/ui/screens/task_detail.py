@@ -17,7 +17,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, ProgressBar, Static
 
-from hivemind_tui.errors import HivemindError, NotSupportedError
+from hivemind_tui.core.errors import HivemindError, NotSupportedError
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import ParentState, Progress, SubtaskState
 from hivemind_tui.ui.screens.confirm import ConfirmScreen

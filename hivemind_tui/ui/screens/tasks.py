@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.models import KNOWN_STATUSES
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.backend import TaskRow

@@ -20,12 +20,12 @@ from textual.suggester import Suggester
 from textual.validation import Integer
 from textual.widgets import Button, DirectoryTree, Footer, Input, Label, ProgressBar, Select, Static
 
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.services.task_manager import Progress, SubmitOptions
 from hivemind_tui.services.task_splitter import SplitPlan, read_task
 from hivemind_tui.ui.format import size
 from hivemind_tui.ui.widgets.header import ConsoleHeader
-from hivemind_tui.zipsafe import ZipLimits
 
 TYPES = [("data_processing", "data_processing"), ("machine_learning", "machine_learning"),
          ("simulation", "simulation"), ("other (one task)", "other")]

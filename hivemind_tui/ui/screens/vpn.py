@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
-from hivemind_tui.errors import HivemindError
+from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, check_name, parse_networks, qr_text
 from hivemind_tui.ui.format import age, when

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 from hivemind_tui.services.alerts import Alert
 from hivemind_tui.services.history import NodePoint
 from hivemind_tui.services.host_metrics import DiskUsage, HostSample
@@ -143,7 +143,7 @@ class DemoBackend:
     async def login(self, address: str, username: str, password: str, remember: bool) -> None:
         from hivemind_tui.services.errors import AuthenticationFailedError
 
-        if password != "demo":  # noqa: S105 - the demo's documented password
+        if password != "demo":
             raise AuthenticationFailedError("INVALID_CREDENTIALS: wrong user name or password")
         self._logged_in = True
 

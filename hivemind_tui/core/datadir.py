@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 
 
 @dataclass(frozen=True)

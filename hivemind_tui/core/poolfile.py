@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hivemind_tui.datadir import atomic_write
+from hivemind_tui.core.datadir import atomic_write
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import platformdirs
 
-from hivemind_tui.errors import ConfigError
+from hivemind_tui.core.errors import ConfigError
 
 APP_NAME = "hivemind-tui"
 ENV_PREFIX = "HIVEMIND_"

@@ -14,9 +14,9 @@ from textual.pilot import Pilot
 from textual.widgets import DirectoryTree
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from hivemind_tui.config import Settings
+from hivemind_tui.core.config import Settings
 from hivemind_tui.ui.app import HivemindApp
-from hivemind_tui.ui.demo import DemoBackend
+from tests.ui.demo import DemoBackend
 
 DEMO_FILES = "tests/ui/demo_files"
 

@@ -15,7 +15,7 @@ import re
 import threading
 from pathlib import Path
 
-from hivemind_tui.datadir import make_private_dir
+from hivemind_tui.core.datadir import make_private_dir
 
 LOG_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 10
