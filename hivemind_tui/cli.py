@@ -38,20 +38,32 @@ def _global_options(suppress: bool) -> argparse.ArgumentParser:
     group.add_argument("--pool", metavar="ADDR", default=default, help="Node Pool HOST:PORT (empty: embedded)")
     group.add_argument("--data-dir", metavar="DIR", default=default, help="data dir (stores, tokens, logs)")
     group.add_argument("--config", metavar="FILE", default=default, type=Path, help="settings file (TOML)")
-    group.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                       help="print exactly one JSON document on stdout")
-    group.add_argument("--readonly", action="store_true", default=argparse.SUPPRESS if suppress else False,
-                       help="change nothing: act as a viewer")
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="print exactly one JSON document on stdout",
+    )
+    group.add_argument(
+        "--readonly",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="change nothing: act as a viewer",
+    )
     return parent
 
 
 def build_parser(with_commands: bool = True) -> Parser:
     """The whole command line; without commands (the console's fast path) only the top-level options."""
-    parser = Parser(prog="hivemind-tui", description="The HiveMind Master Node: a terminal console and "
-                    "one-shot commands with JSON output.", parents=[_global_options(suppress=False)])
+    parser = Parser(
+        prog="hivemind-tui",
+        description="The HiveMind Master Node: a terminal console and one-shot commands with JSON output.",
+        parents=[_global_options(suppress=False)],
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    parser.add_argument("--keep-pool", action="store_true",
-                        help="console: leave an embedded pool it started running on exit")
+    parser.add_argument(
+        "--keep-pool", action="store_true", help="console: leave an embedded pool it started running on exit"
+    )
     parser.set_defaults(handler=None)
     if with_commands:
         from hivemind_tui.commands import register_all

@@ -35,7 +35,6 @@ def compile_proto(out_dir: Path) -> list[Path]:
         f"{PROTO_DIR.name}/nodepool.proto",
     ]
 
-
     cwd = os.getcwd()
     os.chdir(PROTO_DIR.parent)
     try:

@@ -13,8 +13,7 @@ from hivemind_tui.core.config import Settings
 for _name in list(os.environ):
     if _name.startswith("HIVEMIND_") and _name != "HIVEMIND_SYSTEM_TESTS":
         del os.environ[_name]
-for _name in ("NODE_POOL_ADDRESS", "UPLOAD_FOLDER", "MAX_CONTENT_LENGTH", "VPN_SERVER_IP", "VPN_PORT",
-              "DATABASE_URL"):
+for _name in ("NODE_POOL_ADDRESS", "UPLOAD_FOLDER", "MAX_CONTENT_LENGTH", "VPN_SERVER_IP", "VPN_PORT", "DATABASE_URL"):
     os.environ.pop(_name, None)
 os.environ["GRPC_VERBOSITY"] = "NONE"
 

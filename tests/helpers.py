@@ -82,8 +82,9 @@ class Pool:
         meta = ((SECRET_HEADER, self.worker_secret),)
         return (*meta, ("x-hivemind-node-id", node_id)) if node_id else meta
 
-    async def add_user(self, name: str, role: str = "operator", password: str = "pw-" + "x" * 8,
-                       balance: int = 1000) -> str:
+    async def add_user(
+        self, name: str, role: str = "operator", password: str = "pw-" + "x" * 8, balance: int = 1000
+    ) -> str:
         assert self.server.parts is not None
         await self.server.parts.accounts.create_user(name, password, role, balance)
         reply = await self.users.Login(pb.LoginRequest(username=name, password=password))
@@ -132,8 +133,7 @@ FAST_ENV = {
 }
 
 
-def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1,
-                 env: dict[str, str] | None = None):
+def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1, env: dict[str, str] | None = None):
     """A real `hivemind-tui worker` process."""
     import os
     import subprocess
@@ -141,6 +141,22 @@ def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1
 
     full_env = {**os.environ, **FAST_ENV, **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data_dir), "worker", "--pool", pool_address,
-         "--node-id", node_id, "--slots", str(slots)],
-        env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(data_dir),
+            "worker",
+            "--pool",
+            pool_address,
+            "--node-id",
+            node_id,
+            "--slots",
+            str(slots),
+        ],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )

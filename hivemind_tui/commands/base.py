@@ -68,8 +68,7 @@ class CommandRegistry:
         self._parent = parent
 
     def command(self, name: str, handler: Handler, help: str, description: str | None = None) -> Parser:
-        parser = self._subparsers.add_parser(name, help=help, description=description or help,
-                                             parents=[self._parent])
+        parser = self._subparsers.add_parser(name, help=help, description=description or help, parents=[self._parent])
         parser.set_defaults(handler=handler)
         return parser
 

@@ -37,8 +37,10 @@ async def resolve_address(ctx: Context, start: bool) -> str | None:
         return ctx.settings.pool_address
     address = await find_pool(ctx.data_dir.pool)
     if address is None and start:
-        ctx.warn(f"starting the embedded Node Pool of {ctx.data_dir.root} (it keeps running; "
-                 "`hivemind-tui pool stop` ends it)")
+        ctx.warn(
+            f"starting the embedded Node Pool of {ctx.data_dir.root} (it keeps running; "
+            "`hivemind-tui pool stop` ends it)"
+        )
         address = await start_pool(ctx.data_dir.root, ctx.args.config)
     return address
 

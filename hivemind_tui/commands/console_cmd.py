@@ -38,8 +38,9 @@ def run_console(ctx: Context) -> Result:
     from hivemind_tui.ui.app import HivemindApp
     from hivemind_tui.ui.startup import DeferredBackend
 
-    backend = DeferredBackend(settings, ctx.data_dir, address, not settings.pool_address,
-                              settings.mounts(ctx.data_dir.root))
+    backend = DeferredBackend(
+        settings, ctx.data_dir, address, not settings.pool_address, settings.mounts(ctx.data_dir.root)
+    )
     HivemindApp(backend).run()  # type: ignore[arg-type]
     if started:
         return Result({"pool": address}, _tidy(ctx, address, backend.unfinished_at_close))
@@ -53,11 +54,15 @@ def _tidy(ctx: Context, address: str, unfinished: int | None) -> str:
     if unfinished is None:
         unfinished = asyncio.run(_unfinished(ctx, address))
     if unfinished is None:
-        return f"the embedded pool keeps running at {address}: its tasks could not be checked; " \
-               "`hivemind-tui pool stop` ends it"
+        return (
+            f"the embedded pool keeps running at {address}: its tasks could not be checked; "
+            "`hivemind-tui pool stop` ends it"
+        )
     if unfinished:
-        return f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); " \
-               "`hivemind-tui pool stop` ends it"
+        return (
+            f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); "
+            "`hivemind-tui pool stop` ends it"
+        )
     from hivemind_tui.core.poolfile import stop_pool
 
     stop_pool(ctx.data_dir.pool)

@@ -10,8 +10,23 @@ from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.history import History
 from hivemind_tui.services.models import NodeInfo
 
-LIST_KEYS = ("node_id", "hostname", "port", "status", "online", "state", "cpu_usage", "memory_usage", "gpu_usage",
-             "gpu_memory_usage", "running_tasks", "slots", "cpu_cores", "memory_gb", "last_heartbeat")
+LIST_KEYS = (
+    "node_id",
+    "hostname",
+    "port",
+    "status",
+    "online",
+    "state",
+    "cpu_usage",
+    "memory_usage",
+    "gpu_usage",
+    "gpu_memory_usage",
+    "running_tasks",
+    "slots",
+    "cpu_cores",
+    "memory_gb",
+    "last_heartbeat",
+)
 
 
 def register(registry: CommandRegistry) -> None:
@@ -36,9 +51,21 @@ async def list_nodes(ctx: Context) -> Result:
     if not listed.supported:
         return Result({"supported": False, "nodes": []}, "this Node Pool does not list nodes")
     now = time.time()
-    rows = [(n.node_id, n.hostname, n.status, "online" if n.online else "OFFLINE", n.state,
-             f"{n.cpu_usage:.0f}%", f"{n.memory_usage:.0f}%", f"{n.gpu_usage:.0f}%", f"{n.running_tasks}/{n.slots}",
-             age(n.last_heartbeat, now)) for n in listed.nodes]
+    rows = [
+        (
+            n.node_id,
+            n.hostname,
+            n.status,
+            "online" if n.online else "OFFLINE",
+            n.state,
+            f"{n.cpu_usage:.0f}%",
+            f"{n.memory_usage:.0f}%",
+            f"{n.gpu_usage:.0f}%",
+            f"{n.running_tasks}/{n.slots}",
+            age(n.last_heartbeat, now),
+        )
+        for n in listed.nodes
+    ]
     text = table(("ID", "HOST", "STATUS", "ONLINE", "STATE", "CPU", "MEM", "GPU", "TASKS", "HEARTBEAT"), rows)
     return Result({"supported": True, "nodes": [node_json(n) for n in listed.nodes]}, text if rows else "no nodes")
 

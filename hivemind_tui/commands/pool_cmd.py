@@ -31,12 +31,19 @@ def register(registry: CommandRegistry) -> None:
     pool = registry.group("pool", "run and administer the embedded Node Pool")
     serve_cmd = pool.command("serve", serve, "run the embedded Node Pool until SIGINT/SIGTERM")
     serve_cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the pool_listen setting")
-    serve_cmd.add_argument("--insecure-public", action="store_true",
-                           help="allow a non-loopback address without TLS")
-    serve_cmd.add_argument("--hivemind-compat", action="store_true",
-                           help="answer as a plain HiveMind pool (no extensions), to test clients against it")
-    serve_cmd.add_argument("--workers", type=int, default=None, metavar="N",
-                           help="local worker processes to start (default: the local_workers setting, 1)")
+    serve_cmd.add_argument("--insecure-public", action="store_true", help="allow a non-loopback address without TLS")
+    serve_cmd.add_argument(
+        "--hivemind-compat",
+        action="store_true",
+        help="answer as a plain HiveMind pool (no extensions), to test clients against it",
+    )
+    serve_cmd.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local worker processes to start (default: the local_workers setting, 1)",
+    )
     serve_cmd.set_defaults(process_kind="pool")
     pool.command("status", status, "is this data dir's pool running, and where")
     pool.command("stop", stop, "stop this data dir's running pool (SIGTERM) and wait for it")
@@ -58,8 +65,13 @@ def register(registry: CommandRegistry) -> None:
 
 
 async def serve(ctx: Context) -> Result:
-    server = PoolServer(ctx.settings, ctx.data_dir, listen=ctx.args.listen,
-                        insecure_public=ctx.args.insecure_public, hivemind_compat=ctx.args.hivemind_compat)
+    server = PoolServer(
+        ctx.settings,
+        ctx.data_dir,
+        listen=ctx.args.listen,
+        insecure_public=ctx.args.insecure_public,
+        hivemind_compat=ctx.args.hivemind_compat,
+    )
     other = running_pool(server.paths.root)
     if other is not None:
         raise HivemindError(f"a pool for this data dir already runs at {other.address} (pid {other.pid})")
@@ -73,14 +85,18 @@ async def serve(ctx: Context) -> Result:
     address = await server.start()
     local: list[asyncio.subprocess.Process] = []
     try:
-        local = await start_local_workers(workers, address, ctx.data_dir.root,
-                                          default_node_id(ctx.data_dir.root / "worker"), ctx.args.config)
+        local = await start_local_workers(
+            workers, address, ctx.data_dir.root, default_node_id(ctx.data_dir.root / "worker"), ctx.args.config
+        )
         ctx.warn(f"pool listening on {address} with {workers} local worker(s); data in {server.paths.root}")
         if server.first_admin_password is not None:
             # Printed only to a person at a terminal: under systemd it must not land in the journal.
             if sys.stdout.isatty() and not ctx.json:
-                print(f"first start: user 'admin', password {server.first_admin_password} "
-                      f"(also in {server.paths.admin_password})", flush=True)
+                print(
+                    f"first start: user 'admin', password {server.first_admin_password} "
+                    f"(also in {server.paths.admin_password})",
+                    flush=True,
+                )
             else:
                 ctx.warn(f"first start: the password of user 'admin' is in {server.paths.admin_password}")
         await stop_event.wait()
@@ -97,8 +113,10 @@ def status(ctx: Context) -> Result:
         stale = read_pool_info(pool_dir) is not None
         text = "no pool is running for this data dir" + (" (a stale pool.json was left behind)" if stale else "")
         return Result({"running": False, "address": None, "pid": None, "stale_file": stale}, text, ExitCode.FAILED)
-    return Result({"running": True, "address": info.address, "pid": info.pid, "started_at": info.started_at,
-                   "stale_file": False}, f"pool running at {info.address} (pid {info.pid})")
+    return Result(
+        {"running": True, "address": info.address, "pid": info.pid, "started_at": info.started_at, "stale_file": False},
+        f"pool running at {info.address} (pid {info.pid})",
+    )
 
 
 async def stop(ctx: Context) -> Result:
@@ -160,16 +178,27 @@ async def add_user(ctx: Context) -> Result:
         raise UsageError("--balance must be 0 or more")
     async with _pool_storage(ctx) as storage:
         await _refusal_to_error(_accounts(ctx, storage).create_user(ctx.args.name, password, ctx.args.role, balance))
-    return Result({"name": ctx.args.name, "role": ctx.args.role, "balance": balance},
-                  f"user {ctx.args.name} created ({ctx.args.role}, {balance} CPT)")
+    return Result(
+        {"name": ctx.args.name, "role": ctx.args.role, "balance": balance},
+        f"user {ctx.args.name} created ({ctx.args.role}, {balance} CPT)",
+    )
 
 
 async def list_users(ctx: Context) -> Result:
     async with _pool_storage(ctx) as storage:
-        rows = await storage.fetchall("SELECT username, role, balance, disabled, created_at FROM users "
-                                      "ORDER BY username")
-    users = [{"name": r["username"], "role": r["role"], "balance": r["balance"], "disabled": bool(r["disabled"]),
-              "created_at": r["created_at"]} for r in rows]
+        rows = await storage.fetchall(
+            "SELECT username, role, balance, disabled, created_at FROM users ORDER BY username"
+        )
+    users = [
+        {
+            "name": r["username"],
+            "role": r["role"],
+            "balance": r["balance"],
+            "disabled": bool(r["disabled"]),
+            "created_at": r["created_at"],
+        }
+        for r in rows
+    ]
     lines = [f"{'NAME':<20} {'ROLE':<9} {'BALANCE':>10}  DISABLED"]
     lines += [f"{u['name']:<20} {u['role']:<9} {u['balance']:>10}  {'yes' if u['disabled'] else ''}" for u in users]
     return Result({"users": users}, "\n".join(lines))
@@ -184,13 +213,15 @@ async def _change_user(ctx: Context, change: Callable[[Accounts], Awaitable[None
 
 async def set_password(ctx: Context) -> Result:
     password = _read_password(ctx)
-    return await _change_user(ctx, lambda a: a.set_password(ctx.args.name, password),
-                              f"password of {ctx.args.name} changed")
+    return await _change_user(
+        ctx, lambda a: a.set_password(ctx.args.name, password), f"password of {ctx.args.name} changed"
+    )
 
 
 async def set_role(ctx: Context) -> Result:
-    return await _change_user(ctx, lambda a: a.set_role(ctx.args.name, ctx.args.role),
-                              f"{ctx.args.name} is now {ctx.args.role}")
+    return await _change_user(
+        ctx, lambda a: a.set_role(ctx.args.name, ctx.args.role), f"{ctx.args.name} is now {ctx.args.role}"
+    )
 
 
 async def disable_user(ctx: Context) -> Result:
@@ -201,7 +232,8 @@ async def prune(ctx: Context) -> Result:
     _require_writer(ctx)
     s = ctx.settings
     async with _pool_storage(ctx) as storage:
-        book = TaskBook(storage, time.time, s.max_upload_bytes, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
-                        s.retention_days)
+        book = TaskBook(
+            storage, time.time, s.max_upload_bytes, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio), s.retention_days
+        )
         removed = await book.prune()
     return Result({"pruned": removed}, f"{removed} finished tasks pruned")

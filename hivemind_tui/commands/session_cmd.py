@@ -41,8 +41,10 @@ async def login(ctx: Context) -> Result:
     async with connect(ctx, need_login=False) as conn:
         data = await conn.session.login(user, password, remember=True)
         await conn.audit.record(user, "login", conn.client.address)
-    return Result({"user": user, "role": data.role, "pool": conn.client.address, "expires_at": data.expires_at},
-                  f"logged in to {conn.client.address} as {user} ({data.role})")
+    return Result(
+        {"user": user, "role": data.role, "pool": conn.client.address, "expires_at": data.expires_at},
+        f"logged in to {conn.client.address} as {user} ({data.role})",
+    )
 
 
 async def logout(ctx: Context) -> Result:
@@ -52,17 +54,25 @@ async def logout(ctx: Context) -> Result:
         await conn.session.logout()
         if was:
             await conn.audit.record(user, "logout", conn.client.address)
-    return Result({"logged_out": was, "user": user or None},
-                  f"logged out {user} from {conn.client.address}" if was else "no session to log out")
+    return Result(
+        {"logged_out": was, "user": user or None},
+        f"logged out {user} from {conn.client.address}" if was else "no session to log out",
+    )
 
 
 async def whoami(ctx: Context) -> Result:
     async with connect(ctx) as conn:
         role = "viewer" if ctx.settings.readonly else conn.session.role
         data = conn.session.data
-    return Result({"user": conn.session.username, "role": role, "pool": conn.client.address,
-                   "expires_at": data.expires_at if data else None},
-                  f"{conn.session.username} ({role}) on {conn.client.address}")
+    return Result(
+        {
+            "user": conn.session.username,
+            "role": role,
+            "pool": conn.client.address,
+            "expires_at": data.expires_at if data else None,
+        },
+        f"{conn.session.username} ({role}) on {conn.client.address}",
+    )
 
 
 async def balance(ctx: Context) -> Result:
@@ -76,8 +86,9 @@ async def transfer(ctx: Context) -> Result:
         raise UsageError("AMOUNT must be a positive whole number")
     async with connect(ctx) as conn:
         require_change(ctx, conn, "transfer CPT")
-        message = await conn.session.call(
-            lambda token: conn.client.transfer(token, ctx.args.receiver, ctx.args.amount))
+        message = await conn.session.call(lambda token: conn.client.transfer(token, ctx.args.receiver, ctx.args.amount))
         await conn.audit.record(conn.user, "transfer", ctx.args.receiver, f"{ctx.args.amount} CPT")
-    return Result({"receiver": ctx.args.receiver, "amount": ctx.args.amount, "message": message},
-                  f"sent {ctx.args.amount} CPT to {ctx.args.receiver}")
+    return Result(
+        {"receiver": ctx.args.receiver, "amount": ctx.args.amount, "message": message},
+        f"sent {ctx.args.amount} CPT to {ctx.args.receiver}",
+    )

@@ -48,8 +48,9 @@ async def health(ctx: Context) -> Result:
     else:
         client = PoolClient(ctx.settings, address)
         try:
-            result = await asyncio.wait_for(client.check_health(deadline=ctx.settings.rpc_deadline / 3),
-                                            ctx.settings.rpc_deadline)
+            result = await asyncio.wait_for(
+                client.check_health(deadline=ctx.settings.rpc_deadline / 3), ctx.settings.rpc_deadline
+            )
             pool = pool_json(address, result, client.state)
         except (HivemindError, TimeoutError) as exc:
             problems.append(getattr(exc, "message", "") or f"the pool at {address} did not answer in time")
@@ -63,8 +64,14 @@ async def health(ctx: Context) -> Result:
     except Exception as exc:  # any failure of the store is a finding, not a crash
         problems.append(f"the store {ctx.data_dir.console_db} is not usable: {exc}")
     healthy = not problems
-    data = {"status": "healthy" if healthy else "unhealthy", "timestamp": time.time(), "version": __version__,
-            "pool": pool, "database": database, "problems": problems}
+    data = {
+        "status": "healthy" if healthy else "unhealthy",
+        "timestamp": time.time(),
+        "version": __version__,
+        "pool": pool,
+        "database": database,
+        "problems": problems,
+    }
     text = "healthy" if healthy else "unhealthy: " + "; ".join(problems)
     if healthy:
         text += f" (pool {address}, {pool['latency_ms']:.1f} ms)"
@@ -92,15 +99,23 @@ async def status(ctx: Context) -> Result:
         + (f"  {data['pool']['latency_ms']:.1f} ms  version {data['pool']['version']}" if reachable else ""),
         f"user    {data['user']['name'] or '(not logged in)'}  {data['user']['role'] or ''}  "
         f"balance {data['user']['balance'] if data['user']['balance'] is not None else '-'}",
-        "nodes   " + (f"{data['nodes']['online']} online / {data['nodes']['total']}" if data["nodes"]["online"]
-                      is not None else "not listed by this pool" if data["nodes"]["supported"] is False else "-"),
+        "nodes   "
+        + (
+            f"{data['nodes']['online']} online / {data['nodes']['total']}"
+            if data["nodes"]["online"] is not None
+            else "not listed by this pool"
+            if data["nodes"]["supported"] is False
+            else "-"
+        ),
         "tasks   " + (", ".join(f"{k} {v}" for k, v in sorted(data["tasks"].items())) or "none"),
         f"alerts  {len(data['alerts'])} active",
     ]
     if snap.host is not None:
         h = snap.host
-        lines.append(f"host    cpu {h.cpu_percent:.0f}%  mem {h.memory_percent:.0f}%  disk {h.disk_percent:.0f}%  "
-                     f"load {' '.join(f'{x:.2f}' for x in h.load)}")
+        lines.append(
+            f"host    cpu {h.cpu_percent:.0f}%  mem {h.memory_percent:.0f}%  disk {h.disk_percent:.0f}%  "
+            f"load {' '.join(f'{x:.2f}' for x in h.load)}"
+        )
     lines += [f"problem {p}" for p in snap.problems]
     return Result(data, "\n".join(lines), ExitCode.OK if reachable else ExitCode.UNREACHABLE)
 
@@ -115,8 +130,9 @@ async def watch(ctx: Context) -> Result:
         loop.add_signal_handler(sig, stop.set)
     count = 0
     async with connect(ctx, start=True) as conn:
-        monitor = Monitor(ctx.settings, conn.session, PsutilMetrics(mounts(ctx)), History(conn.store),
-                          Alerts(conn.store))
+        monitor = Monitor(
+            ctx.settings, conn.session, PsutilMetrics(mounts(ctx)), History(conn.store), Alerts(conn.store)
+        )
         seen_failed: set[str] = set()
         while not stop.is_set():
             snap = await monitor.refresh()
@@ -139,10 +155,14 @@ async def watch(ctx: Context) -> Result:
 async def alerts(ctx: Context) -> Result:
     async with Store(ctx.data_dir.console_db) as store:
         found = await Alerts(store).list(include_cleared=ctx.args.all)
-    rows = [(a.kind, a.subject, when(a.raised_at), when(a.cleared_at) if a.cleared_at else "active", a.message)
-            for a in found]
-    return Result({"alerts": [a.as_json() for a in found]},
-                  table(("KIND", "SUBJECT", "RAISED", "CLEARED", "MESSAGE"), rows) if rows else "no alerts")
+    rows = [
+        (a.kind, a.subject, when(a.raised_at), when(a.cleared_at) if a.cleared_at else "active", a.message)
+        for a in found
+    ]
+    return Result(
+        {"alerts": [a.as_json() for a in found]},
+        table(("KIND", "SUBJECT", "RAISED", "CLEARED", "MESSAGE"), rows) if rows else "no alerts",
+    )
 
 
 def parse_since(text: str, now: float) -> float:
@@ -160,5 +180,7 @@ async def audit(ctx: Context) -> Result:
     async with Store(ctx.data_dir.console_db) as store:
         entries = await AuditLog(store).since(since)
     rows = [(when(e.ts), age(e.ts), e.actor, e.action, e.target, e.detail) for e in entries]
-    return Result({"entries": [e.as_json() for e in entries]},
-                  table(("WHEN", "AGE", "WHO", "ACTION", "TARGET", "DETAIL"), rows) if rows else "no entries")
+    return Result(
+        {"entries": [e.as_json() for e in entries]},
+        table(("WHEN", "AGE", "WHO", "ACTION", "TARGET", "DETAIL"), rows) if rows else "no entries",
+    )

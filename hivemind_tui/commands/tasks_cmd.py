@@ -58,10 +58,20 @@ def task_json(task: TaskInfo, done: int | None = None, total: int | None = None)
     """cli.md's task shape; a plain task's progress is 1/1 once completed."""
     if total is None:
         done, total = (1 if task.status == "COMPLETED" else 0), 1
-    return {"task_id": task.task_id, "owner": task.owner or None, "parent_task_id": task.parent_task_id or None,
-            "status": task.status, "message": task.message, "progress": {"done": done, "total": total},
-            "task_type": task.task_type or None, "priority": task.priority, "created_at": task.created_at,
-            "updated_at": task.updated_at, "worker": task.worker or None, "exit_code": task.exit_code}
+    return {
+        "task_id": task.task_id,
+        "owner": task.owner or None,
+        "parent_task_id": task.parent_task_id or None,
+        "status": task.status,
+        "message": task.message,
+        "progress": {"done": done, "total": total},
+        "task_type": task.task_type or None,
+        "priority": task.priority,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "worker": task.worker or None,
+        "exit_code": task.exit_code,
+    }
 
 
 async def fetch_task(conn: Connection, task_id: str) -> TaskInfo:
@@ -73,11 +83,20 @@ async def fetch_task(conn: Connection, task_id: str) -> TaskInfo:
 
 
 def parent_json(parent: ParentState) -> dict[str, object]:
-    return {"task_id": parent.parent_id, "owner": parent.owner or None, "parent_task_id": None,
-            "status": parent.status, "message": parent.message,
-            "progress": {"done": parent.done, "total": parent.total},
-            "task_type": parent.task_type or None, "priority": parent.priority, "created_at": parent.created_at,
-            "updated_at": parent.updated_at, "worker": None, "subtasks": parent.total if parent.split else 0}
+    return {
+        "task_id": parent.parent_id,
+        "owner": parent.owner or None,
+        "parent_task_id": None,
+        "status": parent.status,
+        "message": parent.message,
+        "progress": {"done": parent.done, "total": parent.total},
+        "task_type": parent.task_type or None,
+        "priority": parent.priority,
+        "created_at": parent.created_at,
+        "updated_at": parent.updated_at,
+        "worker": None,
+        "subtasks": parent.total if parent.split else 0,
+    }
 
 
 def manager(ctx: Context, conn: Connection) -> TaskManager:
@@ -99,8 +118,19 @@ async def list_tasks(ctx: Context) -> Result:
     if ctx.args.status:
         rows = [r for r in rows if r["status"] == ctx.args.status.upper()]
     now = time.time()
-    lines = [(r["task_id"], r["status"], f"{r['progress']['done']}/{r['progress']['total']}", r["task_type"] or "-",
-              r["priority"], r["owner"] or "-", age(r["created_at"], now), str(r["message"])[:50]) for r in rows]
+    lines = [
+        (
+            r["task_id"],
+            r["status"],
+            f"{r['progress']['done']}/{r['progress']['total']}",
+            r["task_type"] or "-",
+            r["priority"],
+            r["owner"] or "-",
+            age(r["created_at"], now),
+            str(r["message"])[:50],
+        )
+        for r in rows
+    ]
     text = table(("ID", "STATUS", "DONE", "TYPE", "PRIO", "OWNER", "AGE", "MESSAGE"), lines) if lines else "no tasks"
     return Result({"tasks": rows}, text)
 
@@ -111,12 +141,26 @@ async def show(ctx: Context) -> Result:
         parent = await manager(ctx, conn).parent(ctx.args.task_id, tasks)
         if parent is not None and parent.split:
             data = parent_json(parent)
-            subs = [{"task_id": s.task_id, "index": s.index, "attempt": s.attempt, "status": s.status,
-                     "message": s.message, "worker": s.worker or None, "size_bytes": s.size, "params": s.params}
-                    for s in parent.subtasks]
+            subs = [
+                {
+                    "task_id": s.task_id,
+                    "index": s.index,
+                    "attempt": s.attempt,
+                    "status": s.status,
+                    "message": s.message,
+                    "worker": s.worker or None,
+                    "size_bytes": s.size,
+                    "params": s.params,
+                }
+                for s in parent.subtasks
+            ]
             lines = [f"{parent.parent_id}  {parent.status}  {parent.done}/{parent.total}  {parent.message}"]
-            lines += [table(("SUBTASK", "STATUS", "WORKER", "MESSAGE"),
-                            [(s["task_id"], s["status"], s["worker"] or "-", str(s["message"])[:60]) for s in subs])]
+            lines += [
+                table(
+                    ("SUBTASK", "STATUS", "WORKER", "MESSAGE"),
+                    [(s["task_id"], s["status"], s["worker"] or "-", str(s["message"])[:60]) for s in subs],
+                )
+            ]
             return Result({"task": data, "subtasks": subs}, "\n".join(lines))
         task = await fetch_task(conn, ctx.args.task_id)
     data = task_json(task)
@@ -134,7 +178,8 @@ async def logs(ctx: Context) -> Result:
             if since_supported:
                 try:
                     text, offset = await conn.session.call(
-                        lambda token, start=offset: conn.client.task_log_since(token, task_id, start))
+                        lambda token, start=offset: conn.client.task_log_since(token, task_id, start)
+                    )
                 except NotSupportedError:
                     since_supported = False
                     continue
@@ -162,8 +207,10 @@ async def stop(ctx: Context) -> Result:
             tasks = (await conn.session.call(conn.client.list_tasks)).tasks
             stopped = await tasks_manager.stop(ctx.args.task_id, tasks)
             await conn.audit.record(conn.user, "stop", ctx.args.task_id, f"{len(stopped)} subtask(s)")
-            return Result({"task_id": ctx.args.task_id, "status": "STOPPED", "stopped": stopped},
-                          f"{ctx.args.task_id}: stopped {len(stopped)} subtask(s)")
+            return Result(
+                {"task_id": ctx.args.task_id, "status": "STOPPED", "stopped": stopped},
+                f"{ctx.args.task_id}: stopped {len(stopped)} subtask(s)",
+            )
         status = await conn.session.call(lambda token: conn.client.stop_task(token, ctx.args.task_id))
         await conn.audit.record(conn.user, "stop", ctx.args.task_id, status)
     return Result({"task_id": ctx.args.task_id, "status": status}, f"{ctx.args.task_id}: {status}")
@@ -180,13 +227,16 @@ async def result(ctx: Context) -> Result:
             summary = await tasks_manager.aggregate(ctx.args.task_id, tasks, path)
             await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
             size = (await asyncio.to_thread(path.stat)).st_size
-            return Result({"task_id": ctx.args.task_id, "path": str(path), "bytes": size, "aggregate": summary},
-                          f"saved {size} bytes to {path} ({summary['completed']}/{summary['total']} subtasks)")
+            return Result(
+                {"task_id": ctx.args.task_id, "path": str(path), "bytes": size, "aggregate": summary},
+                f"saved {size} bytes to {path} ({summary['completed']}/{summary['total']} subtasks)",
+            )
         data = await conn.session.call(lambda token: conn.client.task_result(token, ctx.args.task_id))
         await asyncio.to_thread(atomic_write, path, data, 0o644)
         await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
-    return Result({"task_id": ctx.args.task_id, "path": str(path), "bytes": len(data)},
-                  f"saved {len(data)} bytes to {path}")
+    return Result(
+        {"task_id": ctx.args.task_id, "path": str(path), "bytes": len(data)}, f"saved {len(data)} bytes to {path}"
+    )
 
 
 def _options(ctx: Context) -> SubmitOptions:
@@ -196,8 +246,14 @@ def _options(ctx: Context) -> SubmitOptions:
     for name in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb"):
         if getattr(a, name) is not None and getattr(a, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must be 0 or more")
-    resources = {"memory_gb": a.memory_gb, "cpu_score": a.cpu_score, "gpu_score": a.gpu_score,
-                 "gpu_memory_gb": a.gpu_memory_gb, "location": a.location, "gpu_name": a.gpu_name}
+    resources = {
+        "memory_gb": a.memory_gb,
+        "cpu_score": a.cpu_score,
+        "gpu_score": a.gpu_score,
+        "gpu_memory_gb": a.gpu_memory_gb,
+        "location": a.location,
+        "gpu_name": a.gpu_name,
+    }
     return SubmitOptions(a.task_type, a.priority, a.shards, resources)
 
 
@@ -212,25 +268,41 @@ async def submit(ctx: Context) -> Result:
         nodes = await conn.session.call(conn.client.list_nodes)
         if ctx.args.dry_run:
             plan = await tasks_manager.dry_run(zip_path, options, nodes)
-            data = {"task_id": plan.parent_id, "subtasks": [], "status": "DRY_RUN", "dry_run": True,
-                    "plan": [s.as_json() for s in plan.subtasks], "notes": plan.notes, "problems": plan.problems,
-                    "proposed_shards": plan.proposed_shards, "limit_bytes": plan.limit_bytes}
-            return Result(data, _plan_text(plan.subtasks, plan.notes, plan.problems),
-                          ExitCode.OK if plan.ok else ExitCode.FAILED)
+            data = {
+                "task_id": plan.parent_id,
+                "subtasks": [],
+                "status": "DRY_RUN",
+                "dry_run": True,
+                "plan": [s.as_json() for s in plan.subtasks],
+                "notes": plan.notes,
+                "problems": plan.problems,
+                "proposed_shards": plan.proposed_shards,
+                "limit_bytes": plan.limit_bytes,
+            }
+            return Result(
+                data, _plan_text(plan.subtasks, plan.notes, plan.problems), ExitCode.OK if plan.ok else ExitCode.FAILED
+            )
         require_change(ctx, conn, "submit tasks")
 
         def progress(p: Progress) -> None:
             if not ctx.json:
-                ctx.warn(f"uploaded {p.subtasks_done}/{p.subtasks_total} subtasks, "
-                         f"{p.bytes_done}/{p.bytes_total} bytes")
+                ctx.warn(
+                    f"uploaded {p.subtasks_done}/{p.subtasks_total} subtasks, {p.bytes_done}/{p.bytes_total} bytes"
+                )
 
         parent_id, plan, ids = await tasks_manager.submit(zip_path, options, nodes, progress)
         await conn.audit.record(conn.user, "submit", parent_id, f"{len(ids)} subtask(s) from {zip_path.name}")
         status = "PENDING"
         if ctx.args.wait:
             status = await _wait(conn, tasks_manager, parent_id)
-    data = {"task_id": parent_id, "subtasks": ids if plan.split else [], "status": status, "dry_run": False,
-            "plan": [s.as_json() for s in plan.subtasks], "notes": plan.notes}
+    data = {
+        "task_id": parent_id,
+        "subtasks": ids if plan.split else [],
+        "status": status,
+        "dry_run": False,
+        "plan": [s.as_json() for s in plan.subtasks],
+        "notes": plan.notes,
+    }
     code = ExitCode.FAILED if status in ("FAILED", "STOPPED") else ExitCode.OK
     return Result(data, f"submitted {parent_id}: {len(ids)} subtask(s); {status}", code)
 
@@ -245,8 +317,16 @@ async def _wait(conn: Connection, tasks_manager: TaskManager, parent_id: str) ->
 
 
 def _plan_text(subtasks: list, notes: list[str], problems: list[str]) -> str:
-    rows = [(s.index, s.size_bytes, s.lines if s.lines is not None else "-", f"{s.weight:.3f}",
-             json.dumps(s.params) if s.params else "-") for s in subtasks]
+    rows = [
+        (
+            s.index,
+            s.size_bytes,
+            s.lines if s.lines is not None else "-",
+            f"{s.weight:.3f}",
+            json.dumps(s.params) if s.params else "-",
+        )
+        for s in subtasks
+    ]
     lines = [table(("#", "BYTES", "LINES", "WEIGHT", "PARAMS"), rows)]
     lines += [f"note: {n}" for n in notes] + [f"PROBLEM: {p}" for p in problems]
     return "\n".join(lines)
@@ -258,8 +338,10 @@ async def retry(ctx: Context) -> Result:
         tasks = (await conn.session.call(conn.client.list_tasks)).tasks
         new_ids = await manager(ctx, conn).retry(ctx.args.task_id, tasks)
         await conn.audit.record(conn.user, "retry", ctx.args.task_id, f"{len(new_ids)} subtask(s)")
-    return Result({"task_id": ctx.args.task_id, "resubmitted": new_ids},
-                  f"{ctx.args.task_id}: resubmitted {len(new_ids)} subtask(s)")
+    return Result(
+        {"task_id": ctx.args.task_id, "resubmitted": new_ids},
+        f"{ctx.args.task_id}: resubmitted {len(new_ids)} subtask(s)",
+    )
 
 
 async def resume(ctx: Context) -> Result:

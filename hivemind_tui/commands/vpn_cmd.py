@@ -31,7 +31,8 @@ def register(registry: CommandRegistry) -> None:
     add_cmd.add_argument("--qr-file", type=Path, help="also write the QR code as .svg or .png (0600)")
     add_cmd.add_argument("--keep-private-key", action="store_true", help="keep the key (0600) to show it again")
     vpn.command("list", list_peers, "the peers (with handshake status where wg runs)").add_argument(
-        "--all", action="store_true", help="also revoked peers")
+        "--all", action="store_true", help="also revoked peers"
+    )
     show_cmd = vpn.command("show", show, "a peer; its full config if its key was kept")
     show_cmd.add_argument("name")
     show_cmd.add_argument("--qr", action="store_true")
@@ -42,7 +43,8 @@ def register(registry: CommandRegistry) -> None:
     server_cmd = vpn.command("server-config", server_config, "print or export the server config (has its key)")
     server_cmd.add_argument("--output", type=Path)
     vpn.command("apply", apply, "write the server config and load it into the running interface").add_argument(
-        "--dry-run", action="store_true", help="print the commands instead of running them")
+        "--dry-run", action="store_true", help="print the commands instead of running them"
+    )
     vpn.command("status", status, "handshakes and transfer per peer from `wg show`")
 
 
@@ -59,10 +61,21 @@ def _writer(ctx: Context, what: str) -> str:
 
 
 def peer_json(peer: Peer, handshake: float | None = None, connected: bool | None = None) -> dict[str, object]:
-    return {"name": peer.name, "address": peer.address, "address6": peer.address6 or None,
-            "public_key": peer.public_key, "owner": peer.owner, "mode": peer.mode, "networks": list(peer.networks),
-            "created_at": peer.created_at, "revoked": peer.revoked, "revoked_at": peer.revoked_at,
-            "key_kept": peer.key_kept, "handshake_at": handshake, "connected": connected}
+    return {
+        "name": peer.name,
+        "address": peer.address,
+        "address6": peer.address6 or None,
+        "public_key": peer.public_key,
+        "owner": peer.owner,
+        "mode": peer.mode,
+        "networks": list(peer.networks),
+        "created_at": peer.created_at,
+        "revoked": peer.revoked,
+        "revoked_at": peer.revoked_at,
+        "key_kept": peer.key_kept,
+        "handshake_at": handshake,
+        "connected": connected,
+    }
 
 
 async def init(ctx: Context) -> Result:
@@ -70,13 +83,23 @@ async def init(ctx: Context) -> Result:
     async with wireguard(ctx) as (wg, audit):
         server = await wg.init()
         await audit.record(actor, "vpn_init", server.interface, server.public_key)
-    return Result({"public_key": server.public_key, "address": server.address, "pool": server.pool,
-                   "listen_port": server.listen_port, "endpoint": server.endpoint or None,
-                   "interface": server.interface},
-                  f"VPN server {server.address} ({server.pool}), port {server.listen_port}, public key "
-                  f"{server.public_key}" + ("" if server.endpoint else
-                                            "\nwarning: vpn_endpoint (VPN_SERVER_IP) is not set; client configs "
-                                            "will have no Endpoint"))
+    return Result(
+        {
+            "public_key": server.public_key,
+            "address": server.address,
+            "pool": server.pool,
+            "listen_port": server.listen_port,
+            "endpoint": server.endpoint or None,
+            "interface": server.interface,
+        },
+        f"VPN server {server.address} ({server.pool}), port {server.listen_port}, public key "
+        f"{server.public_key}"
+        + (
+            ""
+            if server.endpoint
+            else "\nwarning: vpn_endpoint (VPN_SERVER_IP) is not set; client configs will have no Endpoint"
+        ),
+    )
 
 
 async def _deliver(ctx: Context, made: NewPeer, output: Path | None, wg: WireGuard) -> tuple[dict, str]:
@@ -128,8 +151,16 @@ async def list_peers(ctx: Context) -> Result:
         st = live.get(p.public_key) if live else None
         connected = None if live is None else bool(st and st.connected(now))
         docs.append(peer_json(p, st.latest_handshake if st else None, connected))
-        rows.append((p.name, p.address, p.owner, p.mode, when(p.created_at),
-                     "revoked" if p.revoked else ("-" if connected is None else "yes" if connected else "no")))
+        rows.append(
+            (
+                p.name,
+                p.address,
+                p.owner,
+                p.mode,
+                when(p.created_at),
+                "revoked" if p.revoked else ("-" if connected is None else "yes" if connected else "no"),
+            )
+        )
     text = table(("NAME", "ADDRESS", "OWNER", "MODE", "CREATED", "CONNECTED"), rows) if rows else "no peers"
     if live is None and peers:
         text += "\n(wg is not installed here: no handshake status)"
@@ -167,8 +198,10 @@ async def revoke(ctx: Context) -> Result:
     async with wireguard(ctx) as (wg, audit):
         peer = await wg.revoke(ctx.args.name)
         await audit.record(actor, "vpn_revoke", peer.name, peer.address)
-    return Result({"revoked": peer.name, "address": peer.address},
-                  f"revoked {peer.name} ({peer.address}); run `vpn apply` to load the change")
+    return Result(
+        {"revoked": peer.name, "address": peer.address},
+        f"revoked {peer.name} ({peer.address}); run `vpn apply` to load the change",
+    )
 
 
 async def server_config(ctx: Context) -> Result:
@@ -187,8 +220,11 @@ async def apply(ctx: Context) -> Result:
         if loaded:
             await audit.record(actor, "vpn_apply", str(conf))
     text = f"server config written to {conf}\n" + ("\n".join(commands) if not loaded else "loaded into the interface")
-    return Result({"config_file": str(conf), "commands": commands, "loaded": loaded, "dry_run": ctx.args.dry_run},
-                  text, ExitCode.OK)
+    return Result(
+        {"config_file": str(conf), "commands": commands, "loaded": loaded, "dry_run": ctx.args.dry_run},
+        text,
+        ExitCode.OK,
+    )
 
 
 async def status(ctx: Context) -> Result:
@@ -196,18 +232,34 @@ async def status(ctx: Context) -> Result:
         peers = await wg.peers()
         live = await wg.status()
     if live is None:
-        return Result({"available": False, "peers": [peer_json(p) for p in peers]},
-                      "wg is not installed here (Debian: apt-get install wireguard-tools): no live status",
-                      ExitCode.FAILED)
+        return Result(
+            {"available": False, "peers": [peer_json(p) for p in peers]},
+            "wg is not installed here (Debian: apt-get install wireguard-tools): no live status",
+            ExitCode.FAILED,
+        )
     now = time.time()
     docs, rows = [], []
     for p in peers:
         st = live.get(p.public_key)
-        docs.append({**peer_json(p, st.latest_handshake if st else None, bool(st and st.connected(now))),
-                     "endpoint": st.endpoint if st else None, "rx_bytes": st.rx_bytes if st else 0,
-                     "tx_bytes": st.tx_bytes if st else 0})
-        rows.append((p.name, p.address, st.endpoint if st and st.endpoint else "-",
-                     when(st.latest_handshake) if st and st.latest_handshake else "never",
-                     st.rx_bytes if st else 0, st.tx_bytes if st else 0))
-    return Result({"available": True, "peers": docs},
-                  table(("NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX"), rows) if rows else "no peers")
+        docs.append(
+            {
+                **peer_json(p, st.latest_handshake if st else None, bool(st and st.connected(now))),
+                "endpoint": st.endpoint if st else None,
+                "rx_bytes": st.rx_bytes if st else 0,
+                "tx_bytes": st.tx_bytes if st else 0,
+            }
+        )
+        rows.append(
+            (
+                p.name,
+                p.address,
+                st.endpoint if st and st.endpoint else "-",
+                when(st.latest_handshake) if st and st.latest_handshake else "never",
+                st.rx_bytes if st else 0,
+                st.tx_bytes if st else 0,
+            )
+        )
+    return Result(
+        {"available": True, "peers": docs},
+        table(("NAME", "ADDRESS", "ENDPOINT", "HANDSHAKE", "RX", "TX"), rows) if rows else "no peers",
+    )

@@ -24,11 +24,18 @@ ORPHAN_CHECK_SECONDS = 1.0
 
 
 def register(registry: CommandRegistry) -> None:
-    cmd = registry.command("worker", worker, "run a worker that executes tasks for a pool (--pool ADDR, "
-                           "default: this data dir's running pool)")
+    cmd = registry.command(
+        "worker",
+        worker,
+        "run a worker that executes tasks for a pool (--pool ADDR, default: this data dir's running pool)",
+    )
     cmd.add_argument("--slots", type=int, default=None, help="tasks at once (default: CPU count)")
-    cmd.add_argument("--listen", metavar="HOST:PORT", default="127.0.0.1:0",
-                     help="where the pool reaches this worker (default 127.0.0.1, any free port)")
+    cmd.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        default="127.0.0.1:0",
+        help="where the pool reaches this worker (default 127.0.0.1, any free port)",
+    )
     cmd.add_argument("--node-id", metavar="ID", help="default: host name plus a suffix kept in the data dir")
     cmd.add_argument("--secret-file", metavar="F", type=Path, help="default: DATA_DIR/pool/worker-secret")
     cmd.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # see local_workers
@@ -77,12 +84,24 @@ async def worker(ctx: Context) -> Result:
     candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
     python = await asyncio.to_thread(choose_task_python, user, candidates) if user else sys.executable
     config = WorkerConfig(
-        pool_address=_pool_address(ctx), node_id=node_id, listen=ctx.args.listen, slots=slots, secret=_secret(ctx),
-        heartbeat_interval=s.heartbeat_interval, rpc_deadline=s.rpc_deadline, transfer_deadline=s.transfer_deadline,
-        channel_options=grpc_options(s), cpu_score_cache=state_dir / "cpu-score.json",
-        run=RunSettings(time_limit=s.task_time_limit, zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
-                        max_result_bytes=message_limit(s) - 64 * 1024, task_user=user, python=python,
-                        base_dir=task_base_dir(node_id)),
+        pool_address=_pool_address(ctx),
+        node_id=node_id,
+        listen=ctx.args.listen,
+        slots=slots,
+        secret=_secret(ctx),
+        heartbeat_interval=s.heartbeat_interval,
+        rpc_deadline=s.rpc_deadline,
+        transfer_deadline=s.transfer_deadline,
+        channel_options=grpc_options(s),
+        cpu_score_cache=state_dir / "cpu-score.json",
+        run=RunSettings(
+            time_limit=s.task_time_limit,
+            zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
+            max_result_bytes=message_limit(s) - 64 * 1024,
+            task_user=user,
+            python=python,
+            base_dir=task_base_dir(node_id),
+        ),
     )
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -93,8 +112,10 @@ async def worker(ctx: Context) -> Result:
         port = await running.start()
     except OSError as exc:
         raise UsageError(str(exc)) from None
-    ctx.warn(f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
-             + (f", tasks run as {user}" if user else ", tasks run as this user"))
+    ctx.warn(
+        f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
+        + (f", tasks run as {user}" if user else ", tasks run as this user")
+    )
     watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None
     try:
         await stop_event.wait()

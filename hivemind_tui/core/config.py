@@ -115,8 +115,10 @@ def _network(version: int, allow_empty: bool) -> Parser:
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError:
-            raise BadValue(f"expected an IPv{version} network in CIDR form, such as "
-                           + ("10.0.0.0/24" if version == 4 else "fd00:6869:7665::/64")) from None
+            raise BadValue(
+                f"expected an IPv{version} network in CIDR form, such as "
+                + ("10.0.0.0/24" if version == 4 else "fd00:6869:7665::/64")
+            ) from None
         if net.version != version or net.num_addresses < 4:
             raise BadValue(f"expected an IPv{version} network with room for at least 2 peers")
         return str(net)
@@ -157,22 +159,35 @@ def default_config_file() -> Path:
 class Settings:
     """Every knob of hivemind-tui. Tests build one with `replace()` instead of touching the environment."""
 
-    pool_address: str = knob("", _address(True), "Node Pool address HOST:PORT; empty: the embedded pool",
-                             env=("NODE_POOL_ADDRESS",))
+    pool_address: str = knob(
+        "", _address(True), "Node Pool address HOST:PORT; empty: the embedded pool", env=("NODE_POOL_ADDRESS",)
+    )
     tls_ca: str = knob("", _text, "CA certificate (PEM) that signs the pool's certificate; empty: plaintext")
     tls_cert: str = knob("", _text, "certificate (PEM) the embedded pool serves with TLS")
     tls_key: str = knob("", _text, "private key (PEM) of tls_cert", secret=True)
-    data_dir: str = knob("", _text, "where stores, tokens, logs, VPN keys and the embedded pool live "
-                         "(empty: the platform's user data dir)")
-    database_url: str = knob("", _sqlite_url, "sqlite:///PATH of the console's store (empty: DATA_DIR/console.db)",
-                             env=("DATABASE_URL",))
-    upload_folder: str = knob("", _text, "where the task picker starts and results are saved (empty: the "
-                              "current folder)", env=("UPLOAD_FOLDER",))
-    max_upload_bytes: int = knob(64 * MIB, _number(int, 1024, 2**31 - 1, "bytes"),
-                                 "largest task zip; both sides' gRPC message limits follow it",
-                                 env=("MAX_CONTENT_LENGTH",))
-    remote_pool_limit_bytes: int = knob(4 * MIB, _number(int, 1024, 2**31 - 1, "bytes"),
-                                        "receive limit of a remote (HiveMind) pool")
+    data_dir: str = knob(
+        "",
+        _text,
+        "where stores, tokens, logs, VPN keys and the embedded pool live (empty: the platform's user data dir)",
+    )
+    database_url: str = knob(
+        "", _sqlite_url, "sqlite:///PATH of the console's store (empty: DATA_DIR/console.db)", env=("DATABASE_URL",)
+    )
+    upload_folder: str = knob(
+        "",
+        _text,
+        "where the task picker starts and results are saved (empty: the current folder)",
+        env=("UPLOAD_FOLDER",),
+    )
+    max_upload_bytes: int = knob(
+        64 * MIB,
+        _number(int, 1024, 2**31 - 1, "bytes"),
+        "largest task zip; both sides' gRPC message limits follow it",
+        env=("MAX_CONTENT_LENGTH",),
+    )
+    remote_pool_limit_bytes: int = knob(
+        4 * MIB, _number(int, 1024, 2**31 - 1, "bytes"), "receive limit of a remote (HiveMind) pool"
+    )
     refresh_interval: float = knob(5.0, _positive_seconds, "seconds between console refreshes")
     rpc_deadline: float = knob(10.0, _positive_seconds, "deadline of an ordinary rpc, seconds")
     transfer_deadline: float = knob(300.0, _positive_seconds, "deadline of an upload or download, seconds")
@@ -185,18 +200,27 @@ class Settings:
     task_retry_limit: int = knob(2, _number(int, 0, 100, ""), "re-queues of a task whose worker was lost")
     task_user: str = knob("nobody", _text, "unprivileged user that runs tasks when the worker is root")
     token_ttl: float = knob(3600.0, _positive_seconds, "life of a login token, seconds")
-    login_delay_base: float = knob(1.0, _number(float, 0, 60, "seconds"),
-                                   "first delay after 5 failed logins; it doubles with each further failure")
-    password_hash_cost: str = knob("interactive", _choice("min", "interactive", "moderate", "sensitive"),
-                                   "argon2id cost of the embedded pool's password hashes")
+    login_delay_base: float = knob(
+        1.0, _number(float, 0, 60, "seconds"), "first delay after 5 failed logins; it doubles with each further failure"
+    )
+    password_hash_cost: str = knob(
+        "interactive",
+        _choice("min", "interactive", "moderate", "sensitive"),
+        "argon2id cost of the embedded pool's password hashes",
+    )
     new_user_balance: int = knob(1000, _number(int, 0, 2**62, "CPT"), "balance of a new pool user")
-    retention_days: float = knob(30.0, _number(float, 0, 36500, "days"),
-                                 "finished tasks, logs and results older than this are pruned")
-    max_unzipped_bytes: int = knob(4096 * MIB, _number(int, 1024, 2**62, "bytes"),
-                                   "largest total uncompressed size of a zip that is read")
+    retention_days: float = knob(
+        30.0, _number(float, 0, 36500, "days"), "finished tasks, logs and results older than this are pruned"
+    )
+    max_unzipped_bytes: int = knob(
+        4096 * MIB, _number(int, 1024, 2**62, "bytes"), "largest total uncompressed size of a zip that is read"
+    )
     max_zip_ratio: int = knob(200, _number(int, 1, 100000, ""), "largest compression ratio of a zip member")
-    shard_compression: str = knob("stored", _choice("stored", "deflated"),
-                                  "how shards are stored in subtask zips (stored is faster, deflated smaller)")
+    shard_compression: str = knob(
+        "stored",
+        _choice("stored", "deflated"),
+        "how shards are stored in subtask zips (stored is faster, deflated smaller)",
+    )
     subtask_retry_limit: int = knob(3, _number(int, 0, 100, ""), "retries of one failed subtask by `tasks retry`")
     vpn_endpoint: str = knob("", _text, "public host or IP that clients dial", env=("VPN_SERVER_IP",))
     vpn_port: int = knob(51820, _number(int, 1, 65535, ""), "WireGuard listen port", env=("VPN_PORT",))
@@ -206,11 +230,13 @@ class Settings:
     vpn_dns: str = knob("", _text, "DNS servers written into client configs, comma separated")
     vpn_mtu: int = knob(1420, _number(int, 1280, 9000, "bytes"), "MTU written into configs")
     vpn_keepalive: int = knob(25, _number(int, 0, 65535, "seconds"), "PersistentKeepalive of client configs")
-    alert_cpu_percent: float = knob(90.0, _number(float, 1, 100, "percent"),
-                                    "a node above this CPU for alert_cpu_minutes raises an alert")
+    alert_cpu_percent: float = knob(
+        90.0, _number(float, 1, 100, "percent"), "a node above this CPU for alert_cpu_minutes raises an alert"
+    )
     alert_cpu_minutes: float = knob(5.0, _number(float, 0.1, 1440, "minutes"), "how long CPU must stay high")
-    alert_disk_percent: float = knob(90.0, _number(float, 1, 100, "percent"),
-                                     "this host's data-dir disk above this raises an alert")
+    alert_disk_percent: float = knob(
+        90.0, _number(float, 1, 100, "percent"), "this host's data-dir disk above this raises an alert"
+    )
     alert_hook: str = knob("", _text, "command run when an alert is raised or cleared (alert JSON on stdin)")
     extra_mounts: str = knob("", _text, "more mount points whose disk usage the dashboard shows, comma separated")
     readonly: bool = knob(False, _boolean, "change nothing: every session acts as a viewer")
@@ -322,12 +348,14 @@ def describe_settings(loaded: LoadedSettings) -> list[dict[str, Any]]:
         value = getattr(loaded.settings, f.name)
         if f.metadata["secret"] and value:
             value = "<redacted>"
-        rows.append({
-            "key": f.name,
-            "value": value,
-            "source": loaded.sources[f.name],
-            "env": list(env_names(f.name)),
-            "default": f.default,
-            "help": f.metadata["help"],
-        })
+        rows.append(
+            {
+                "key": f.name,
+                "value": value,
+                "source": loaded.sources[f.name],
+                "env": list(env_names(f.name)),
+                "default": f.default,
+                "help": f.metadata["help"],
+            }
+        )
     return rows

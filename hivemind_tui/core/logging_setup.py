@@ -71,8 +71,9 @@ def configure_logging(logs_dir: Path, process: str, level: str = "info") -> Path
     """
     make_private_dir(logs_dir)
     path = log_path(logs_dir, process)
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS,
-                                                   encoding="utf-8", delay=False)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8", delay=False
+    )
     os.chmod(path, 0o600)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -63,8 +63,10 @@ class Database:
             row = await (await conn.execute("PRAGMA user_version")).fetchone()
             current = row[0]
             if current > len(self._migrations):
-                raise RuntimeError(f"{self.path} has schema version {current}, newer than this program knows "
-                                   f"({len(self._migrations)}); upgrade hivemind-tui")
+                raise RuntimeError(
+                    f"{self.path} has schema version {current}, newer than this program knows "
+                    f"({len(self._migrations)}); upgrade hivemind-tui"
+                )
             for version, migration in enumerate(self._migrations[current:], start=current + 1):
                 statements = [migration] if isinstance(migration, str) else list(migration)
                 for sql in statements:

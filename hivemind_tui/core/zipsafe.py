@@ -91,8 +91,7 @@ def check_members(members: Iterable[zipfile.ZipInfo], limits: ZipLimits) -> None
         if total > limits.max_total_bytes:
             raise ZipRejected(f"unpacks to more than {limits.max_total_bytes} bytes")
         if info.file_size > RATIO_FLOOR_BYTES and info.file_size > limits.max_ratio * max(info.compress_size, 1):
-            raise ZipRejected(f"member {info.filename[:80]!r} compresses more than {limits.max_ratio}:1 "
-                              "(a zip bomb?)")
+            raise ZipRejected(f"member {info.filename[:80]!r} compresses more than {limits.max_ratio}:1 (a zip bomb?)")
 
 
 def extract_zip(source: bytes | Path, dest: Path, limits: ZipLimits) -> list[Path]:

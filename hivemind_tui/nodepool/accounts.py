@@ -76,8 +76,7 @@ def check_role(role: str) -> str:
 
 
 class Accounts:
-    def __init__(self, storage: PoolStorage, clock: Clock, hash_cost: str, token_ttl: float,
-                 delay_base: float) -> None:
+    def __init__(self, storage: PoolStorage, clock: Clock, hash_cost: str, token_ttl: float, delay_base: float) -> None:
         self._storage = storage
         self._clock = clock
         self._ops, self._mem = COSTS[hash_cost]
@@ -129,8 +128,10 @@ class Accounts:
 
     async def _update_user(self, username: str, assignment: str, value: object) -> None:
         async with self._storage.write() as conn:
-            cursor = await conn.execute(f"UPDATE users SET {assignment} WHERE username = ?",  # noqa: S608
-                                        (value, username))
+            cursor = await conn.execute(
+                f"UPDATE users SET {assignment} WHERE username = ?",  # noqa: S608
+                (value, username),
+            )
             if cursor.rowcount == 0:
                 raise PoolRefusal(codes.USER_NOT_FOUND, username)
 

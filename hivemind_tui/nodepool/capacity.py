@@ -76,8 +76,16 @@ def read_gpu() -> GpuReading | None:
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,utilization.gpu,memory.used",
-             "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5, check=True).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=name,memory.total,utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
         name, total, util, used = (part.strip() for part in out.splitlines()[0].split(","))
         total_mb = float(total)
         return GpuReading(name, round(total_mb / 1024), float(util), 100.0 * float(used) / max(total_mb, 1.0))

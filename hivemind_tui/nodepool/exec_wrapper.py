@@ -23,7 +23,7 @@ def main(argv: list[str]) -> None:
     if "--" not in argv:
         sys.exit("usage: exec_wrapper [--as-bytes N] [--user NAME] -- COMMAND ...")
     split = argv.index("--")
-    options, command = argv[:split], argv[split + 1:]
+    options, command = argv[:split], argv[split + 1 :]
     as_bytes = int(options[options.index("--as-bytes") + 1]) if "--as-bytes" in options else 0
     user = options[options.index("--user") + 1] if "--user" in options else ""
     if as_bytes > 0:

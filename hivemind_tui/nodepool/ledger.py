@@ -31,12 +31,12 @@ class Ledger:
         if receiver == caller.username:
             raise PoolRefusal(codes.INVALID_ARGUMENT, "you cannot transfer to yourself")
         async with self._storage.write() as conn:
-            target = await (await conn.execute(
-                "SELECT disabled FROM users WHERE username = ?", (receiver,))).fetchone()
+            target = await (await conn.execute("SELECT disabled FROM users WHERE username = ?", (receiver,))).fetchone()
             if target is None or target["disabled"]:
                 raise PoolRefusal(codes.USER_NOT_FOUND, receiver[:64])
-            row = await (await conn.execute(
-                "SELECT balance FROM users WHERE username = ?", (caller.username,))).fetchone()
+            row = await (
+                await conn.execute("SELECT balance FROM users WHERE username = ?", (caller.username,))
+            ).fetchone()
             if row is None or row["balance"] < amount:
                 raise PoolRefusal(codes.INSUFFICIENT_FUNDS, f"balance {row['balance'] if row else 0} < {amount}")
             await conn.execute("UPDATE users SET balance = balance - ? WHERE username = ?", (amount, caller.username))

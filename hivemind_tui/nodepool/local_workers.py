@@ -15,19 +15,36 @@ from pathlib import Path
 STOP_GRACE = 10.0
 
 
-async def start_local_workers(count: int, pool_address: str, data_dir: Path, node_id: str,
-                              config_file: Path | None) -> list[asyncio.subprocess.Process]:
+async def start_local_workers(
+    count: int, pool_address: str, data_dir: Path, node_id: str, config_file: Path | None
+) -> list[asyncio.subprocess.Process]:
     """Start `count` worker processes (their output goes to their own log files, not to ours)."""
     procs = []
     for index in range(count):
-        command = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data_dir), "worker",
-                   "--pool", pool_address, "--node-id", node_id if count == 1 else f"{node_id}-{index + 1}",
-                   "--parent-pid", str(os.getpid())]
+        command = [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(data_dir),
+            "worker",
+            "--pool",
+            pool_address,
+            "--node-id",
+            node_id if count == 1 else f"{node_id}-{index + 1}",
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         if config_file is not None:
             command += ["--config", str(config_file)]
-        procs.append(await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL))
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
     return procs
 
 

@@ -23,10 +23,29 @@ from hivemind_tui.nodepool.storage import PoolStorage
 log = logging.getLogger(__name__)
 
 STATES = ("active", "cordoned", "draining", "forget")
-NODE_FIELDS = ("hostname", "port", "cpu_cores", "memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb",
-               "gpu_name", "location", "docker_status", "slots", "address")
-USAGE_FIELDS = ("status", "cpu_usage", "memory_usage", "gpu_usage", "gpu_memory_usage", "docker_status",
-                "running_tasks")
+NODE_FIELDS = (
+    "hostname",
+    "port",
+    "cpu_cores",
+    "memory_gb",
+    "cpu_score",
+    "gpu_score",
+    "gpu_memory_gb",
+    "gpu_name",
+    "location",
+    "docker_status",
+    "slots",
+    "address",
+)
+USAGE_FIELDS = (
+    "status",
+    "cpu_usage",
+    "memory_usage",
+    "gpu_usage",
+    "gpu_memory_usage",
+    "docker_status",
+    "running_tasks",
+)
 
 
 @dataclass(frozen=True)

@@ -52,8 +52,9 @@ class TaskReports:
 
     async def usage(self, node_id: str, task_id: str, cpu: float, memory: float, gpu: float, gpu_memory: float) -> None:
         await self._running_on(task_id, node_id)
-        await self._storage.update_task(task_id, self._clock(), cpu_usage=cpu, memory_usage=memory, gpu_usage=gpu,
-                                        gpu_memory_usage=gpu_memory)
+        await self._storage.update_task(
+            task_id, self._clock(), cpu_usage=cpu, memory_usage=memory, gpu_usage=gpu, gpu_memory_usage=gpu_memory
+        )
 
     async def result(self, node_id: str, task_id: str, result_zip: bytes, exit_code: int, failure_reason: str) -> str:
         """Store the result zip and settle the task's final status; returns that status."""
@@ -73,8 +74,15 @@ class TaskReports:
         else:
             status, message = "FAILED", (failure_reason or f"exit code {exit_code}")[:MAX_REASON]
         now = self._clock()
-        await self._storage.update_task(task_id, now, status=status, message=message, exit_code=exit_code,
-                                        has_result=int(bool(result_zip)), finished_at=now)
+        await self._storage.update_task(
+            task_id,
+            now,
+            status=status,
+            message=message,
+            exit_code=exit_code,
+            has_result=int(bool(result_zip)),
+            finished_at=now,
+        )
         log.info("task %s %s on %s (exit %d)", task_id, status, node_id or "?", exit_code)
         self.on_finish()
         return status

@@ -79,8 +79,16 @@ def wait_reason(task: aiosqlite.Row, nodes: Sequence[aiosqlite.Row], online: set
 
 
 class Scheduler:
-    def __init__(self, storage: PoolStorage, nodes: NodeRegistry, clock: Clock, worker_secret: str,
-                 retry_limit: int, channel_options: list[tuple[str, int]], dispatch_deadline: float) -> None:
+    def __init__(
+        self,
+        storage: PoolStorage,
+        nodes: NodeRegistry,
+        clock: Clock,
+        worker_secret: str,
+        retry_limit: int,
+        channel_options: list[tuple[str, int]],
+        dispatch_deadline: float,
+    ) -> None:
         self._storage = storage
         self._nodes = nodes
         self._clock = clock
@@ -138,26 +146,43 @@ class Scheduler:
 
     async def _assign(self) -> int:
         pending = await self._storage.fetchall(
-            "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at")
+            "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at"
+        )
         if not pending:
             return 0
         nodes = await self._nodes.all()
         online = {n["node_id"] for n in nodes if self._nodes.is_online(n)}
-        busy = {r["worker"]: r["n"] for r in await self._storage.fetchall(
-            "SELECT worker, COUNT(*) AS n FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING') GROUP BY worker")}
+        busy = {
+            r["worker"]: r["n"]
+            for r in await self._storage.fetchall(
+                "SELECT worker, COUNT(*) AS n FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING') GROUP BY worker"
+            )
+        }
         free = {n["node_id"]: n["slots"] - busy.get(n["node_id"], 0) for n in nodes}
         assigned = 0
         for task in pending:
-            candidates = [n for n in nodes if n["node_id"] in online and n["state"] == "active"
-                          and free[n["node_id"]] > 0 and all(need.met(task, n) for need in NEEDS)]
+            candidates = [
+                n
+                for n in nodes
+                if n["node_id"] in online
+                and n["state"] == "active"
+                and free[n["node_id"]] > 0
+                and all(need.met(task, n) for need in NEEDS)
+            ]
             if not candidates:
                 reason = wait_reason(task, nodes, online)
                 if reason != task["message"]:
                     await self._set_if(task["task_id"], "PENDING", message=reason)
                 continue
             node = max(candidates, key=lambda n: (free[n["node_id"]] * max(n["cpu_score"], 1), n["node_id"]))
-            if not await self._set_if(task["task_id"], "PENDING", status="ASSIGNED", worker=node["node_id"],
-                                      attempts=task["attempts"] + 1, message=f"assigned to {node['node_id']}"):
+            if not await self._set_if(
+                task["task_id"],
+                "PENDING",
+                status="ASSIGNED",
+                worker=node["node_id"],
+                attempts=task["attempts"] + 1,
+                message=f"assigned to {node['node_id']}",
+            ):
                 continue
             free[node["node_id"]] -= 1
             assigned += 1
@@ -173,15 +198,23 @@ class Scheduler:
         try:
             data = await self._storage.read_file(self._storage.paths.task_zip(task_id))
             reply = await self._stub(node).ExecuteTask(
-                pb.ExecuteTaskRequest(task_id=task_id, task_zip=data, memory_gb=task["memory_gb"],
-                                      gpu_memory_gb=task["gpu_memory_gb"]),
-                metadata=self._metadata, timeout=self._deadline)
+                pb.ExecuteTaskRequest(
+                    task_id=task_id, task_zip=data, memory_gb=task["memory_gb"], gpu_memory_gb=task["gpu_memory_gb"]
+                ),
+                metadata=self._metadata,
+                timeout=self._deadline,
+            )
             problem = "" if reply.success else reply.message
         except grpc.aio.AioRpcError as exc:
             problem = f"{exc.code().name}: {exc.details() or ''}"
         except FileNotFoundError:
-            await self._set_if(task_id, "ASSIGNED", status="FAILED", message="the task zip is missing on the pool",
-                               finished_at=self._clock())
+            await self._set_if(
+                task_id,
+                "ASSIGNED",
+                status="FAILED",
+                message="the task zip is missing on the pool",
+                finished_at=self._clock(),
+            )
             return
         if not problem:
             now = self._clock()
@@ -190,8 +223,14 @@ class Scheduler:
             return
         log.warning("node %s did not take task %s: %s", node["node_id"], task_id, problem)
         # A refusal is not an attempt: the task never ran. The next pass (within a tick) tries again.
-        await self._set_if(task_id, "ASSIGNED", status="PENDING", worker="", attempts=task["attempts"] - 1,
-                           message=f"waiting: node {node['node_id']} did not take it ({problem[:200]})")
+        await self._set_if(
+            task_id,
+            "ASSIGNED",
+            status="PENDING",
+            worker="",
+            attempts=task["attempts"] - 1,
+            message=f"waiting: node {node['node_id']} did not take it ({problem[:200]})",
+        )
 
     # -- lost workers, restarts, stops -----------------------------------------------------------
     async def reclaim_lost(self) -> None:
@@ -213,8 +252,9 @@ class Scheduler:
             if node is not None:
                 # The old run must not go on beside the new one.
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    await self._stub(node).StopTaskExecution(pb.StopTaskExecutionRequest(task_id=task["task_id"]),
-                                                             metadata=self._metadata, timeout=2.0)
+                    await self._stub(node).StopTaskExecution(
+                        pb.StopTaskExecutionRequest(task_id=task["task_id"]), metadata=self._metadata, timeout=2.0
+                    )
 
     async def stop_on_worker(self, task: aiosqlite.Row) -> None:
         """Ask the task's worker to stop it; if the worker cannot be reached, the task is STOPPED here."""
@@ -223,20 +263,29 @@ class Scheduler:
         if node is not None:
             try:
                 reply = await self._stub(node).StopTaskExecution(
-                    pb.StopTaskExecutionRequest(task_id=task["task_id"]), metadata=self._metadata,
-                    timeout=self._deadline)
+                    pb.StopTaskExecutionRequest(task_id=task["task_id"]),
+                    metadata=self._metadata,
+                    timeout=self._deadline,
+                )
                 reached = reply.success
             except grpc.aio.AioRpcError as exc:
                 log.warning("stop of %s on %s failed: %s", task["task_id"], task["worker"], exc.code().name)
         if not reached:
-            await self._set_if(task["task_id"], task["status"], status="STOPPED", message="stopped",
-                               finished_at=self._clock())
+            await self._set_if(
+                task["task_id"], task["status"], status="STOPPED", message="stopped", finished_at=self._clock()
+            )
 
     async def _requeue(self, task: aiosqlite.Row, why: str, fail_words: str) -> None:
         status = task["status"]
         if task["attempts"] > self._retry_limit:
-            await self._set_if(task["task_id"], status, status="FAILED", worker="", finished_at=self._clock(),
-                               message=f"{fail_words} after {task['attempts']} attempt(s)")
+            await self._set_if(
+                task["task_id"],
+                status,
+                status="FAILED",
+                worker="",
+                finished_at=self._clock(),
+                message=f"{fail_words} after {task['attempts']} attempt(s)",
+            )
         else:
             await self._set_if(task["task_id"], status, status="PENDING", worker="", message=f"re-queued: {why}")
 
@@ -246,7 +295,8 @@ class Scheduler:
         async with self._storage.write() as conn:
             cursor = await conn.execute(
                 f"UPDATE tasks SET {sets}, updated_at = ? WHERE task_id = ? AND status = ?",  # noqa: S608
-                (*values.values(), self._clock(), task_id, expected))
+                (*values.values(), self._clock(), task_id, expected),
+            )
             return cursor.rowcount == 1
 
     def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceStub:

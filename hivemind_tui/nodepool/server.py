@@ -78,8 +78,15 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 class PoolServer:
     """One embedded pool: `await start()`, then `await stop()`."""
 
-    def __init__(self, settings: Settings, data_dir: DataDir, listen: str | None = None,
-                 clock: Clock = system_clock, insecure_public: bool = False, hivemind_compat: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: DataDir,
+        listen: str | None = None,
+        clock: Clock = system_clock,
+        insecure_public: bool = False,
+        hivemind_compat: bool = False,
+    ) -> None:
         self.settings = settings
         self.paths = PoolPaths(data_dir.pool)
         self.listen = listen or settings.pool_listen
@@ -99,30 +106,45 @@ class PoolServer:
         if not sep or not port.isdigit():
             raise UsageError(f"--listen {self.listen}: expected HOST:PORT")
         if not is_loopback(host) and credentials is None and not self.insecure_public:
-            raise UsageError(f"refusing to listen on {self.listen} without TLS: set tls_cert and tls_key, "
-                             "or pass --insecure-public if the network is trusted")
+            raise UsageError(
+                f"refusing to listen on {self.listen} without TLS: set tls_cert and tls_key, "
+                "or pass --insecure-public if the network is trusted"
+            )
 
     async def start(self) -> str:
         credentials = server_credentials(self.settings)
         self._check_listen(credentials)
         await self.storage.open()
         secret = await asyncio.to_thread(load_or_create_secret, self.paths.worker_secret)
-        accounts = Accounts(self.storage, self.clock, self.settings.password_hash_cost, self.settings.token_ttl,
-                            self.settings.login_delay_base)
+        accounts = Accounts(
+            self.storage,
+            self.clock,
+            self.settings.password_hash_cost,
+            self.settings.token_ttl,
+            self.settings.login_delay_base,
+        )
         limits = ZipLimits(self.settings.max_unzipped_bytes, self.settings.max_zip_ratio)
         self.parts = PoolParts(
             accounts=accounts,
             ledger=Ledger(self.storage),
-            tasks=TaskBook(self.storage, self.clock, self.settings.max_upload_bytes, limits,
-                           self.settings.retention_days),
+            tasks=TaskBook(
+                self.storage, self.clock, self.settings.max_upload_bytes, limits, self.settings.retention_days
+            ),
             nodes=NodeRegistry(self.storage, self.clock, self.settings.heartbeat_timeout),
             reports=TaskReports(self.storage, self.clock, limits),
             worker_secret=secret,
             clock=self.clock,
         )
         await self._first_run_admin(accounts)
-        self.scheduler = Scheduler(self.storage, self.parts.nodes, self.clock, secret, self.settings.task_retry_limit,
-                                   grpc_options(self.settings), self.settings.transfer_deadline)
+        self.scheduler = Scheduler(
+            self.storage,
+            self.parts.nodes,
+            self.clock,
+            secret,
+            self.settings.task_retry_limit,
+            grpc_options(self.settings),
+            self.settings.transfer_deadline,
+        )
         self.parts.tasks.on_change = self.scheduler.wake
         self.parts.tasks.stop_running = self.scheduler.stop_on_worker
         self.parts.nodes.on_change = self.scheduler.wake

@@ -32,8 +32,19 @@ log = logging.getLogger(__name__)
 
 WORKER_SECRET_HEADER = "x-hivemind-worker-secret"
 NODE_ID_HEADER = "x-hivemind-node-id"
-EXTENSIONS = ("Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream",
-              "task-fields", "updated_since", "roles", "worker-secret", "ASSIGNED")
+EXTENSIONS = (
+    "Logout",
+    "GetNodeList",
+    "SetNodeState",
+    "GetTasklogSince",
+    "Health",
+    "UploadTaskStream",
+    "task-fields",
+    "updated_since",
+    "roles",
+    "worker-secret",
+    "ASSIGNED",
+)
 
 R = TypeVar("R")
 
@@ -93,15 +104,16 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
     @refusals_as(pb.LoginResponse)
     async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
         issued = await self.p.accounts.login(request.username, request.password)
-        return pb.LoginResponse(success=True, message="ok", token=issued.token, role=issued.role,
-                                expires_at=issued.expires_at)
+        return pb.LoginResponse(
+            success=True, message="ok", token=issued.token, role=issued.role, expires_at=issued.expires_at
+        )
 
     @refusals_as(pb.RefreshTokenResponse)
-    async def RefreshToken(self, request: pb.RefreshTokenRequest,
-                           context: grpc.aio.ServicerContext) -> pb.RefreshTokenResponse:
+    async def RefreshToken(
+        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RefreshTokenResponse:
         issued = await self.p.accounts.refresh(request.old_token)
-        return pb.RefreshTokenResponse(success=True, message="ok", new_token=issued.token,
-                                       expires_at=issued.expires_at)
+        return pb.RefreshTokenResponse(success=True, message="ok", new_token=issued.token, expires_at=issued.expires_at)
 
     @refusals_as(pb.LogoutResponse)
     async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext) -> pb.LogoutResponse:
@@ -109,8 +121,9 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
         return pb.LogoutResponse(success=True, message="ok")
 
     @refusals_as(pb.GetBalanceResponse)
-    async def GetBalance(self, request: pb.GetBalanceRequest,
-                         context: grpc.aio.ServicerContext) -> pb.GetBalanceResponse:
+    async def GetBalance(
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBalanceResponse:
         caller = await self.caller(request.token)
         balance = await self.p.ledger.balance(caller, request.username)
         return pb.GetBalanceResponse(success=True, message="ok", balance=balance)
@@ -123,33 +136,53 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
 
 
 def new_task(request: pb.UploadTaskRequest) -> NewTask:
-    return NewTask(task_id=request.task_id, memory_gb=request.memory_gb,
-                   cpu_score=request.cpu_score, gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb,
-                   location=request.location, gpu_name=request.gpu_name, priority=request.priority,
-                   task_type=request.task_type, parent_task_id=request.parent_task_id)
+    return NewTask(
+        task_id=request.task_id,
+        memory_gb=request.memory_gb,
+        cpu_score=request.cpu_score,
+        gpu_score=request.gpu_score,
+        gpu_memory_gb=request.gpu_memory_gb,
+        location=request.location,
+        gpu_name=request.gpu_name,
+        priority=request.priority,
+        task_type=request.task_type,
+        parent_task_id=request.parent_task_id,
+    )
 
 
 def task_info(row: Any) -> pb.TaskInfo:
     return pb.TaskInfo(
-        task_id=row["task_id"], status=row["status"], message=row["message"], cpu_usage=row["cpu_usage"],
-        memory_usage=row["memory_usage"], gpu_usage=row["gpu_usage"], gpu_memory_usage=row["gpu_memory_usage"],
-        worker_ip=row["worker"], owner=row["owner"], created_at=row["created_at"], updated_at=row["updated_at"],
-        priority=row["priority"], task_type=row["task_type"], parent_task_id=row["parent_task_id"],
+        task_id=row["task_id"],
+        status=row["status"],
+        message=row["message"],
+        cpu_usage=row["cpu_usage"],
+        memory_usage=row["memory_usage"],
+        gpu_usage=row["gpu_usage"],
+        gpu_memory_usage=row["gpu_memory_usage"],
+        worker_ip=row["worker"],
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        priority=row["priority"],
+        task_type=row["task_type"],
+        parent_task_id=row["parent_task_id"],
         exit_code=row["exit_code"],
     )
 
 
 class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
     @refusals_as(pb.UploadTaskResponse)
-    async def UploadTask(self, request: pb.UploadTaskRequest,
-                         context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
+    async def UploadTask(
+        self, request: pb.UploadTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.UploadTaskResponse:
         caller = await self.caller(request.token)
         await self.p.tasks.upload(caller, new_task(request), request.task_zip)
         return pb.UploadTaskResponse(success=True, message="ok")
 
     @refusals_as(pb.UploadTaskResponse)
-    async def UploadTaskStream(self, request_iterator: AsyncIterator[upload_chunks.Chunk],
-                               context: grpc.aio.ServicerContext) -> pb.UploadTaskResponse:
+    async def UploadTaskStream(
+        self, request_iterator: AsyncIterator[upload_chunks.Chunk], context: grpc.aio.ServicerContext
+    ) -> pb.UploadTaskResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.header is None:
             raise PoolRefusal(codes.INVALID_ARGUMENT, "the first chunk must carry the request")
@@ -167,16 +200,16 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         await self.p.tasks.upload_stream(caller, new_task(request), chunks())
         return pb.UploadTaskResponse(success=True, message="ok")
 
-    async def GetAllUserTasks(self, request: pb.GetAllUserTasksRequest,
-                              context: grpc.aio.ServicerContext) -> pb.GetAllTasksResponse:
+    async def GetAllUserTasks(
+        self, request: pb.GetAllUserTasksRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetAllTasksResponse:
         now = self.p.clock()
         try:
             caller = await self.caller(request.token)
             rows = await self.p.tasks.list(caller, request.updated_since, request.limit)
         except PoolRefusal as refusal:
             return pb.GetAllTasksResponse(success=False, message=refusal.message, server_time=now)
-        return pb.GetAllTasksResponse(tasks=[task_info(r) for r in rows], success=True, message="ok",
-                                      server_time=now)
+        return pb.GetAllTasksResponse(tasks=[task_info(r) for r in rows], success=True, message="ok", server_time=now)
 
     @refusals_as(pb.StopTaskResponse)
     async def StopTask(self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext) -> pb.StopTaskResponse:
@@ -185,8 +218,9 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         return pb.StopTaskResponse(success=True, message=f"ok: {status}")
 
     @refusals_as(pb.GetTaskResultResponse)
-    async def GetTaskResult(self, request: pb.GetTaskResultRequest,
-                            context: grpc.aio.ServicerContext) -> pb.GetTaskResultResponse:
+    async def GetTaskResult(
+        self, request: pb.GetTaskResultRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetTaskResultResponse:
         caller = await self.caller(request.token)
         data = await self.p.tasks.result(caller, request.task_id)
         return pb.GetTaskResultResponse(success=True, message="ok", result_zip=data)
@@ -200,8 +234,9 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         return pb.TasklogResponse(success=True, log=text, message="ok")
 
     @refusals_as(pb.TasklogSinceResponse)
-    async def GetTasklogSince(self, request: pb.TasklogSinceRequest,
-                              context: grpc.aio.ServicerContext) -> pb.TasklogSinceResponse:
+    async def GetTasklogSince(
+        self, request: pb.TasklogSinceRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TasklogSinceResponse:
         caller = await self.caller(request.token)
         text, next_offset = await self.p.tasks.log_since(caller, request.task_id, request.offset)
         return pb.TasklogSinceResponse(success=True, message="ok", log=text, next_offset=next_offset)
@@ -212,52 +247,88 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
 
 def node_info(row: Any, online: bool) -> pb.NodeInfo:
     return pb.NodeInfo(
-        node_id=row["node_id"], hostname=row["hostname"], port=row["port"], status=row["status"], online=online,
-        cpu_cores=row["cpu_cores"], memory_gb=row["memory_gb"], cpu_score=row["cpu_score"],
-        gpu_score=row["gpu_score"], gpu_memory_gb=row["gpu_memory_gb"], gpu_name=row["gpu_name"],
-        location=row["location"], cpu_usage=row["cpu_usage"], memory_usage=row["memory_usage"],
-        gpu_usage=row["gpu_usage"], gpu_memory_usage=row["gpu_memory_usage"], running_tasks=row["running_tasks"],
-        slots=row["slots"], last_heartbeat=row["last_heartbeat"], docker_status=row["docker_status"],
+        node_id=row["node_id"],
+        hostname=row["hostname"],
+        port=row["port"],
+        status=row["status"],
+        online=online,
+        cpu_cores=row["cpu_cores"],
+        memory_gb=row["memory_gb"],
+        cpu_score=row["cpu_score"],
+        gpu_score=row["gpu_score"],
+        gpu_memory_gb=row["gpu_memory_gb"],
+        gpu_name=row["gpu_name"],
+        location=row["location"],
+        cpu_usage=row["cpu_usage"],
+        memory_usage=row["memory_usage"],
+        gpu_usage=row["gpu_usage"],
+        gpu_memory_usage=row["gpu_memory_usage"],
+        running_tasks=row["running_tasks"],
+        slots=row["slots"],
+        last_heartbeat=row["last_heartbeat"],
+        docker_status=row["docker_status"],
         state=row["state"],
     )
 
 
 class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
     @refusals_as(pb.StatusResponse)
-    async def RegisterWorkerNode(self, request: pb.RegisterWorkerNodeRequest,
-                                 context: grpc.aio.ServicerContext) -> pb.StatusResponse:
+    async def RegisterWorkerNode(
+        self, request: pb.RegisterWorkerNodeRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StatusResponse:
         await self.worker(context)
-        await self.p.nodes.register(Registration(
-            node_id=request.node_id, hostname=request.hostname,
-            address=request.advertise_host or peer_host(context.peer()), port=request.port,
-            cpu_cores=request.cpu_cores, memory_gb=request.memory_gb, cpu_score=request.cpu_score,
-            gpu_score=request.gpu_score, gpu_memory_gb=request.gpu_memory_gb, gpu_name=request.gpu_name,
-            location=request.location, docker_status=request.docker_status, slots=request.slots,
-        ))
+        await self.p.nodes.register(
+            Registration(
+                node_id=request.node_id,
+                hostname=request.hostname,
+                address=request.advertise_host or peer_host(context.peer()),
+                port=request.port,
+                cpu_cores=request.cpu_cores,
+                memory_gb=request.memory_gb,
+                cpu_score=request.cpu_score,
+                gpu_score=request.gpu_score,
+                gpu_memory_gb=request.gpu_memory_gb,
+                gpu_name=request.gpu_name,
+                location=request.location,
+                docker_status=request.docker_status,
+                slots=request.slots,
+            )
+        )
         return pb.StatusResponse(success=True, message="ok")
 
     @refusals_as(pb.RunningStatusResponse)
-    async def ReportStatus(self, request: pb.RunningStatusRequest,
-                           context: grpc.aio.ServicerContext) -> pb.RunningStatusResponse:
+    async def ReportStatus(
+        self, request: pb.RunningStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RunningStatusResponse:
         await self.worker(context)
-        await self.p.nodes.heartbeat(request.node_id, {
-            "status": request.status, "cpu_usage": request.cpu_usage, "memory_usage": request.memory_usage,
-            "gpu_usage": request.gpu_usage, "gpu_memory_usage": request.gpu_memory_usage,
-            "docker_status": request.docker_status, "running_tasks": request.running_tasks,
-        })
+        await self.p.nodes.heartbeat(
+            request.node_id,
+            {
+                "status": request.status,
+                "cpu_usage": request.cpu_usage,
+                "memory_usage": request.memory_usage,
+                "gpu_usage": request.gpu_usage,
+                "gpu_memory_usage": request.gpu_memory_usage,
+                "docker_status": request.docker_status,
+                "running_tasks": request.running_tasks,
+            },
+        )
         return pb.RunningStatusResponse(success=True, message="ok")
 
     @refusals_as(pb.GetNodeListResponse)
-    async def GetNodeList(self, request: pb.GetNodeListRequest,
-                          context: grpc.aio.ServicerContext) -> pb.GetNodeListResponse:
+    async def GetNodeList(
+        self, request: pb.GetNodeListRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetNodeListResponse:
         await self.caller(request.token)
         rows = await self.p.nodes.all()
-        return pb.GetNodeListResponse(success=True, message="ok",
-                                      nodes=[node_info(r, self.p.nodes.is_online(r)) for r in rows])
+        return pb.GetNodeListResponse(
+            success=True, message="ok", nodes=[node_info(r, self.p.nodes.is_online(r)) for r in rows]
+        )
 
     @refusals_as(pb.SetNodeStateResponse)
-    async def SetNodeState(self, request: pb.SetNodeStateRequest,
-                           context: grpc.aio.ServicerContext) -> pb.SetNodeStateResponse:
+    async def SetNodeState(
+        self, request: pb.SetNodeStateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetNodeStateResponse:
         caller = await self.caller(request.token)
         await self.p.nodes.set_state(caller, request.node_id, request.state)
         return pb.SetNodeStateResponse(success=True, message="ok")
@@ -267,16 +338,18 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     """The pool's half of WorkerNodeService; ExecuteTask and StopTaskExecution stay UNIMPLEMENTED here."""
 
     @refusals_as(pb.TaskOutputUploadResponse)
-    async def TaskOutputUpload(self, request: pb.TaskOutputUploadRequest,
-                               context: grpc.aio.ServicerContext) -> pb.TaskOutputUploadResponse:
+    async def TaskOutputUpload(
+        self, request: pb.TaskOutputUploadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskOutputUploadResponse:
         node = await self.worker(context)
         offset = request.offset if request.HasField("offset") else None
         await self.p.reports.output(node, request.task_id, request.output, offset)
         return pb.TaskOutputUploadResponse(success=True, message="ok")
 
     @refusals_as(pb.TaskOutputResponse)
-    async def TaskOutput(self, request: pb.TaskOutputRequest,
-                         context: grpc.aio.ServicerContext) -> pb.TaskOutputResponse:
+    async def TaskOutput(
+        self, request: pb.TaskOutputRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskOutputResponse:
         node = await self.worker(context)
         await self.p.reports.output(node, request.task_id, request.output)
         return pb.TaskOutputResponse(success=True, message="ok")
@@ -284,21 +357,23 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     @refusals_as(pb.TaskUsageResponse)
     async def TaskUsage(self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext) -> pb.TaskUsageResponse:
         node = await self.worker(context)
-        await self.p.reports.usage(node, request.task_id, request.cpu_usage, request.memory_usage,
-                                   request.gpu_usage, request.gpu_memory_usage)
+        await self.p.reports.usage(
+            node, request.task_id, request.cpu_usage, request.memory_usage, request.gpu_usage, request.gpu_memory_usage
+        )
         return pb.TaskUsageResponse(success=True, message="ok")
 
     @refusals_as(pb.TaskResultUploadResponse)
-    async def TaskResultUpload(self, request: pb.TaskResultUploadRequest,
-                               context: grpc.aio.ServicerContext) -> pb.TaskResultUploadResponse:
+    async def TaskResultUpload(
+        self, request: pb.TaskResultUploadRequest, context: grpc.aio.ServicerContext
+    ) -> pb.TaskResultUploadResponse:
         node = await self.worker(context)
-        status = await self.p.reports.result(node, request.task_id, request.result_zip, request.exit_code,
-                                             request.failure_reason)
+        status = await self.p.reports.result(
+            node, request.task_id, request.result_zip, request.exit_code, request.failure_reason
+        )
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 
 
-EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health",
-                            "UploadTaskStream"})
+EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream"})
 
 
 def strip_extensions(message: Any) -> Any:
@@ -324,11 +399,13 @@ def hivemind_compatible(servicer: Any, service: str) -> Any:
     for method in pb.DESCRIPTOR.services_by_name[service].methods:
         original = getattr(servicer, method.name)
         if method.name in EXTENSION_RPCS:
+
             async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
             setattr(servicer, method.name, unimplemented)
         else:
+
             async def stripped(request: Any, context: grpc.aio.ServicerContext, _call: Any = original) -> Any:
                 return strip_extensions(await _call(request, context))
 
@@ -354,8 +431,10 @@ def add_master_servicer(server: grpc.aio.Server, servicer: Any) -> None:
     capture = _HandlerCapture()
     pb_grpc.add_MasterNodeServiceServicer_to_server(servicer, capture)
     capture.handlers["UploadTaskStream"] = grpc.stream_unary_rpc_method_handler(
-        servicer.UploadTaskStream, request_deserializer=upload_chunks.decode,
-        response_serializer=pb.UploadTaskResponse.SerializeToString)
+        servicer.UploadTaskStream,
+        request_deserializer=upload_chunks.decode,
+        response_serializer=pb.UploadTaskResponse.SerializeToString,
+    )
     service = "nodepool.MasterNodeService"
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, capture.handlers),))
     server.add_registered_method_handlers(service, capture.handlers)

@@ -171,8 +171,10 @@ class PoolStorage(Database):
     async def update_task(self, task_id: str, now: float, **values: Any) -> None:
         sets = "".join(f"{k} = ?, " for k in values)
         async with self.write() as conn:
-            await conn.execute(f"UPDATE tasks SET {sets}updated_at = ? WHERE task_id = ?",  # noqa: S608
-                               (*values.values(), now, task_id))
+            await conn.execute(
+                f"UPDATE tasks SET {sets}updated_at = ? WHERE task_id = ?",  # noqa: S608
+                (*values.values(), now, task_id),
+            )
 
     # -- files ------------------------------------------------------------------------------------
     async def write_file(self, path: Path, data: bytes) -> None:
@@ -239,7 +241,7 @@ def _append(path: Path, data: bytes, offset: int | None) -> None:
     try:
         if offset is not None:
             have = os.fstat(fd).st_size
-            data = data[max(have - offset, 0):]
+            data = data[max(have - offset, 0) :]
         if data:
             os.write(fd, data)
     finally:

@@ -101,8 +101,15 @@ def prepare_base_dir(base: Path) -> Path:
 
 
 class TaskRun:
-    def __init__(self, task_id: str, task_zip: bytes, memory_gb: int, settings: RunSettings,
-                 send_output: OutputSink, send_result: ResultSink) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        task_zip: bytes,
+        memory_gb: int,
+        settings: RunSettings,
+        send_output: OutputSink,
+        send_result: ResultSink,
+    ) -> None:
         self.task_id = task_id
         self._zip = task_zip
         self._memory_gb = memory_gb
@@ -125,9 +132,14 @@ class TaskRun:
             as_bytes = self._memory_gb * GIB if self._memory_gb > 0 else 0
             command = wrapper_command(self._s.task_user, as_bytes, [self._s.python, "main.py"])
             self._proc = await asyncio.create_subprocess_exec(
-                *command, cwd=self._workdir, env=scrubbed_env(self.task_id, self._workdir),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)
+                *command,
+                cwd=self._workdir,
+                env=scrubbed_env(self.task_id, self._workdir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
         except BaseException:
             self._cleanup()
             raise
@@ -163,8 +175,11 @@ class TaskRun:
                 await asyncio.wait_for(readers, 5.0)
             done.set()
             await flusher  # its last flush sends what is left; output is never cut mid-send
-            code = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else \
-                128 + -(proc.returncode or -9)
+            code = (
+                proc.returncode
+                if proc.returncode is not None and proc.returncode >= 0
+                else 128 + -(proc.returncode or -9)
+            )
             if self._stopped:
                 reason = "stopped"
             elif not reason and code != 0:

@@ -51,8 +51,9 @@ async def _nothing(row: aiosqlite.Row) -> None:
 
 
 class TaskBook:
-    def __init__(self, storage: PoolStorage, clock: Clock, max_upload_bytes: int, zip_limits: ZipLimits,
-                 retention_days: float) -> None:
+    def __init__(
+        self, storage: PoolStorage, clock: Clock, max_upload_bytes: int, zip_limits: ZipLimits, retention_days: float
+    ) -> None:
         self._storage = storage
         self._clock = clock
         self._max_upload = max_upload_bytes
@@ -130,8 +131,22 @@ class TaskBook:
                     "INSERT INTO tasks (task_id, owner, status, message, priority, task_type, parent_task_id, "
                     "memory_gb, cpu_score, gpu_score, gpu_memory_gb, location, gpu_name, zip_size, created_at, "
                     "updated_at) VALUES (?, ?, 'PENDING', 'waiting: queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (new.task_id, caller.username, new.priority, new.task_type, new.parent_task_id, new.memory_gb,
-                     new.cpu_score, new.gpu_score, new.gpu_memory_gb, new.location, new.gpu_name, size, now, now),
+                    (
+                        new.task_id,
+                        caller.username,
+                        new.priority,
+                        new.task_type,
+                        new.parent_task_id,
+                        new.memory_gb,
+                        new.cpu_score,
+                        new.gpu_score,
+                        new.gpu_memory_gb,
+                        new.location,
+                        new.gpu_name,
+                        size,
+                        now,
+                        now,
+                    ),
                 )
                 await asyncio.to_thread(staged.replace, final)
                 await asyncio.to_thread(fsync_dir, final.parent)
@@ -171,8 +186,10 @@ class TaskBook:
                 (f"stopped by {caller.username}", now, now, task_id),
             )
             if cursor.rowcount == 0:
-                await conn.execute("UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? "
-                                   "WHERE task_id = ?", (f"stopping (asked by {caller.username})", now, task_id))
+                await conn.execute(
+                    "UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? WHERE task_id = ?",
+                    (f"stopping (asked by {caller.username})", now, task_id),
+                )
         row = await self._storage.task(task_id)
         if row is not None and row["status"] in ("ASSIGNED", "RUNNING"):
             await self.stop_running(row)
@@ -211,7 +228,8 @@ class TaskBook:
         marks = ",".join("?" * len(FINISHED))
         rows = await self._storage.fetchall(
             f"SELECT task_id FROM tasks WHERE status IN ({marks}) AND updated_at < ?",  # noqa: S608
-            (*FINISHED, cutoff))
+            (*FINISHED, cutoff),
+        )
         for row in rows:
             async with self._storage.write() as conn:
                 await conn.execute("DELETE FROM tasks WHERE task_id = ?", (row["task_id"],))

@@ -85,18 +85,21 @@ class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
         given = metadata(context, WORKER_SECRET_HEADER)
         return bool(given) and hmac.compare_digest(given.encode(), self._worker.config.secret.encode())
 
-    async def ExecuteTask(self, request: pb.ExecuteTaskRequest,
-                          context: grpc.aio.ServicerContext) -> pb.ExecuteTaskResponse:
+    async def ExecuteTask(
+        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExecuteTaskResponse:
         if not self._trusted(context):
             return pb.ExecuteTaskResponse(success=False, message="PERMISSION_DENIED: worker secret missing or wrong")
         ok, message = await self._worker.execute(request.task_id, request.task_zip, request.memory_gb)
         return pb.ExecuteTaskResponse(success=ok, message=message)
 
-    async def StopTaskExecution(self, request: pb.StopTaskExecutionRequest,
-                                context: grpc.aio.ServicerContext) -> pb.StopTaskExecutionResponse:
+    async def StopTaskExecution(
+        self, request: pb.StopTaskExecutionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.StopTaskExecutionResponse:
         if not self._trusted(context):
-            return pb.StopTaskExecutionResponse(success=False,
-                                                message="PERMISSION_DENIED: worker secret missing or wrong")
+            return pb.StopTaskExecutionResponse(
+                success=False, message="PERMISSION_DENIED: worker secret missing or wrong"
+            )
         stopped = self._worker.stop(request.task_id)
         return pb.StopTaskExecutionResponse(success=stopped, message="ok" if stopped else "TASK_NOT_FOUND")
 
@@ -126,8 +129,7 @@ class Worker:
         await self._server.start()
         self._channel = grpc.aio.insecure_channel(self.config.pool_address, options=self.config.channel_options)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
-        log.info("worker %s listening on port %d for pool %s", self.config.node_id, self.port,
-                 self.config.pool_address)
+        log.info("worker %s listening on port %d for pool %s", self.config.node_id, self.port, self.config.pool_address)
         return self.port
 
     async def close(self) -> None:
@@ -195,16 +197,25 @@ class Worker:
     async def _send_output(self, task_id: str, text: str) -> None:
         """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
         offset = self._sent.get(task_id, 0)
-        await self._with_retry(lambda: self._pool.TaskOutputUpload(
-            pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset), metadata=self._metadata,
-            timeout=self.config.rpc_deadline))
+        await self._with_retry(
+            lambda: self._pool.TaskOutputUpload(
+                pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset),
+                metadata=self._metadata,
+                timeout=self.config.rpc_deadline,
+            )
+        )
         self._sent[task_id] = offset + len(text.encode("utf-8"))
 
     async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
-        reply = await self._with_retry(lambda: self._pool.TaskResultUpload(
-            pb.TaskResultUploadRequest(task_id=task_id, result_zip=result_zip, exit_code=exit_code,
-                                       failure_reason=reason), metadata=self._metadata,
-            timeout=self.config.transfer_deadline))
+        reply = await self._with_retry(
+            lambda: self._pool.TaskResultUpload(
+                pb.TaskResultUploadRequest(
+                    task_id=task_id, result_zip=result_zip, exit_code=exit_code, failure_reason=reason
+                ),
+                metadata=self._metadata,
+                timeout=self.config.transfer_deadline,
+            )
+        )
         log.info("task %s reported (exit %d): %s", task_id, exit_code, reply.message if reply else "pool unreachable")
 
     async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T | None:
@@ -226,11 +237,19 @@ class Worker:
     async def _register(self) -> bool:
         gpu = await asyncio.to_thread(read_gpu)
         request = pb.RegisterWorkerNodeRequest(
-            node_id=self.config.node_id, hostname=socket.gethostname(), cpu_cores=psutil.cpu_count() or 1,
-            memory_gb=memory_gb(), cpu_score=self._cpu_score, gpu_score=0 if gpu is None else 1000,
-            gpu_memory_gb=0 if gpu is None else gpu.memory_gb, gpu_name="" if gpu is None else gpu.name,
-            port=self.port, docker_status="n/a", slots=self.config.slots,
-            advertise_host=advertised_host(self.config.listen))
+            node_id=self.config.node_id,
+            hostname=socket.gethostname(),
+            cpu_cores=psutil.cpu_count() or 1,
+            memory_gb=memory_gb(),
+            cpu_score=self._cpu_score,
+            gpu_score=0 if gpu is None else 1000,
+            gpu_memory_gb=0 if gpu is None else gpu.memory_gb,
+            gpu_name="" if gpu is None else gpu.name,
+            port=self.port,
+            docker_status="n/a",
+            slots=self.config.slots,
+            advertise_host=advertised_host(self.config.listen),
+        )
         reply = await self._nodes.RegisterWorkerNode(request, metadata=self._metadata, timeout=self.config.rpc_deadline)
         if not reply.success:
             log.error("registration refused: %s", reply.message)
@@ -239,11 +258,20 @@ class Worker:
     async def _beat(self) -> pb.RunningStatusResponse:
         gpu = await asyncio.to_thread(read_gpu)
         running = len(self.runs)
-        return await self._nodes.ReportStatus(pb.RunningStatusRequest(
-            node_id=self.config.node_id, status="BUSY" if running >= self.config.slots else "Idle",
-            cpu_usage=psutil.cpu_percent(None), memory_usage=psutil.virtual_memory().percent,
-            gpu_usage=0.0 if gpu is None else gpu.usage, gpu_memory_usage=0.0 if gpu is None else gpu.memory_usage,
-            docker_status="n/a", running_tasks=running), metadata=self._metadata, timeout=self.config.rpc_deadline)
+        return await self._nodes.ReportStatus(
+            pb.RunningStatusRequest(
+                node_id=self.config.node_id,
+                status="BUSY" if running >= self.config.slots else "Idle",
+                cpu_usage=psutil.cpu_percent(None),
+                memory_usage=psutil.virtual_memory().percent,
+                gpu_usage=0.0 if gpu is None else gpu.usage,
+                gpu_memory_usage=0.0 if gpu is None else gpu.memory_usage,
+                docker_status="n/a",
+                running_tasks=running,
+            ),
+            metadata=self._metadata,
+            timeout=self.config.rpc_deadline,
+        )
 
     async def _heartbeat_loop(self) -> None:
         registered = False

@@ -29,10 +29,13 @@ class AuditLog:
 
     async def record(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
         async with self._store.write() as conn:
-            await conn.execute("INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                               (self._clock(), actor or "?", action, target, redact(detail)))
+            await conn.execute(
+                "INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+                (self._clock(), actor or "?", action, target, redact(detail)),
+            )
 
     async def since(self, ts: float, limit: int = 1000) -> list[AuditEntry]:
-        rows = await self._store.fetchall("SELECT * FROM audit WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?",
-                                          (ts, limit))
+        rows = await self._store.fetchall(
+            "SELECT * FROM audit WHERE ts >= ? ORDER BY ts DESC, id DESC LIMIT ?", (ts, limit)
+        )
         return [AuditEntry(r["ts"], r["actor"], r["action"], r["target"], r["detail"]) for r in rows]

@@ -34,12 +34,15 @@ class History:
         if rows:
             async with self._store.write() as conn:
                 await conn.executemany(
-                    "INSERT INTO node_samples (node_id, ts, cpu, memory, gpu, online) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                    "INSERT INTO node_samples (node_id, ts, cpu, memory, gpu, online) VALUES (?, ?, ?, ?, ?, ?)", rows
+                )
 
     async def record_task_counts(self, counts: dict[str, int], now: float) -> None:
         async with self._store.write() as conn:
-            await conn.executemany("INSERT OR REPLACE INTO task_counts (ts, status, count) VALUES (?, ?, ?)",
-                                   [(now, status, count) for status, count in counts.items()])
+            await conn.executemany(
+                "INSERT OR REPLACE INTO task_counts (ts, status, count) VALUES (?, ?, ?)",
+                [(now, status, count) for status, count in counts.items()],
+            )
 
     async def compact(self, now: float) -> None:
         cutoff = now - RAW_KEEP
@@ -52,7 +55,9 @@ class History:
                 "cpu = (cpu * samples + excluded.cpu * excluded.samples) / (samples + excluded.samples), "
                 "memory = (memory * samples + excluded.memory * excluded.samples) / (samples + excluded.samples), "
                 "gpu = (gpu * samples + excluded.gpu * excluded.samples) / (samples + excluded.samples), "
-                "samples = samples + excluded.samples", (cutoff,))
+                "samples = samples + excluded.samples",
+                (cutoff,),
+            )
             await conn.execute("DELETE FROM node_samples WHERE ts < ?", (cutoff,))
             await conn.execute("DELETE FROM node_minutes WHERE minute < ?", (now - MINUTES_KEEP,))
             await conn.execute("DELETE FROM task_counts WHERE ts < ?", (now - MINUTES_KEEP,))
@@ -61,20 +66,24 @@ class History:
         """Raw samples where they are kept, minute averages before that; oldest first."""
         minutes = await self._store.fetchall(
             "SELECT minute AS ts, cpu, memory, gpu FROM node_minutes WHERE node_id = ? AND minute >= ? ORDER BY minute",
-            (node_id, since))
+            (node_id, since),
+        )
         raw = await self._store.fetchall(
-            "SELECT ts, cpu, memory, gpu FROM node_samples WHERE node_id = ? AND ts >= ? ORDER BY ts", (node_id, since))
+            "SELECT ts, cpu, memory, gpu FROM node_samples WHERE node_id = ? AND ts >= ? ORDER BY ts", (node_id, since)
+        )
         return [NodePoint(r["ts"], r["cpu"], r["memory"], r["gpu"]) for r in (*minutes, *raw)]
 
     async def cluster_cpu(self, since: float) -> list[tuple[float, float]]:
         rows = await self._store.fetchall(
             "SELECT ts, AVG(cpu) AS cpu FROM node_samples WHERE ts >= ? AND online = 1 GROUP BY ts ORDER BY ts",
-            (since,))
+            (since,),
+        )
         return [(r["ts"], r["cpu"]) for r in rows]
 
     async def task_counts(self, since: float) -> list[tuple[float, dict[str, int]]]:
-        rows = await self._store.fetchall("SELECT ts, status, count FROM task_counts WHERE ts >= ? ORDER BY ts",
-                                          (since,))
+        rows = await self._store.fetchall(
+            "SELECT ts, status, count FROM task_counts WHERE ts >= ? ORDER BY ts", (since,)
+        )
         series: dict[float, dict[str, int]] = {}
         for r in rows:
             series.setdefault(r["ts"], {})[r["status"]] = r["count"]
@@ -84,9 +93,14 @@ class History:
         """Nodes whose every sample over the last `window` seconds is above `threshold` (and cover it)."""
         rows = await self._store.fetchall(
             "SELECT node_id, MIN(cpu) AS low, MIN(ts) AS first FROM node_samples WHERE ts >= ? GROUP BY node_id",
-            (now - window,))
-        older = {r["node_id"] for r in await self._store.fetchall(
-            "SELECT DISTINCT node_id FROM node_samples WHERE ts < ? AND ts >= ?", (now - window, now - window - 120))}
+            (now - window,),
+        )
+        older = {
+            r["node_id"]
+            for r in await self._store.fetchall(
+                "SELECT DISTINCT node_id FROM node_samples WHERE ts < ? AND ts >= ?", (now - window, now - window - 120)
+            )
+        }
         return [r["node_id"] for r in rows if r["low"] > threshold and r["node_id"] in older]
 
     async def row_counts(self) -> tuple[int, int]:

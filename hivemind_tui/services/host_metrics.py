@@ -76,8 +76,10 @@ class PsutilMetrics:
             then, last_disk, last_net = self._last
             span = max(now - then, 1e-3)
             rates = (
-                _rate(disk_io, last_disk, "read_bytes", span), _rate(disk_io, last_disk, "write_bytes", span),
-                _rate(net_io, last_net, "bytes_sent", span), _rate(net_io, last_net, "bytes_recv", span),
+                _rate(disk_io, last_disk, "read_bytes", span),
+                _rate(disk_io, last_disk, "write_bytes", span),
+                _rate(net_io, last_net, "bytes_sent", span),
+                _rate(net_io, last_net, "bytes_recv", span),
             )
         self._last = (now, disk_io, net_io)
         if self._count % self._connections_every == 0:
@@ -98,11 +100,22 @@ class PsutilMetrics:
             process_cpu = self._process.cpu_percent()
             rss = self._process.memory_info().rss
         return HostSample(
-            taken_at=now, cpu_percent=sum(per_core) / max(len(per_core), 1), per_core=per_core,
-            load=os.getloadavg(), memory_percent=memory.percent, memory_used_bytes=memory.total - memory.available,
-            memory_total_bytes=memory.total, swap_percent=psutil.swap_memory().percent, disks=tuple(disks),
-            disk_read_rate=rates[0], disk_write_rate=rates[1], net_sent_rate=rates[2], net_recv_rate=rates[3],
-            process_cpu_percent=process_cpu, process_rss_bytes=rss, connections=self._connections,
+            taken_at=now,
+            cpu_percent=sum(per_core) / max(len(per_core), 1),
+            per_core=per_core,
+            load=os.getloadavg(),
+            memory_percent=memory.percent,
+            memory_used_bytes=memory.total - memory.available,
+            memory_total_bytes=memory.total,
+            swap_percent=psutil.swap_memory().percent,
+            disks=tuple(disks),
+            disk_read_rate=rates[0],
+            disk_write_rate=rates[1],
+            net_sent_rate=rates[2],
+            net_recv_rate=rates[3],
+            process_cpu_percent=process_cpu,
+            process_rss_bytes=rss,
+            connections=self._connections,
         )
 
 

@@ -97,16 +97,24 @@ def parse_manifest(text: str | None) -> Manifest:
     if not isinstance(header, bool):
         raise _fail("split.header", "true or false")
     shards = _int(split["shards"], "split.shards", 1) if "shards" in split else None
-    manifest = Manifest(task_type=task_type, priority=priority, header=header, shards=shards,
-                        concat=_concat(merge), resources=_resources(res))
+    manifest = Manifest(
+        task_type=task_type,
+        priority=priority,
+        header=header,
+        shards=shards,
+        concat=_concat(merge),
+        resources=_resources(res),
+    )
     if task_type == "data_processing":
         if "input" not in split:
             raise _fail("split.input", "the path of the line-oriented file to cut (data_processing needs it)")
         return replace(manifest, input=_path(split["input"], "split.input"))
     if task_type == "machine_learning":
-        return replace(manifest, grid=_grid(split.get("grid")),
-                        max_subtasks=_int(split["max_subtasks"], "split.max_subtasks", 1)
-                        if "max_subtasks" in split else None)
+        return replace(
+            manifest,
+            grid=_grid(split.get("grid")),
+            max_subtasks=_int(split["max_subtasks"], "split.max_subtasks", 1) if "max_subtasks" in split else None,
+        )
     if task_type == "simulation":
         return replace(manifest, **_runs(split))
     return manifest
@@ -127,8 +135,12 @@ def _runs(split: dict[str, Any]) -> dict[str, Any]:
     if "runs" in split:
         return {"runs": _int(split["runs"], "split.runs", 1)}
     seeds = split["seeds"]
-    if (not isinstance(seeds, list) or len(seeds) != 2 or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                                  for s in seeds) or seeds[0] > seeds[1]):
+    if (
+        not isinstance(seeds, list)
+        or len(seeds) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or seeds[0] > seeds[1]
+    ):
         raise _fail("split.seeds", "[first, last], two whole numbers with first <= last")
     return {"seeds": (seeds[0], seeds[1])}
 
@@ -136,7 +148,7 @@ def _runs(split: dict[str, Any]) -> dict[str, Any]:
 def _concat(merge: dict[str, Any]) -> tuple[str, ...]:
     concat = merge.get("concat", [])
     if not isinstance(concat, list):
-        raise _fail("merge.concat", "a list of output paths, such as [\"output/result.csv\"]")
+        raise _fail("merge.concat", 'a list of output paths, such as ["output/result.csv"]')
     return tuple(_path(p, "merge.concat") for p in concat)
 
 

@@ -68,15 +68,24 @@ class ClusterSnapshot:
         return {
             "pool": pool_json(self.pool_address, self.health, self.connection),
             "user": {"name": self.username or None, "role": self.role or None, "balance": self.balance},
-            "nodes": {"supported": self.nodes.supported if self.nodes else None,
-                      "online": self.nodes_online if self.nodes and self.nodes.supported else None,
-                      "total": len(self.nodes.nodes) if self.nodes and self.nodes.supported else None},
+            "nodes": {
+                "supported": self.nodes.supported if self.nodes else None,
+                "online": self.nodes_online if self.nodes and self.nodes.supported else None,
+                "total": len(self.nodes.nodes) if self.nodes and self.nodes.supported else None,
+            },
             "tasks": self.task_counts,
             "alerts": [a.as_json() for a in self.active_alerts],
-            "host": None if host is None else {
-                "cpu_percent": host.cpu_percent, "memory_percent": host.memory_percent,
-                "disk_percent": host.disk_percent, "load": list(host.load), "swap_percent": host.swap_percent,
-                "net_sent_rate": host.net_sent_rate, "net_recv_rate": host.net_recv_rate},
+            "host": None
+            if host is None
+            else {
+                "cpu_percent": host.cpu_percent,
+                "memory_percent": host.memory_percent,
+                "disk_percent": host.disk_percent,
+                "load": list(host.load),
+                "swap_percent": host.swap_percent,
+                "net_sent_rate": host.net_sent_rate,
+                "net_recv_rate": host.net_recv_rate,
+            },
             "problems": self.problems,
             "timestamp": self.taken_at,
         }
@@ -94,8 +103,15 @@ def pool_json(address: str, health: PoolHealth | None, connection: ConnectionSta
 
 
 class Monitor:
-    def __init__(self, settings: Settings, session: Session, metrics: MetricsSource | None,
-                 history: History | None, alerts: Alerts | None, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: Session,
+        metrics: MetricsSource | None,
+        history: History | None,
+        alerts: Alerts | None,
+        clock: Clock = system_clock,
+    ) -> None:
         self.settings = settings
         self.session = session
         self.metrics = metrics
@@ -112,8 +128,9 @@ class Monitor:
         client = self.session.client
         now = self.clock()
         previous = self.last
-        snap = ClusterSnapshot(now, client.address, client.state, username=self.session.username,
-                               role=self.session.role)
+        snap = ClusterSnapshot(
+            now, client.address, client.state, username=self.session.username, role=self.session.role
+        )
         if previous is not None:  # last known data stays until something newer arrives
             snap.nodes, snap.nodes_at = previous.nodes, previous.nodes_at
             snap.tasks, snap.tasks_at = previous.tasks, previous.tasks_at
@@ -133,8 +150,8 @@ class Monitor:
             snap.health = await session.client.check_health()
             if session.logged_in:
                 nodes, tasks, balance = await asyncio.gather(
-                    session.call(session.client.list_nodes), self._fetch_tasks(),
-                    session.call(session.client.balance))
+                    session.call(session.client.list_nodes), self._fetch_tasks(), session.call(session.client.balance)
+                )
                 # Stamped with the refresh's time: `_record` tells fresh parts from carried-over ones by it.
                 snap.nodes, snap.nodes_at = nodes, snap.taken_at
                 snap.tasks, snap.tasks_at = tasks, snap.taken_at
@@ -187,26 +204,55 @@ class Monitor:
         now = snap.taken_at
         held: list[Condition] = []
         if snap.health is None:
-            held.append(Condition("pool_unreachable", "pool_unreachable", snap.pool_address,
-                                  f"the Node Pool at {snap.pool_address} cannot be reached"))
+            held.append(
+                Condition(
+                    "pool_unreachable",
+                    "pool_unreachable",
+                    snap.pool_address,
+                    f"the Node Pool at {snap.pool_address} cannot be reached",
+                )
+            )
         if snap.nodes is not None:
             for node in snap.nodes.nodes:
                 if not node.online:
-                    held.append(Condition(f"node_offline:{node.node_id}", "node_offline", node.node_id,
-                                          f"node {node.node_id} went offline"))
+                    held.append(
+                        Condition(
+                            f"node_offline:{node.node_id}",
+                            "node_offline",
+                            node.node_id,
+                            f"node {node.node_id} went offline",
+                        )
+                    )
             if self.history is not None:
                 window = s.alert_cpu_minutes * 60
                 for node_id in await self.history.sustained_cpu(s.alert_cpu_percent, window, now):
-                    held.append(Condition(f"node_cpu:{node_id}", "node_cpu", node_id,
-                                          f"node {node_id} CPU above {s.alert_cpu_percent:g}% for "
-                                          f"{s.alert_cpu_minutes:g} min"))
+                    held.append(
+                        Condition(
+                            f"node_cpu:{node_id}",
+                            "node_cpu",
+                            node_id,
+                            f"node {node_id} CPU above {s.alert_cpu_percent:g}% for {s.alert_cpu_minutes:g} min",
+                        )
+                    )
         for task in snap.tasks:
             if task.status == "FAILED" and (task.updated_at or now) > now - RECENT_FAILURES:
-                held.append(Condition(f"task_failed:{task.task_id}", "task_failed", task.task_id,
-                                      f"task {task.task_id} failed: {task.message[:120]}"))
+                held.append(
+                    Condition(
+                        f"task_failed:{task.task_id}",
+                        "task_failed",
+                        task.task_id,
+                        f"task {task.task_id} failed: {task.message[:120]}",
+                    )
+                )
         if snap.host is not None and snap.host.disk_percent > s.alert_disk_percent:
-            held.append(Condition("host_disk", "host_disk", snap.host.disks[0].mount,
-                                  f"disk {snap.host.disks[0].mount} is {snap.host.disk_percent:.0f}% full"))
+            held.append(
+                Condition(
+                    "host_disk",
+                    "host_disk",
+                    snap.host.disks[0].mount,
+                    f"disk {snap.host.disks[0].mount} is {snap.host.disk_percent:.0f}% full",
+                )
+            )
         return held
 
     async def _run_hook(self, alert: Alert) -> None:
@@ -215,8 +261,11 @@ class Monitor:
         payload = json.dumps({"event": "raised" if alert.active else "cleared", **alert.as_json()}).encode()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *shlex.split(self.settings.alert_hook), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                *shlex.split(self.settings.alert_hook),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
             await asyncio.wait_for(proc.communicate(payload), 30)
         except (OSError, TimeoutError) as exc:
             log.warning("alert hook failed: %s", exc)

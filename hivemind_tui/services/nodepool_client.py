@@ -53,20 +53,49 @@ def _opt(value: float) -> float | None:
 
 
 def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
-    return TaskInfo(task_id=t.task_id, status=t.status, message=t.message, worker=t.worker_ip, owner=t.owner,
-                    created_at=_opt(t.created_at), updated_at=_opt(t.updated_at), priority=t.priority,
-                    task_type=t.task_type, parent_task_id=t.parent_task_id, exit_code=t.exit_code,
-                    cpu_usage=t.cpu_usage, memory_usage=t.memory_usage, gpu_usage=t.gpu_usage,
-                    gpu_memory_usage=t.gpu_memory_usage)
+    return TaskInfo(
+        task_id=t.task_id,
+        status=t.status,
+        message=t.message,
+        worker=t.worker_ip,
+        owner=t.owner,
+        created_at=_opt(t.created_at),
+        updated_at=_opt(t.updated_at),
+        priority=t.priority,
+        task_type=t.task_type,
+        parent_task_id=t.parent_task_id,
+        exit_code=t.exit_code,
+        cpu_usage=t.cpu_usage,
+        memory_usage=t.memory_usage,
+        gpu_usage=t.gpu_usage,
+        gpu_memory_usage=t.gpu_memory_usage,
+    )
 
 
 def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
-    return NodeInfo(node_id=n.node_id, hostname=n.hostname, port=n.port, status=n.status, online=n.online,
-                    state=n.state or "active", cpu_cores=n.cpu_cores, memory_gb=n.memory_gb, cpu_score=n.cpu_score,
-                    gpu_score=n.gpu_score, gpu_memory_gb=n.gpu_memory_gb, gpu_name=n.gpu_name, location=n.location,
-                    cpu_usage=n.cpu_usage, memory_usage=n.memory_usage, gpu_usage=n.gpu_usage,
-                    gpu_memory_usage=n.gpu_memory_usage, running_tasks=n.running_tasks, slots=n.slots,
-                    last_heartbeat=_opt(n.last_heartbeat), docker_status=n.docker_status)
+    return NodeInfo(
+        node_id=n.node_id,
+        hostname=n.hostname,
+        port=n.port,
+        status=n.status,
+        online=n.online,
+        state=n.state or "active",
+        cpu_cores=n.cpu_cores,
+        memory_gb=n.memory_gb,
+        cpu_score=n.cpu_score,
+        gpu_score=n.gpu_score,
+        gpu_memory_gb=n.gpu_memory_gb,
+        gpu_name=n.gpu_name,
+        location=n.location,
+        cpu_usage=n.cpu_usage,
+        memory_usage=n.memory_usage,
+        gpu_usage=n.gpu_usage,
+        gpu_memory_usage=n.gpu_memory_usage,
+        running_tasks=n.running_tasks,
+        slots=n.slots,
+        last_heartbeat=_opt(n.last_heartbeat),
+        docker_status=n.docker_status,
+    )
 
 
 def chunks_of(header: pb.UploadTaskRequest, task_zip: bytes) -> Iterator[pb.UploadTaskChunk | bytes]:
@@ -75,7 +104,7 @@ def chunks_of(header: pb.UploadTaskRequest, task_zip: bytes) -> Iterator[pb.Uplo
     view = memoryview(task_zip)
     yield pb.UploadTaskChunk(header=header, data=bytes(view[:UPLOAD_CHUNK]))
     for start in range(UPLOAD_CHUNK, len(view), UPLOAD_CHUNK):
-        yield bytes(view[start:start + UPLOAD_CHUNK])
+        yield bytes(view[start : start + UPLOAD_CHUNK])
 
 
 def _check(reply: Any) -> Any:
@@ -85,8 +114,9 @@ def _check(reply: Any) -> Any:
 
 
 class PoolClient:
-    def __init__(self, settings: Settings, address: str, clock: Clock = system_clock,
-                 receive_limit: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, address: str, clock: Clock = system_clock, receive_limit: int | None = None
+    ) -> None:
         self.settings = settings
         self.address = address
         self.clock = clock
@@ -106,9 +136,13 @@ class PoolClient:
     def _stubs(self) -> grpc.aio.Channel:
         if self._channel is None:
             limit = self._receive_limit
-            options = [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit),
-                       ("grpc.enable_retries", 0), ("grpc.initial_reconnect_backoff_ms", 200),
-                       ("grpc.max_reconnect_backoff_ms", 2000)]
+            options = [
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.enable_retries", 0),
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ]
             if self.settings.tls_ca:
                 creds = grpc.ssl_channel_credentials(Path(self.settings.tls_ca).expanduser().read_bytes())
                 self._channel = grpc.aio.secure_channel(self.address, creds, options=options)
@@ -134,8 +168,9 @@ class PoolClient:
             self._channel = None
 
     # -- calls --------------------------------------------------------------------------------------
-    async def _call(self, name: str, call: Callable[[float], Awaitable[T]], *, read: bool,
-                    deadline: float | None = None) -> T:
+    async def _call(
+        self, name: str, call: Callable[[float], Awaitable[T]], *, read: bool, deadline: float | None = None
+    ) -> T:
         deadline = deadline or self.settings.rpc_deadline
         wait = self._retry_not_before - time.monotonic()
         if wait > 0:  # backing off after failures: say so at once instead of hammering the pool
@@ -152,8 +187,9 @@ class PoolClient:
                 if exc.code() not in RETRYABLE:
                     self._answered(time.perf_counter() - start)
                     log.warning("%s failed: %s", name, exc.code().name)
-                    raise RejectedError(f"{name} failed: {exc.code().name} {exc.details() or ''}".strip(),
-                                        code=exc.code().name) from None
+                    raise RejectedError(
+                        f"{name} failed: {exc.code().name} {exc.details() or ''}".strip(), code=exc.code().name
+                    ) from None
                 retry_in = self._failed()
                 if attempt == attempts:
                     raise NotConnectedError(self.address, exc.code().name.lower(), retry_in) from None
@@ -167,8 +203,9 @@ class PoolClient:
         was = self.state.status
         self._backoff = BACKOFF_BASE
         self._retry_not_before = 0.0
-        self.state = ConnectionState("connected", self.clock() if was != "connected" else self.state.since,
-                                     None, seconds * 1000, 0)
+        self.state = ConnectionState(
+            "connected", self.clock() if was != "connected" else self.state.since, None, seconds * 1000, 0
+        )
         if was in ("reconnecting", "disconnected"):
             self.reconnected = True
             log.info("pool %s answers again", self.address)
@@ -190,27 +227,52 @@ class PoolClient:
 
     # -- UserService ------------------------------------------------------------------------------
     async def login(self, username: str, password: str) -> LoginResult:
-        reply = _check(await self._call("Login", lambda d: self.users.Login(
-            pb.LoginRequest(username=username, password=password), timeout=d), read=False))
+        reply = _check(
+            await self._call(
+                "Login",
+                lambda d: self.users.Login(pb.LoginRequest(username=username, password=password), timeout=d),
+                read=False,
+            )
+        )
         return LoginResult(reply.token, reply.role or "operator", _opt(reply.expires_at))
 
     async def refresh(self, token: str) -> LoginResult:
-        reply = _check(await self._call("RefreshToken", lambda d: self.users.RefreshToken(
-            pb.RefreshTokenRequest(old_token=token), timeout=d), read=False))
+        reply = _check(
+            await self._call(
+                "RefreshToken",
+                lambda d: self.users.RefreshToken(pb.RefreshTokenRequest(old_token=token), timeout=d),
+                read=False,
+            )
+        )
         return LoginResult(reply.new_token, "", _opt(reply.expires_at))
 
     async def logout(self, token: str) -> None:
-        _check(await self._call("Logout", lambda d: self.users.Logout(pb.LogoutRequest(token=token), timeout=d),
-                                read=False))
+        _check(
+            await self._call(
+                "Logout", lambda d: self.users.Logout(pb.LogoutRequest(token=token), timeout=d), read=False
+            )
+        )
 
     async def balance(self, token: str, username: str = "") -> int:
-        reply = _check(await self._call("GetBalance", lambda d: self.users.GetBalance(
-            pb.GetBalanceRequest(username=username, token=token), timeout=d), read=True))
+        reply = _check(
+            await self._call(
+                "GetBalance",
+                lambda d: self.users.GetBalance(pb.GetBalanceRequest(username=username, token=token), timeout=d),
+                read=True,
+            )
+        )
         return int(reply.balance)
 
     async def transfer(self, token: str, receiver: str, amount: int) -> str:
-        reply = _check(await self._call("Transfer", lambda d: self.users.Transfer(
-            pb.TransferRequest(token=token, receiver_username=receiver, amount=amount), timeout=d), read=False))
+        reply = _check(
+            await self._call(
+                "Transfer",
+                lambda d: self.users.Transfer(
+                    pb.TransferRequest(token=token, receiver_username=receiver, amount=amount), timeout=d
+                ),
+                read=False,
+            )
+        )
         return reply.message
 
     # -- MasterNodeService ------------------------------------------------------------------------
@@ -218,20 +280,31 @@ class PoolClient:
         """Health where the pool has it; a HiveMind pool is probed with a harmless call instead."""
         start = time.perf_counter()
         try:
-            reply = await self._call("Health", lambda d: self.master.Health(pb.HealthRequest(), timeout=d),
-                                     read=True, deadline=deadline)
-            self.health = PoolHealth(reply.version, tuple(reply.extensions), _opt(reply.time),
-                                     (time.perf_counter() - start) * 1000)
+            reply = await self._call(
+                "Health", lambda d: self.master.Health(pb.HealthRequest(), timeout=d), read=True, deadline=deadline
+            )
+            self.health = PoolHealth(
+                reply.version, tuple(reply.extensions), _opt(reply.time), (time.perf_counter() - start) * 1000
+            )
         except NotSupportedError:
             start = time.perf_counter()
-            await self._call("GetAllUserTasks", lambda d: self.master.GetAllUserTasks(
-                pb.GetAllUserTasksRequest(token=""), timeout=d), read=True, deadline=deadline)
+            await self._call(
+                "GetAllUserTasks",
+                lambda d: self.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=""), timeout=d),
+                read=True,
+                deadline=deadline,
+            )
             self.health = PoolHealth("unknown (HiveMind)", (), None, (time.perf_counter() - start) * 1000)
         return self.health
 
     async def list_tasks(self, token: str, updated_since: float = 0.0, limit: int = 0) -> TaskList:
-        reply = await self._call("GetAllUserTasks", lambda d: self.master.GetAllUserTasks(
-            pb.GetAllUserTasksRequest(token=token, updated_since=updated_since, limit=limit), timeout=d), read=True)
+        reply = await self._call(
+            "GetAllUserTasks",
+            lambda d: self.master.GetAllUserTasks(
+                pb.GetAllUserTasksRequest(token=token, updated_since=updated_since, limit=limit), timeout=d
+            ),
+            read=True,
+        )
         # A HiveMind pool sets neither success nor message: an empty list may also mean a bad token.
         if not reply.success and reply.message:
             raise error_for(reply.message)
@@ -258,51 +331,90 @@ class PoolClient:
         if self._stream_uploads is None and self.health is not None:
             self._stream_uploads = "UploadTaskStream" in self.health.extensions
         if self._stream_uploads is not False:
-            send = self._stubs().stream_unary("/nodepool.MasterNodeService/UploadTaskStream",
-                                              request_serializer=upload_chunks.encode,
-                                              response_deserializer=pb.UploadTaskResponse.FromString)
+            send = self._stubs().stream_unary(
+                "/nodepool.MasterNodeService/UploadTaskStream",
+                request_serializer=upload_chunks.encode,
+                response_deserializer=pb.UploadTaskResponse.FromString,
+            )
             try:
-                return await self._call("UploadTaskStream", lambda d: send(chunks_of(header, task_zip), timeout=d),
-                                        read=False, deadline=deadline)
+                return await self._call(
+                    "UploadTaskStream",
+                    lambda d: send(chunks_of(header, task_zip), timeout=d),
+                    read=False,
+                    deadline=deadline,
+                )
             except NotSupportedError:
                 self._stream_uploads = False
         whole = pb.UploadTaskRequest(task_zip=task_zip)
         whole.MergeFrom(header)
-        return await self._call("UploadTask", lambda d: self.master.UploadTask(whole, timeout=d), read=False,
-                                deadline=deadline)
+        return await self._call(
+            "UploadTask", lambda d: self.master.UploadTask(whole, timeout=d), read=False, deadline=deadline
+        )
 
     async def stop_task(self, token: str, task_id: str) -> str:
-        reply = _check(await self._call("StopTask", lambda d: self.master.StopTask(
-            pb.StopTaskRequest(task_id=task_id, token=token), timeout=d), read=False))
+        reply = _check(
+            await self._call(
+                "StopTask",
+                lambda d: self.master.StopTask(pb.StopTaskRequest(task_id=task_id, token=token), timeout=d),
+                read=False,
+            )
+        )
         return reply.message.partition(":")[2].strip() or "STOPPED"
 
     async def task_result(self, token: str, task_id: str) -> bytes:
-        reply = _check(await self._call("GetTaskResult", lambda d: self.master.GetTaskResult(
-            pb.GetTaskResultRequest(task_id=task_id, token=token), timeout=d), read=True,
-            deadline=self.settings.transfer_deadline))
+        reply = _check(
+            await self._call(
+                "GetTaskResult",
+                lambda d: self.master.GetTaskResult(pb.GetTaskResultRequest(task_id=task_id, token=token), timeout=d),
+                read=True,
+                deadline=self.settings.transfer_deadline,
+            )
+        )
         return bytes(reply.result_zip)
 
     async def task_log(self, token: str, task_id: str) -> str:
-        reply = await self._call("GetTasklog", lambda d: self.master.GetTasklog(
-            pb.TasklogRequest(task_id=task_id, token=token), timeout=d), read=True)
+        reply = await self._call(
+            "GetTasklog",
+            lambda d: self.master.GetTasklog(pb.TasklogRequest(task_id=task_id, token=token), timeout=d),
+            read=True,
+        )
         if not reply.success:
             raise error_for(reply.message or "TASK_NOT_FOUND")
         return reply.log
 
     async def task_log_since(self, token: str, task_id: str, offset: int) -> tuple[str, int]:
-        reply = _check(await self._call("GetTasklogSince", lambda d: self.master.GetTasklogSince(
-            pb.TasklogSinceRequest(task_id=task_id, token=token, offset=offset), timeout=d), read=True))
+        reply = _check(
+            await self._call(
+                "GetTasklogSince",
+                lambda d: self.master.GetTasklogSince(
+                    pb.TasklogSinceRequest(task_id=task_id, token=token, offset=offset), timeout=d
+                ),
+                read=True,
+            )
+        )
         return reply.log, int(reply.next_offset)
 
     # -- NodeManagerService -----------------------------------------------------------------------
     async def list_nodes(self, token: str) -> NodeList:
         try:
-            reply = _check(await self._call("GetNodeList", lambda d: self.nodes.GetNodeList(
-                pb.GetNodeListRequest(token=token), timeout=d), read=True))
+            reply = _check(
+                await self._call(
+                    "GetNodeList",
+                    lambda d: self.nodes.GetNodeList(pb.GetNodeListRequest(token=token), timeout=d),
+                    read=True,
+                )
+            )
         except NotSupportedError:
             return NodeList(False, [])
         return NodeList(True, [node_from_pb(n) for n in reply.nodes])
 
     async def set_node_state(self, token: str, node_id: str, state: str) -> None:
-        _check(await self._call("SetNodeState", lambda d: self.nodes.SetNodeState(
-            pb.SetNodeStateRequest(token=token, node_id=node_id, state=state), timeout=d), read=False))
+        _check(
+            await self._call(
+                "SetNodeState",
+                lambda d: self.nodes.SetNodeState(
+                    pb.SetNodeStateRequest(token=token, node_id=node_id, state=state), timeout=d
+                ),
+                read=False,
+            )
+        )

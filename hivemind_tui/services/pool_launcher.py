@@ -34,8 +34,12 @@ async def start_pool(data_dir: Path, config_file: Path | None = None, workers: i
     errors = make_private_dir(data_dir / "logs") / "pool-start.err"
     with errors.open("wb") as err_file:
         proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err_file,
-            start_new_session=True)
+            *command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err_file,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         address = await find_pool(data_dir / "pool")

@@ -109,8 +109,9 @@ class Session:
         register_secret(password)
         result = await self.client.login(username, password)
         register_secret(result.token)
-        self.data = SessionData(self.client.address, username, result.role, result.token, self._clock(),
-                                result.expires_at)
+        self.data = SessionData(
+            self.client.address, username, result.role, result.token, self._clock(), result.expires_at
+        )
         self._remember = remember
         await asyncio.to_thread(self._save)
         log.info("logged in to %s as %s (%s)", self.client.address, username, result.role)
@@ -125,8 +126,7 @@ class Session:
                 self.data = None
                 raise SessionExpiredError("the session expired; log in again") from None
             register_secret(result.token)
-            self.data = SessionData(data.pool, data.username, data.role, result.token, self._clock(),
-                                    result.expires_at)
+            self.data = SessionData(data.pool, data.username, data.role, result.token, self._clock(), result.expires_at)
             self.client.reconnected = False
             await asyncio.to_thread(self._save)
             log.info("token refreshed for %s", data.username)

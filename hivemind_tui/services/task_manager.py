@@ -111,8 +111,9 @@ def overall_status(states: list[str], stopped: bool) -> tuple[str, str]:
 
 
 class TaskManager:
-    def __init__(self, settings: Settings, session: Session, store: Store, staging_root: Path,
-                 clock: Clock = system_clock) -> None:
+    def __init__(
+        self, settings: Settings, session: Session, store: Store, staging_root: Path, clock: Clock = system_clock
+    ) -> None:
         self.settings = settings
         self.session = session
         self.store = store
@@ -132,17 +133,30 @@ class TaskManager:
         return self.settings.remote_pool_limit_bytes
 
     # -- planning ---------------------------------------------------------------------------------
-    async def plan(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None,
-                   out_dir: Path, parent_id: str) -> tuple[Manifest, SplitPlan]:
+    async def plan(
+        self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None, out_dir: Path, parent_id: str
+    ) -> tuple[Manifest, SplitPlan]:
         manifest = await asyncio.to_thread(read_task, zip_path, self.limits)
         if options.task_type is not None or options.priority is not None:
-            manifest = replace(manifest, task_type=options.task_type or manifest.task_type,
-                               priority=manifest.priority if options.priority is None else options.priority)
+            manifest = replace(
+                manifest,
+                task_type=options.task_type or manifest.task_type,
+                priority=manifest.priority if options.priority is None else options.priority,
+            )
         if manifest.task_type == "data_processing" and not manifest.input:
             raise UsageError("--type data_processing needs [split] input in hivemind.toml")
-        plan = await asyncio.to_thread(split_task, zip_path, out_dir, manifest, options.shards, nodes,
-                                       self.upload_limit(), parent_id, self.limits,
-                                       self.settings.shard_compression == "stored")
+        plan = await asyncio.to_thread(
+            split_task,
+            zip_path,
+            out_dir,
+            manifest,
+            options.shards,
+            nodes,
+            self.upload_limit(),
+            parent_id,
+            self.limits,
+            self.settings.shard_compression == "stored",
+        )
         return manifest, plan
 
     async def dry_run(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None) -> SplitPlan:
@@ -154,8 +168,13 @@ class TaskManager:
             await asyncio.to_thread(shutil.rmtree, scratch, True)
 
     # -- submit and resume ------------------------------------------------------------------------
-    async def submit(self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None,
-                     on_progress: ProgressCallback | None = None) -> tuple[str, SplitPlan, list[str]]:
+    async def submit(
+        self,
+        zip_path: Path,
+        options: SubmitOptions,
+        nodes: NodeList | None,
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[str, SplitPlan, list[str]]:
         """Split, record, upload. Raises (with nothing recorded) if a subtask would exceed the limit."""
         parent_id = new_task_id(zip_path)
         staging = self.staging_root / parent_id
@@ -174,14 +193,30 @@ class TaskManager:
             await conn.execute(
                 "INSERT INTO parents (parent_id, pool, owner, source, task_type, priority, total, plan, resources, "
                 "concat, header, staging, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (parent_id, self.pool, self.session.username, str(zip_path), manifest.task_type, manifest.priority,
-                 len(ids), json.dumps([s.as_json() for s in plan.subtasks]), json.dumps(resources),
-                 json.dumps(list(manifest.concat)), int(manifest.header), str(staging), now))
+                (
+                    parent_id,
+                    self.pool,
+                    self.session.username,
+                    str(zip_path),
+                    manifest.task_type,
+                    manifest.priority,
+                    len(ids),
+                    json.dumps([s.as_json() for s in plan.subtasks]),
+                    json.dumps(resources),
+                    json.dumps(list(manifest.concat)),
+                    int(manifest.header),
+                    str(staging),
+                    now,
+                ),
+            )
             await conn.executemany(
                 "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, created_at) "
                 "VALUES (?, ?, ?, 0, ?, ?, ?, ?)",
-                [(task_id, parent_id, s.index, str(s.path), s.size_bytes, json.dumps(s.params), now)
-                 for task_id, s in zip(ids, plan.subtasks, strict=True)])
+                [
+                    (task_id, parent_id, s.index, str(s.path), s.size_bytes, json.dumps(s.params), now)
+                    for task_id, s in zip(ids, plan.subtasks, strict=True)
+                ],
+            )
         log.info("submit %s: %d subtask(s) recorded", parent_id, len(ids))
         await self.upload_pending(parent_id, on_progress)
         return parent_id, plan, ids
@@ -191,7 +226,8 @@ class TaskManager:
         rows = await self.store.fetchall(
             "SELECT DISTINCT p.parent_id FROM parents p JOIN subtasks s ON s.parent_id = p.parent_id "
             "WHERE p.pool = ? AND s.uploaded = 0 AND s.superseded = 0 AND p.stopped = 0 ORDER BY p.created_at",
-            (self.pool,))
+            (self.pool,),
+        )
         return [r["parent_id"] for r in rows]
 
     async def resume(self, on_progress: ProgressCallback | None = None) -> list[str]:
@@ -203,8 +239,9 @@ class TaskManager:
     async def upload_pending(self, parent_id: str, on_progress: ProgressCallback | None = None) -> int:
         """Upload every unsent subtask of `parent_id`, a few at once; returns how many were sent now."""
         parent = await self._parent_row(parent_id)
-        rows = await self.store.fetchall("SELECT * FROM subtasks WHERE parent_id = ? AND superseded = 0 ORDER BY idx",
-                                         (parent_id,))
+        rows = await self.store.fetchall(
+            "SELECT * FROM subtasks WHERE parent_id = ? AND superseded = 0 ORDER BY idx", (parent_id,)
+        )
         resources = json.loads(parent["resources"])
         split = parent["total"] > 1 or rows[0]["task_id"] != parent_id
         pending = [r for r in rows if not r["uploaded"]]
@@ -219,11 +256,15 @@ class TaskManager:
             async with gate:
                 data = await asyncio.to_thread(Path(row["zip_path"]).read_bytes)
                 fields = {k: resources[k] for k in RESOURCE_KEYS if k in resources}
-                fields.update(priority=parent["priority"], task_type=parent["task_type"],
-                              parent_task_id=parent_id if split else "")
+                fields.update(
+                    priority=parent["priority"],
+                    task_type=parent["task_type"],
+                    parent_task_id=parent_id if split else "",
+                )
                 try:
-                    await self.session.call(lambda token: self.session.client.upload_task(
-                        token, row["task_id"], data, **fields))
+                    await self.session.call(
+                        lambda token: self.session.client.upload_task(token, row["task_id"], data, **fields)
+                    )
                 except RejectedError as exc:
                     if exc.code != "TASK_EXISTS":
                         raise
@@ -244,11 +285,12 @@ class TaskManager:
     async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list)."""
         by_id = {t.task_id: t for t in tasks}
-        rows = await self.store.fetchall("SELECT * FROM parents WHERE pool = ? ORDER BY created_at DESC",
-                                         (self.pool,))
+        rows = await self.store.fetchall("SELECT * FROM parents WHERE pool = ? ORDER BY created_at DESC", (self.pool,))
         subs = await self.store.fetchall(
             "SELECT s.* FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
-            "WHERE p.pool = ? AND s.superseded = 0 ORDER BY s.idx", (self.pool,))
+            "WHERE p.pool = ? AND s.superseded = 0 ORDER BY s.idx",
+            (self.pool,),
+        )
         grouped: dict[str, list[Any]] = {}
         for sub in subs:
             grouped.setdefault(sub["parent_id"], []).append(sub)
@@ -268,15 +310,36 @@ class TaskManager:
         for sub in subs:
             task = by_id.get(sub["task_id"])
             status = NOT_SENT if not sub["uploaded"] else task.status if task else "UNKNOWN"
-            states.append(SubtaskState(sub["task_id"], sub["idx"], sub["attempt"], bool(sub["uploaded"]), status,
-                                       task.message if task else "", task.worker if task else "", sub["size"],
-                                       json.loads(sub["params"])))
+            states.append(
+                SubtaskState(
+                    sub["task_id"],
+                    sub["idx"],
+                    sub["attempt"],
+                    bool(sub["uploaded"]),
+                    status,
+                    task.message if task else "",
+                    task.worker if task else "",
+                    sub["size"],
+                    json.loads(sub["params"]),
+                )
+            )
         status, message = overall_status([s.status for s in states], bool(row["stopped"]))
         updated = [by_id[s.task_id].updated_at for s in states if s.task_id in by_id and by_id[s.task_id].updated_at]
         split = not (len(subs) == 1 and subs[0]["task_id"] == row["parent_id"])
-        return ParentState(row["parent_id"], row["owner"], row["task_type"], row["priority"], row["created_at"], split,
-                           status, message, sum(s.status == "COMPLETED" for s in states), len(states), states,
-                           max(updated) if updated else None)
+        return ParentState(
+            row["parent_id"],
+            row["owner"],
+            row["task_type"],
+            row["priority"],
+            row["created_at"],
+            split,
+            status,
+            message,
+            sum(s.status == "COMPLETED" for s in states),
+            len(states),
+            states,
+            max(updated) if updated else None,
+        )
 
     # -- stop and retry ---------------------------------------------------------------------------
     async def stop(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:
@@ -299,8 +362,9 @@ class TaskManager:
         again = [s for s in state.subtasks if s.status in ("FAILED", "STOPPED")]
         over = [s.task_id for s in again if s.attempt >= self.settings.subtask_retry_limit]
         if over:
-            raise HivemindError(f"retry limit ({self.settings.subtask_retry_limit}) reached for {', '.join(over)}",
-                                code="RETRY_LIMIT")
+            raise HivemindError(
+                f"retry limit ({self.settings.subtask_retry_limit}) reached for {', '.join(over)}", code="RETRY_LIMIT"
+            )
         new_ids = []
         now = self.clock()
         async with self.store.write() as conn:
@@ -312,14 +376,16 @@ class TaskManager:
                 await conn.execute(
                     "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (new_id, parent_id, sub.index, sub.attempt + 1, row["zip_path"], row["size"], row["params"], now))
+                    (new_id, parent_id, sub.index, sub.attempt + 1, row["zip_path"], row["size"], row["params"], now),
+                )
                 new_ids.append(new_id)
         await self.upload_pending(parent_id)
         return new_ids
 
     # -- results ----------------------------------------------------------------------------------
-    async def aggregate(self, parent_id: str, tasks: list[TaskInfo], output: Path,
-                        on_progress: ProgressCallback | None = None) -> dict[str, Any]:
+    async def aggregate(
+        self, parent_id: str, tasks: list[TaskInfo], output: Path, on_progress: ProgressCallback | None = None
+    ) -> dict[str, Any]:
         """One result zip: a folder per subtask, concatenated outputs, and `aggregate.json`; atomic."""
         state = await self._require(parent_id, tasks)
         parent = await self._parent_row(parent_id)
@@ -339,16 +405,23 @@ class TaskManager:
             results[sub.index] = data
             if on_progress is not None:
                 on_progress(Progress(n + 1, len(state.subtasks), n + 1, len(state.subtasks)))
-        summary = {"parent_task_id": parent_id, "status": state.status, "total": state.total,
-                   "completed": len(results), "failed": failed, "missing": missing,
-                   "concatenated": json.loads(parent["concat"]) if state.split else []}
+        summary = {
+            "parent_task_id": parent_id,
+            "status": state.status,
+            "total": state.total,
+            "completed": len(results),
+            "failed": failed,
+            "missing": missing,
+            "concatenated": json.loads(parent["concat"]) if state.split else [],
+        }
         await asyncio.to_thread(self._write_aggregate, output, state, results, summary, bool(parent["header"]))
         if state.status == "COMPLETED" and len(results) == state.total:
             await asyncio.to_thread(shutil.rmtree, parent["staging"], True)
         return summary
 
-    def _write_aggregate(self, output: Path, state: ParentState, results: dict[int, bytes],
-                         summary: dict[str, Any], header: bool) -> None:
+    def _write_aggregate(
+        self, output: Path, state: ParentState, results: dict[int, bytes], summary: dict[str, Any], header: bool
+    ) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(f".{output.name}.{secrets.token_hex(4)}.tmp")
         try:

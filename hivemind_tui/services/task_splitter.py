@@ -48,8 +48,13 @@ class SubtaskPlan:
     path: Path | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"index": self.index, "size_bytes": self.size_bytes, "lines": self.lines, "params": self.params,
-                "weight": round(self.weight, 6)}
+        return {
+            "index": self.index,
+            "size_bytes": self.size_bytes,
+            "lines": self.lines,
+            "params": self.params,
+            "weight": round(self.weight, 6),
+        }
 
 
 @dataclass
@@ -125,8 +130,17 @@ def default_shard_count(nodes: NodeList | None) -> int:
     return len(free_slots(nodes)) or DEFAULT_SHARDS
 
 
-def split_task(zip_path: Path, out_dir: Path, manifest: Manifest, shards: int | None, nodes: NodeList | None,
-               limit_bytes: int, parent_id: str, limits: ZipLimits, store_shards: bool = True) -> SplitPlan:
+def split_task(
+    zip_path: Path,
+    out_dir: Path,
+    manifest: Manifest,
+    shards: int | None,
+    nodes: NodeList | None,
+    limit_bytes: int,
+    parent_id: str,
+    limits: ZipLimits,
+    store_shards: bool = True,
+) -> SplitPlan:
     """Write the subtask zips into `out_dir` and return the plan (sizes, weights, limit problems)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = SplitPlan(parent_id, manifest.task_type, manifest, [], limit_bytes)
@@ -150,8 +164,9 @@ def _check_limits(plan: SplitPlan) -> None:
     if not over:
         return
     biggest = max(s.size_bytes for s in over)
-    plan.problems.append(f"{len(over)} subtask(s) exceed the pool's limit of {plan.limit_bytes} bytes "
-                         f"(largest {biggest} bytes)")
+    plan.problems.append(
+        f"{len(over)} subtask(s) exceed the pool's limit of {plan.limit_bytes} bytes (largest {biggest} bytes)"
+    )
     if plan.task_type == "data_processing":
         total = sum(s.size_bytes for s in plan.subtasks)
         plan.proposed_shards = max(len(plan.subtasks) + 1, math.ceil(total * 1.25 / max(budget, 1)))
@@ -164,8 +179,9 @@ def _code_members(source: zipfile.ZipFile, skip: str) -> list[zipfile.ZipInfo]:
     return [m for m in source.infolist() if m.filename not in (skip, SUBTASK_FILE) and not m.is_dir()]
 
 
-def _start_subtask(path: Path, source: zipfile.ZipFile, code: Sequence[zipfile.ZipInfo],
-                   meta: dict[str, Any]) -> zipfile.ZipFile:
+def _start_subtask(
+    path: Path, source: zipfile.ZipFile, code: Sequence[zipfile.ZipInfo], meta: dict[str, Any]
+) -> zipfile.ZipFile:
     out = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
     for member in code:
         info = zipfile.ZipInfo(member.filename, member.date_time)
@@ -177,15 +193,21 @@ def _start_subtask(path: Path, source: zipfile.ZipFile, code: Sequence[zipfile.Z
     return out
 
 
-def _split_params(source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, count: int,
-                  nodes: NodeList | None, plan: SplitPlan) -> None:
+def _split_params(
+    source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, count: int, nodes: NodeList | None, plan: SplitPlan
+) -> None:
     params = list(_param_sets(manifest, count, plan))
     weights = plan_weights(len(params), nodes)
     code = _code_members(source, "")
     for index, values in enumerate(params):
         path = out_dir / f"{index:04d}.zip"
-        meta = {"index": index, "total": len(params), "parent_task_id": plan.parent_id, "params": values,
-                "task_type": manifest.task_type}
+        meta = {
+            "index": index,
+            "total": len(params),
+            "parent_task_id": plan.parent_id,
+            "params": values,
+            "task_type": manifest.task_type,
+        }
         _start_subtask(path, source, code, meta).close()
         plan.subtasks.append(SubtaskPlan(index, path.stat().st_size, None, values, weights[index], path))
 
@@ -217,8 +239,16 @@ def _param_sets(manifest: Manifest, count: int, plan: SplitPlan) -> Iterator[dic
         yield {"runs": [low, high + 1]} if key == "runs" else {"seeds": [low, high]}
 
 
-def _split_lines(source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, count: int, nodes: NodeList | None,
-                 plan: SplitPlan, limits: ZipLimits, store_shards: bool) -> None:
+def _split_lines(
+    source: zipfile.ZipFile,
+    out_dir: Path,
+    manifest: Manifest,
+    count: int,
+    nodes: NodeList | None,
+    plan: SplitPlan,
+    limits: ZipLimits,
+    store_shards: bool,
+) -> None:
     try:
         info = source.getinfo(manifest.input)
     except KeyError:
@@ -228,8 +258,12 @@ def _split_lines(source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, cou
     compress = zipfile.ZIP_STORED if store_shards else zipfile.ZIP_DEFLATED
     cutter = _LineCutter(info.file_size, weights, manifest.header)
     with source.open(info) as stream:
-        shards = cutter.cut(stream, lambda index: _ShardZip(
-            out_dir / f"{index:04d}.zip", source, code, manifest, plan.parent_id, index, count, compress))
+        shards = cutter.cut(
+            stream,
+            lambda index: _ShardZip(
+                out_dir / f"{index:04d}.zip", source, code, manifest, plan.parent_id, index, count, compress
+            ),
+        )
     kept = [s for s in shards if s.lines > 0] or shards[:1]
     if len(kept) < len(shards):
         plan.notes.append(f"{len(shards)} shards asked, only enough lines for {len(kept)}")
@@ -241,16 +275,32 @@ def _split_lines(source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, cou
     for new_index, shard in enumerate(kept):
         if len(kept) != len(shards) or new_index != shard.index:
             shard.renumber(new_index, len(kept), out_dir)
-        plan.subtasks.append(SubtaskPlan(new_index, shard.path.stat().st_size, shard.lines,
-                                         {"shard": new_index, "input": manifest.input}, weights[shard.index],
-                                         shard.path))
+        plan.subtasks.append(
+            SubtaskPlan(
+                new_index,
+                shard.path.stat().st_size,
+                shard.lines,
+                {"shard": new_index, "input": manifest.input},
+                weights[shard.index],
+                shard.path,
+            )
+        )
 
 
 class _ShardZip:
     """One subtask zip being written: the code, the metadata, then the shard streamed into its member."""
 
-    def __init__(self, path: Path, source: zipfile.ZipFile, code: Sequence[zipfile.ZipInfo], manifest: Manifest,
-                 parent_id: str, index: int, total: int, compress: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        source: zipfile.ZipFile,
+        code: Sequence[zipfile.ZipInfo],
+        manifest: Manifest,
+        parent_id: str,
+        index: int,
+        total: int,
+        compress: int,
+    ) -> None:
         self.path = path
         self.index = index
         self.lines = 0
@@ -264,8 +314,13 @@ class _ShardZip:
         self._out: BinaryIO = self._zip.open(member, "w", force_zip64=True)
 
     def _meta(self, index: int, total: int) -> dict[str, Any]:
-        return {"index": index, "total": total, "parent_task_id": self._parent,
-                "params": {"shard": index, "input": self._manifest.input}, "task_type": "data_processing"}
+        return {
+            "index": index,
+            "total": total,
+            "parent_task_id": self._parent,
+            "params": {"shard": index, "input": self._manifest.input},
+            "task_type": "data_processing",
+        }
 
     def write(self, data: bytes) -> None:
         self._out.write(data)
@@ -319,11 +374,11 @@ class _LineCutter:
                     pos += len(chunk)
                     break
                 if not seeking:
-                    take = chunk[:max(targets[k] - pos, 0)]
+                    take = chunk[: max(targets[k] - pos, 0)]
                     if take:
                         current.write(take)
                         pos += len(take)
-                        chunk = chunk[len(take):]
+                        chunk = chunk[len(take) :]
                     if pos < targets[k]:
                         continue
                     # An empty take means we stand right after a cut (or at the start): a line boundary.
@@ -336,9 +391,9 @@ class _LineCutter:
                         current.write(chunk)
                         pos += len(chunk)
                         break
-                    current.write(chunk[:newline + 1])
+                    current.write(chunk[: newline + 1])
                     pos += newline + 1
-                    chunk = chunk[newline + 1:]
+                    chunk = chunk[newline + 1 :]
                     seeking = False
                 current.close()
                 shards.append(open_shard(len(shards)))

@@ -138,16 +138,29 @@ class NewPeer:
 
 def _peer(row: Any) -> Peer:
     networks = tuple(n for n in row["networks"].split(",") if n)
-    return Peer(row["id"], row["name"], row["owner"], row["address"], row["address6"], row["public_key"],
-                row["preshared_key"], row["mode"], networks, bool(row["key_kept"]), row["created_at"],
-                row["revoked_at"])
+    return Peer(
+        row["id"],
+        row["name"],
+        row["owner"],
+        row["address"],
+        row["address6"],
+        row["public_key"],
+        row["preshared_key"],
+        row["mode"],
+        networks,
+        bool(row["key_kept"]),
+        row["created_at"],
+        row["revoked_at"],
+    )
 
 
 def check_name(name: str) -> str:
     """Names land in config comments: no control characters, no newlines, not empty, not too long."""
     if not name or len(name) > MAX_NAME or not name.isprintable() or name != name.strip():
-        raise UsageError(f"peer name {name[:80]!r}: 1 to {MAX_NAME} printable characters, no newlines or "
-                         "control characters, no spaces at either end")
+        raise UsageError(
+            f"peer name {name[:80]!r}: 1 to {MAX_NAME} printable characters, no newlines or "
+            "control characters, no spaces at either end"
+        )
     return name
 
 
@@ -193,10 +206,19 @@ class WireGuard:
         pool6 = ipaddress.ip_network(s.vpn_address_pool6) if s.vpn_address_pool6 else None
         private = generate_private_key()
         identity = ServerIdentity(
-            public_key=public_key(private), listen_port=s.vpn_port, address=str(next(pool.hosts())),
-            address6=str(next(pool6.hosts())) if pool6 else "", endpoint=s.vpn_endpoint, interface=s.vpn_interface,
-            pool=str(pool), pool6=str(pool6) if pool6 else "", dns=s.vpn_dns, mtu=s.vpn_mtu,
-            keepalive=s.vpn_keepalive, created_at=self.clock())
+            public_key=public_key(private),
+            listen_port=s.vpn_port,
+            address=str(next(pool.hosts())),
+            address6=str(next(pool6.hosts())) if pool6 else "",
+            endpoint=s.vpn_endpoint,
+            interface=s.vpn_interface,
+            pool=str(pool),
+            pool6=str(pool6) if pool6 else "",
+            dns=s.vpn_dns,
+            mtu=s.vpn_mtu,
+            keepalive=s.vpn_keepalive,
+            created_at=self.clock(),
+        )
 
         def write() -> None:
             make_private_dir(self.dir)
@@ -237,8 +259,9 @@ class WireGuard:
             raise VpnError(f"no active peer named {name[:80]!r}", code="PEER_NOT_FOUND")
         return _peer(row)
 
-    async def add(self, name: str, owner: str, networks: tuple[str, ...] = (),
-                  keep_private_key: bool = False) -> NewPeer:
+    async def add(
+        self, name: str, owner: str, networks: tuple[str, ...] = (), keep_private_key: bool = False
+    ) -> NewPeer:
         """Take the lowest free address inside one write transaction, so concurrent adds never collide."""
         check_name(name)
         server = await self.server()
@@ -248,23 +271,41 @@ class WireGuard:
         pool6 = ipaddress.ip_network(server.pool6) if server.pool6 else None
         try:
             async with self.store.write() as conn:
-                if await (await conn.execute("SELECT 1 FROM vpn_peers WHERE name = ? AND revoked_at IS NULL",
-                                             (name,))).fetchone():
+                if await (
+                    await conn.execute("SELECT 1 FROM vpn_peers WHERE name = ? AND revoked_at IS NULL", (name,))
+                ).fetchone():
                     raise VpnError(f"a peer named {name!r} exists; revoke it or pick another name", code="EXISTS")
-                used = {r[0] for r in await (await conn.execute(
-                    "SELECT address FROM vpn_peers WHERE revoked_at IS NULL")).fetchall()}
+                used = {
+                    r[0]
+                    for r in await (
+                        await conn.execute("SELECT address FROM vpn_peers WHERE revoked_at IS NULL")
+                    ).fetchall()
+                }
                 used.add(server.address)
                 address = next((str(h) for h in pool.hosts() if str(h) not in used), None)
                 if address is None:
-                    raise VpnError(f"the address pool {server.pool} is full: revoke a peer or widen "
-                                   "vpn_address_pool", code="POOL_FULL")
+                    raise VpnError(
+                        f"the address pool {server.pool} is full: revoke a peer or widen vpn_address_pool",
+                        code="POOL_FULL",
+                    )
                 offset = int(ipaddress.ip_address(address)) - int(pool.network_address)
                 address6 = str(pool6.network_address + offset) if pool6 else ""
                 cursor = await conn.execute(
                     "INSERT INTO vpn_peers (name, owner, address, address6, public_key, preshared_key, mode, "
                     "networks, key_kept, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (name, owner, address, address6, public_key(private), psk, "split" if networks else "full",
-                     ",".join(networks), int(keep_private_key), self.clock()))
+                    (
+                        name,
+                        owner,
+                        address,
+                        address6,
+                        public_key(private),
+                        psk,
+                        "split" if networks else "full",
+                        ",".join(networks),
+                        int(keep_private_key),
+                        self.clock(),
+                    ),
+                )
                 row = await (await conn.execute("SELECT * FROM vpn_peers WHERE id = ?", (cursor.lastrowid,))).fetchone()
         except sqlite3.IntegrityError:
             raise VpnError(f"a peer named {name!r} exists", code="EXISTS") from None
@@ -282,8 +323,11 @@ class WireGuard:
         """The full client config again, possible only for peers whose key was kept."""
         peer = await self.peer(name)
         if not peer.key_kept:
-            raise VpnError(f"the private key of {name!r} was shown once and not kept; `vpn rekey {name}` issues "
-                           "a new key pair (the old config stops working)", code="KEY_NOT_KEPT")
+            raise VpnError(
+                f"the private key of {name!r} was shown once and not kept; `vpn rekey {name}` issues "
+                "a new key pair (the old config stops working)",
+                code="KEY_NOT_KEPT",
+            )
         private = (await asyncio.to_thread(self._peer_key(name).read_text)).strip()
         register_secret(private)
         return self.client_config(await self.server(), peer, private)
@@ -293,8 +337,10 @@ class WireGuard:
         private = generate_private_key()
         psk = generate_preshared_key()
         async with self.store.write() as conn:
-            await conn.execute("UPDATE vpn_peers SET public_key = ?, preshared_key = ? WHERE id = ?",
-                               (public_key(private), psk, peer.id))
+            await conn.execute(
+                "UPDATE vpn_peers SET public_key = ?, preshared_key = ? WHERE id = ?",
+                (public_key(private), psk, peer.id),
+            )
             row = await (await conn.execute("SELECT * FROM vpn_peers WHERE id = ?", (peer.id,))).fetchone()
         fresh = _peer(row)
         if fresh.key_kept:
@@ -313,14 +359,28 @@ class WireGuard:
     # -- configs ----------------------------------------------------------------------------------
     @staticmethod
     def client_config(server: ServerIdentity, peer: Peer, private_key: str) -> str:
-        allowed = "0.0.0.0/0, ::/0" if peer.mode == "full" else ", ".join((server.pool, *(
-            [server.pool6] if server.pool6 else []), *peer.networks))
-        lines = ["[Interface]", f"# hivemind-tui peer {peer.name}", f"PrivateKey = {private_key}",
-                 f"Address = {peer.address}/32" + (f", {peer.address6}/128" if peer.address6 else "")]
+        allowed = (
+            "0.0.0.0/0, ::/0"
+            if peer.mode == "full"
+            else ", ".join((server.pool, *([server.pool6] if server.pool6 else []), *peer.networks))
+        )
+        lines = [
+            "[Interface]",
+            f"# hivemind-tui peer {peer.name}",
+            f"PrivateKey = {private_key}",
+            f"Address = {peer.address}/32" + (f", {peer.address6}/128" if peer.address6 else ""),
+        ]
         if server.dns:
             lines.append(f"DNS = {server.dns}")
-        lines += [f"MTU = {server.mtu}", "", "[Peer]", "# hivemind-tui server", f"PublicKey = {server.public_key}",
-                  f"PresharedKey = {peer.preshared_key}", f"AllowedIPs = {allowed}"]
+        lines += [
+            f"MTU = {server.mtu}",
+            "",
+            "[Peer]",
+            "# hivemind-tui server",
+            f"PublicKey = {server.public_key}",
+            f"PresharedKey = {peer.preshared_key}",
+            f"AllowedIPs = {allowed}",
+        ]
         if server.endpoint:
             host = f"[{server.endpoint}]" if ":" in server.endpoint else server.endpoint
             lines.append(f"Endpoint = {host}:{server.listen_port}")
@@ -334,11 +394,23 @@ class WireGuard:
         address = f"{server.address}/{net.prefixlen}"
         if server.address6:
             address += f", {server.address6}/{ipaddress.ip_network(server.pool6).prefixlen}"
-        lines = ["[Interface]", "# hivemind-tui server", f"PrivateKey = {await self._server_private()}",
-                 f"Address = {address}", f"ListenPort = {server.listen_port}", f"MTU = {server.mtu}"]
+        lines = [
+            "[Interface]",
+            "# hivemind-tui server",
+            f"PrivateKey = {await self._server_private()}",
+            f"Address = {address}",
+            f"ListenPort = {server.listen_port}",
+            f"MTU = {server.mtu}",
+        ]
         for peer in await self.peers():
-            lines += ["", "[Peer]", f"# {peer.name} ({peer.owner})", f"PublicKey = {peer.public_key}",
-                      f"PresharedKey = {peer.preshared_key}", f"AllowedIPs = {peer.allowed_ips}"]
+            lines += [
+                "",
+                "[Peer]",
+                f"# {peer.name} ({peer.owner})",
+                f"PublicKey = {peer.public_key}",
+                f"PresharedKey = {peer.preshared_key}",
+                f"AllowedIPs = {peer.allowed_ips}",
+            ]
         return "\n".join(lines) + "\n"
 
     async def export(self, path: Path, text: str) -> None:
@@ -346,8 +418,10 @@ class WireGuard:
 
     # -- apply and status -------------------------------------------------------------------------
     def apply_commands(self, conf: Path, interface: str) -> list[str]:
-        return [f"wg-quick strip {conf} > {conf.with_suffix('.stripped')}",
-                f"wg syncconf {interface} {conf.with_suffix('.stripped')}"]
+        return [
+            f"wg-quick strip {conf} > {conf.with_suffix('.stripped')}",
+            f"wg syncconf {interface} {conf.with_suffix('.stripped')}",
+        ]
 
     async def apply(self, dry_run: bool) -> tuple[Path, list[str], bool]:
         """Write `vpn/IFACE.conf`; load it into a running interface when wg is there and we are root."""
@@ -359,14 +433,19 @@ class WireGuard:
             return conf, commands, False
         for tool in ("wg", "wg-quick"):
             if shutil.which(tool) is None:
-                raise VpnError(f"`{tool}` is not installed (Debian: apt-get install wireguard-tools); the config "
-                               f"is written to {conf}", code="WG_MISSING")
+                raise VpnError(
+                    f"`{tool}` is not installed (Debian: apt-get install wireguard-tools); the config "
+                    f"is written to {conf}",
+                    code="WG_MISSING",
+                )
         if os.geteuid() != 0:
-            raise VpnError(f"loading the config needs root; run `sudo hivemind-tui vpn apply` (written: {conf})",
-                           code="NOT_ROOT")
+            raise VpnError(
+                f"loading the config needs root; run `sudo hivemind-tui vpn apply` (written: {conf})", code="NOT_ROOT"
+            )
         if not await asyncio.to_thread(Path(f"/sys/class/net/{server.interface}").exists):
-            raise VpnError(f"interface {server.interface} is not up; bring it up first (`wg-quick up {conf}`)",
-                           code="NO_INTERFACE")
+            raise VpnError(
+                f"interface {server.interface} is not up; bring it up first (`wg-quick up {conf}`)", code="NO_INTERFACE"
+            )
         await asyncio.to_thread(self._sync, conf, server.interface)
         return conf, commands, True
 
@@ -389,8 +468,9 @@ class WireGuard:
         server = await self.server()
         if shutil.which("wg") is None:
             return None
-        proc = await asyncio.to_thread(subprocess.run, ["wg", "show", server.interface, "dump"],
-                                       capture_output=True, text=True, check=False)
+        proc = await asyncio.to_thread(
+            subprocess.run, ["wg", "show", server.interface, "dump"], capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             return {}
         return parse_dump(proc.stdout)
@@ -403,8 +483,13 @@ def parse_dump(text: str) -> dict[str, PeerStatus]:
         if len(parts) < 8:
             continue
         handshake = int(parts[4]) if parts[4].isdigit() and int(parts[4]) > 0 else None
-        peers[parts[0]] = PeerStatus(parts[0], None if parts[2] == "(none)" else parts[2],
-                                     float(handshake) if handshake else None, int(parts[5]), int(parts[6]))
+        peers[parts[0]] = PeerStatus(
+            parts[0],
+            None if parts[2] == "(none)" else parts[2],
+            float(handshake) if handshake else None,
+            int(parts[5]),
+            int(parts[6]),
+        )
     return peers
 
 

@@ -49,8 +49,12 @@ class HivemindApp(App[None]):
     # load their CSS_PATH.
     CSS_PATH = ["app.tcss", "screens/login.tcss"]
     TITLE = "HiveMind"
-    MODES = {"dashboard": lazy_screen("dashboard", "DashboardScreen"), "tasks": lazy_screen("tasks", "TasksScreen"),
-             "nodes": lazy_screen("nodes", "NodesScreen"), "vpn": lazy_screen("vpn", "VpnScreen")}
+    MODES = {
+        "dashboard": lazy_screen("dashboard", "DashboardScreen"),
+        "tasks": lazy_screen("tasks", "TasksScreen"),
+        "nodes": lazy_screen("nodes", "NodesScreen"),
+        "vpn": lazy_screen("vpn", "VpnScreen"),
+    }
     BINDINGS = [
         Binding("d", "section('dashboard')", "Dashboard"),
         Binding("t", "section('tasks')", "Tasks"),
@@ -219,18 +223,24 @@ class HivemindApp(App[None]):
         self.notify(f"copied {what} ({len(text)} characters) to the clipboard")
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield SystemCommand("Dashboard", "Cluster health, alerts and this host (d)",
-                            lambda: self.run_action("section('dashboard')"))
-        yield SystemCommand("Tasks", "Tasks and split tasks with progress (t)",
-                            lambda: self.run_action("section('tasks')"))
+        yield SystemCommand(
+            "Dashboard", "Cluster health, alerts and this host (d)", lambda: self.run_action("section('dashboard')")
+        )
+        yield SystemCommand(
+            "Tasks", "Tasks and split tasks with progress (t)", lambda: self.run_action("section('tasks')")
+        )
         yield SystemCommand("Nodes", "The node monitor (n)", lambda: self.run_action("section('nodes')"))
         yield SystemCommand("VPN", "WireGuard peers and the server (v)", lambda: self.run_action("section('vpn')"))
         yield SystemCommand("Upload", "Submit a task zip (u)", self.action_upload)
         yield SystemCommand("Refresh", "Refresh now (r)", self.action_refresh)
-        yield SystemCommand("Pause" if not self.paused else "Resume", "Pause or resume the refresh (p)",
-                            self.action_pause)
+        yield SystemCommand(
+            "Pause" if not self.paused else "Resume", "Pause or resume the refresh (p)", self.action_pause
+        )
         for seconds in INTERVALS:
-            yield SystemCommand(f"Refresh every {seconds:g} s", "Set the refresh interval",
-                                lambda s=seconds: self.set_interval_seconds(s))
+            yield SystemCommand(
+                f"Refresh every {seconds:g} s",
+                "Set the refresh interval",
+                lambda s=seconds: self.set_interval_seconds(s),
+            )
         yield SystemCommand("Logout", "Revoke the session and log in again", self.action_logout)
         yield from super().get_system_commands(screen)

@@ -89,8 +89,9 @@ class ConsoleBackend(Protocol):
     async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
     async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
     async def log_since(self, task_id: str, offset: int) -> tuple[str, int]: ...
-    async def download(self, task_id: str, tasks: list[TaskInfo], path: Path,
-                       on_progress: ProgressCallback | None) -> int: ...
+    async def download(
+        self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None
+    ) -> int: ...
     async def plan(self, zip_path: Path, options: SubmitOptions) -> SplitPlan: ...
     async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str: ...
     async def resume(self, on_progress: ProgressCallback) -> list[str]: ...
@@ -107,6 +108,7 @@ class ConsoleBackend(Protocol):
 
 CLOSE_CHECK_SECONDS = 3.0
 
+
 def finished_per_interval(series: list[tuple[float, dict[str, int]]]) -> list[float]:
     """Tasks that finished between consecutive samples (counts of COMPLETED + FAILED, never negative)."""
     totals = [counts.get("COMPLETED", 0) + counts.get("FAILED", 0) for _, counts in series]
@@ -116,8 +118,15 @@ def finished_per_interval(series: list[tuple[float, dict[str, int]]]) -> list[fl
 class LiveBackend:
     """The console on the real services."""
 
-    def __init__(self, settings: Settings, data_dir: DataDir, address: str, embedded: bool,
-                 metrics: MetricsSource | None, clock: Clock = system_clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: DataDir,
+        address: str,
+        embedded: bool,
+        metrics: MetricsSource | None,
+        clock: Clock = system_clock,
+    ) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.clock = clock
@@ -167,8 +176,9 @@ class LiveBackend:
 
     async def open(self) -> None:
         await self.store.open()
-        self._monitor = Monitor(self.settings, self.session, self._metrics, History(self.store), Alerts(self.store),
-                                self.clock)
+        self._monitor = Monitor(
+            self.settings, self.session, self._metrics, History(self.store), Alerts(self.store), self.clock
+        )
 
     async def close(self) -> None:
         if self._embedded and self.session.logged_in:
@@ -188,8 +198,9 @@ class LiveBackend:
             self._embedded = False
             self.client = PoolClient(self.settings, address, self.clock)
             self.session = Session(self.client, self.data_dir.tokens, self.clock)
-            self._monitor = Monitor(self.settings, self.session, self._metrics, History(self.store),
-                                    Alerts(self.store), self.clock)
+            self._monitor = Monitor(
+                self.settings, self.session, self._metrics, History(self.store), Alerts(self.store), self.clock
+            )
         await self.session.login(username, password, remember)
         await AuditLog(self.store, self.clock).record(username, "login", address)
 
@@ -220,11 +231,39 @@ class LiveBackend:
 
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
         parents, loose = await self.manager.overview(tasks)
-        rows = [TaskRow(p.parent_id, p.status, p.message, p.task_type, p.priority, p.owner, p.created_at,
-                        p.updated_at, p.done, p.total, p.split) for p in parents]
-        rows += [TaskRow(t.task_id, t.status, t.message, t.task_type, t.priority, t.owner, t.created_at,
-                         t.updated_at, int(t.status == "COMPLETED"), 1, False, t.worker)
-                 for t in loose]
+        rows = [
+            TaskRow(
+                p.parent_id,
+                p.status,
+                p.message,
+                p.task_type,
+                p.priority,
+                p.owner,
+                p.created_at,
+                p.updated_at,
+                p.done,
+                p.total,
+                p.split,
+            )
+            for p in parents
+        ]
+        rows += [
+            TaskRow(
+                t.task_id,
+                t.status,
+                t.message,
+                t.task_type,
+                t.priority,
+                t.owner,
+                t.created_at,
+                t.updated_at,
+                int(t.status == "COMPLETED"),
+                1,
+                False,
+                t.worker,
+            )
+            for t in loose
+        ]
         return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:
@@ -251,8 +290,9 @@ class LiveBackend:
     async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
         return await self.session.call(lambda token: self.client.task_log_since(token, task_id, offset))
 
-    async def download(self, task_id: str, tasks: list[TaskInfo], path: Path,
-                       on_progress: ProgressCallback | None) -> int:
+    async def download(
+        self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None
+    ) -> int:
         parent = await self.manager.parent(task_id, tasks) if await self.manager.is_parent(task_id) else None
         if parent is not None and parent.split:
             await self.manager.aggregate(task_id, tasks, path, on_progress)

@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 
 class DeferredBackend:
-    def __init__(self, settings: Settings, data_dir: DataDir, address: str, embedded: bool,
-                 mounts: list[Path]) -> None:
+    def __init__(self, settings: Settings, data_dir: DataDir, address: str, embedded: bool, mounts: list[Path]) -> None:
         self.settings = settings
         self.clock = time.time
         self._data_dir = data_dir
@@ -52,8 +51,9 @@ class DeferredBackend:
         from hivemind_tui.services.host_metrics import PsutilMetrics
         from hivemind_tui.ui.backend import LiveBackend
 
-        return LiveBackend(self.settings, self._data_dir, self._address, self._embedded,
-                           PsutilMetrics(self._mounts), self.clock)
+        return LiveBackend(
+            self.settings, self._data_dir, self._address, self._embedded, PsutilMetrics(self._mounts), self.clock
+        )
 
     async def open(self) -> None:
         live = await asyncio.to_thread(self._build)

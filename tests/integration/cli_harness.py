@@ -19,9 +19,14 @@ class CLI:
         self.data = data
 
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hivemind_tui", "--data-dir", str(self.data), *args],
-                              env={**os.environ, **ENV}, input=stdin, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "hivemind_tui", "--data-dir", str(self.data), *args],
+            env={**os.environ, **ENV},
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def json(self, *args: str, code: int = 0, stdin: str | None = None) -> dict:
         proc = self(*args, "--json", stdin=stdin)
@@ -30,9 +35,23 @@ class CLI:
 
 
 def serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve",
-                             "--listen", f"127.0.0.1:{port}", *extra], env={**os.environ, **ENV},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(data),
+            "pool",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            *extra,
+        ],
+        env={**os.environ, **ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while not (data / "pool" / "pool.json").exists():
         assert time.monotonic() < deadline and proc.poll() is None

@@ -42,10 +42,10 @@ class Cluster:
             await asyncio.sleep(0.05)
         raise AssertionError(f"workers {node_ids} not online")
 
-    async def submit(self, task_id: str, data: bytes | None = None, token: str | None = None,
-                     **fields: object) -> None:
-        reply = await self.pool.master.UploadTask(pb.UploadTaskRequest(
-            task_id=task_id, task_zip=data or task_zip(), token=token or self.token, **fields))
+    async def submit(self, task_id: str, data: bytes | None = None, token: str | None = None, **fields: object) -> None:
+        reply = await self.pool.master.UploadTask(
+            pb.UploadTaskRequest(task_id=task_id, task_zip=data or task_zip(), token=token or self.token, **fields)
+        )
         assert reply.success, reply.message
 
     async def task(self, task_id: str) -> pb.TaskInfo:

@@ -20,8 +20,12 @@ def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:
     bad = cli.json("login", "--user", "admin", "--password-stdin", stdin="wrong\n", code=4)
     assert bad["error"]["code"] == "INVALID_CREDENTIALS"
     password = admin_login(cli)
-    assert cli.json("whoami") == {"user": "admin", "role": "admin", "pool": f"127.0.0.1:{cli.port}",
-                                  "expires_at": pytest.approx(time.time() + 3600, abs=120)}
+    assert cli.json("whoami") == {
+        "user": "admin",
+        "role": "admin",
+        "pool": f"127.0.0.1:{cli.port}",
+        "expires_at": pytest.approx(time.time() + 3600, abs=120),
+    }
     assert cli.json("--readonly", "whoami")["role"] == "viewer"
     assert cli.json("balance") == {"user": "admin", "balance": 1000}
     assert cli("pool", "add-user", "bob", "--password-stdin", stdin="bob-pass-1\n").returncode == 0
@@ -41,19 +45,41 @@ def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:
     nodes = cli.json("nodes", "list")
     assert nodes["supported"] is True
     node = nodes["nodes"][0]
-    assert {"node_id", "hostname", "port", "status", "online", "cpu_usage", "memory_usage", "gpu_usage",
-            "gpu_memory_usage", "running_tasks", "slots", "cpu_cores", "memory_gb", "last_heartbeat"} <= set(node)
+    assert {
+        "node_id",
+        "hostname",
+        "port",
+        "status",
+        "online",
+        "cpu_usage",
+        "memory_usage",
+        "gpu_usage",
+        "gpu_memory_usage",
+        "running_tasks",
+        "slots",
+        "cpu_cores",
+        "memory_gb",
+        "last_heartbeat",
+    } <= set(node)
 
     zip_path = tmp_path / "job.zip"
-    zip_path.write_bytes(make_zip({"main.py": "import os, time\nprint('line one', flush=True)\ntime.sleep(1)\n"
-                                              "open('output/r.txt','w').write('done')\nprint('line two')"}))
+    zip_path.write_bytes(
+        make_zip(
+            {
+                "main.py": "import os, time\nprint('line one', flush=True)\ntime.sleep(1)\n"
+                "open('output/r.txt','w').write('done')\nprint('line two')"
+            }
+        )
+    )
     from hivemind_tui.proto import nodepool_pb2 as pb  # the upload itself is the splitter's command
+
     del pb
     status = cli.json("status")
     assert {"pool", "user", "nodes", "tasks", "alerts", "host"} <= set(status)
     assert status["user"] == {"name": "admin", "role": "admin", "balance": 995}
     assert status["nodes"]["total"] >= 1 and {"cpu_percent", "memory_percent", "disk_percent", "load"} <= set(
-        status["host"])
+        status["host"]
+    )
 
     cli.json("nodes", "cordon", node["node_id"])
     assert cli.json("nodes", "list")["nodes"][0]["state"] == "cordoned"
@@ -131,18 +157,35 @@ def test_result_download_logs_and_stop(cli: CLI, tmp_path: Path) -> None:
     async def upload(task_id: str, main: str) -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{cli.port}") as channel:  # type: ignore[attr-defined]
             reply = await pb_grpc.MasterNodeServiceStub(channel).UploadTask(
-                pb.UploadTaskRequest(task_id=task_id, task_zip=make_zip({"main.py": main}), token=token))
+                pb.UploadTaskRequest(task_id=task_id, task_zip=make_zip({"main.py": main}), token=token)
+            )
             assert reply.success, reply.message
 
-    asyncio.run(upload("job-1", "import time\nprint('line one', flush=True)\ntime.sleep(1)\n"
-                                "open('output/r.txt','w').write('done')\nprint('line two')"))
+    asyncio.run(
+        upload(
+            "job-1",
+            "import time\nprint('line one', flush=True)\ntime.sleep(1)\n"
+            "open('output/r.txt','w').write('done')\nprint('line two')",
+        )
+    )
     follow = cli("tasks", "logs", "job-1", "--follow", timeout=60)
     assert follow.returncode == 0 and "line one" in follow.stdout and "line two" in follow.stdout
     listed = cli.json("tasks", "list")["tasks"]
     (task,) = [t for t in listed if t["task_id"] == "job-1"]
     assert task["status"] == "COMPLETED" and task["progress"] == {"done": 1, "total": 1}
-    assert {"task_id", "owner", "parent_task_id", "status", "message", "progress", "task_type", "priority",
-            "created_at", "updated_at", "worker"} <= set(task)
+    assert {
+        "task_id",
+        "owner",
+        "parent_task_id",
+        "status",
+        "message",
+        "progress",
+        "task_type",
+        "priority",
+        "created_at",
+        "updated_at",
+        "worker",
+    } <= set(task)
     out = tmp_path / "r.zip"
     assert cli.json("tasks", "result", "job-1", "--output", str(out))["bytes"] > 0
     with zipfile.ZipFile(out) as zf:

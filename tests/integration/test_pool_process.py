@@ -17,15 +17,37 @@ FAST = {"HIVEMIND_PASSWORD_HASH_COST": "min", "HIVEMIND_LOCAL_WORKERS": "0"}
 
 def cli(data: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **FAST}
-    return subprocess.run([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), *args], env=env,
-                          input=stdin, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def start_serve(data: Path) -> subprocess.Popen[str]:
     env = {**os.environ, **FAST}
-    proc = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve",
-                             "--listen", "127.0.0.1:0", "--workers", "0"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(data),
+            "pool",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "0",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if (data / "pool" / "pool.json").exists():
@@ -86,8 +108,21 @@ def test_refuses_public_address_without_tls(tmp_path: Path) -> None:
 
 def test_user_administration(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    assert cli(data, "pool", "add-user", "dora", "--role", "viewer", "--password-stdin", "--balance", "7",
-               stdin="s3cret-pass\n").returncode == 0
+    assert (
+        cli(
+            data,
+            "pool",
+            "add-user",
+            "dora",
+            "--role",
+            "viewer",
+            "--password-stdin",
+            "--balance",
+            "7",
+            stdin="s3cret-pass\n",
+        ).returncode
+        == 0
+    )
     dup = cli(data, "pool", "add-user", "dora", "--password-stdin", "--json", stdin="x\n")
     assert dup.returncode == 1 and "exists" in json.loads(dup.stdout)["error"]["message"]
     bad = cli(data, "pool", "add-user", "bad name", "--password-stdin", stdin="x\n")
@@ -99,8 +134,15 @@ def test_user_administration(tmp_path: Path) -> None:
     assert cli(data, "pool", "disable-user", "dora").returncode == 0
     assert cli(data, "pool", "set-role", "ghost", "admin").returncode == 1
     users = json.loads(cli(data, "pool", "list-users", "--json").stdout)["users"]
-    assert users == [{"name": "dora", "role": "operator", "balance": 7, "disabled": True,
-                      "created_at": pytest.approx(time.time(), abs=120)}]
+    assert users == [
+        {
+            "name": "dora",
+            "role": "operator",
+            "balance": 7,
+            "disabled": True,
+            "created_at": pytest.approx(time.time(), abs=120),
+        }
+    ]
     readonly = cli(data, "--readonly", "pool", "disable-user", "dora")
     assert readonly.returncode == 5
     log = (data / "logs" / "cli.log").read_text()

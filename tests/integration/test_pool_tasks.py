@@ -18,8 +18,12 @@ from tests.helpers import FakeClock, Pool, files_in, make_zip, start_pool, task_
 
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
-    running = await start_pool(fast_settings(tmp_path / "data", max_upload_bytes=256 * 1024,
-                                             max_unzipped_bytes=8 * 1024 * 1024, max_zip_ratio=50), FakeClock())
+    running = await start_pool(
+        fast_settings(
+            tmp_path / "data", max_upload_bytes=256 * 1024, max_unzipped_bytes=8 * 1024 * 1024, max_zip_ratio=50
+        ),
+        FakeClock(),
+    )
     yield running
     await running.close()
 
@@ -82,8 +86,10 @@ def chunked(request: pb.UploadTaskRequest, zipped: bytes, parts: int) -> list[pb
     header = pb.UploadTaskRequest()
     header.CopyFrom(request)
     header.task_zip = head
-    return [pb.UploadTaskChunk(header=header), *(pb.UploadTaskChunk(data=rest[i:i + size])
-                                                  for i in range(0, len(rest), size))]
+    return [
+        pb.UploadTaskChunk(header=header),
+        *(pb.UploadTaskChunk(data=rest[i : i + size]) for i in range(0, len(rest), size)),
+    ]
 
 
 async def test_upload_stream_in_chunks_stores_the_zip(pool: Pool) -> None:
@@ -128,17 +134,18 @@ async def test_upload_stream_refuses_before_the_bytes(pool: Pool) -> None:
     """Who may upload and whether the id is free are answered from the first chunk."""
     token = await pool.add_user("alice")
     viewer = await pool.add_user("vic", role="viewer")
-    assert (await pool.master.UploadTask(pb.UploadTaskRequest(task_id="s-3", task_zip=task_zip(),
-                                                              token=token))).success
+    assert (await pool.master.UploadTask(pb.UploadTaskRequest(task_id="s-3", task_zip=task_zip(), token=token))).success
 
     def endless(request: pb.UploadTaskRequest):
         yield pb.UploadTaskChunk(header=request)
         while True:  # never ends by itself: only an early answer stops it
             yield pb.UploadTaskChunk(data=b"x" * 1024)
 
-    for request, code in ((pb.UploadTaskRequest(task_id="s-3", token=token), "TASK_EXISTS"),
-                          (pb.UploadTaskRequest(task_id="s-4", token=viewer), "PERMISSION_DENIED"),
-                          (pb.UploadTaskRequest(task_id="s-5", token="nope"), "INVALID_TOKEN")):
+    for request, code in (
+        (pb.UploadTaskRequest(task_id="s-3", token=token), "TASK_EXISTS"),
+        (pb.UploadTaskRequest(task_id="s-4", token=viewer), "PERMISSION_DENIED"),
+        (pb.UploadTaskRequest(task_id="s-5", token="nope"), "INVALID_TOKEN"),
+    ):
         reply = await asyncio.wait_for(pool.master.UploadTaskStream(endless(request)), 10)
         assert reply.message.startswith(code), reply.message
     assert files_in(pool.server.paths.tasks) == {"s-3.zip"}
@@ -172,9 +179,17 @@ async def test_upload_stream_cut_midway_leaves_nothing(pool: Pool) -> None:
 
 async def test_upload_list_and_extension_fields(pool: Pool) -> None:
     token = await pool.add_user("alice")
-    reply = await pool.master.UploadTask(pb.UploadTaskRequest(
-        task_id="job-1", task_zip=task_zip(), token=token, memory_gb=2, priority=3, task_type="simulation",
-        parent_task_id="parent-1"))
+    reply = await pool.master.UploadTask(
+        pb.UploadTaskRequest(
+            task_id="job-1",
+            task_zip=task_zip(),
+            token=token,
+            memory_gb=2,
+            priority=3,
+            task_type="simulation",
+            parent_task_id="parent-1",
+        )
+    )
     assert reply.success, reply.message
     again = await pool.master.UploadTask(pb.UploadTaskRequest(task_id="job-1", task_zip=task_zip(), token=token))
     assert again.message.startswith("TASK_EXISTS")
@@ -184,7 +199,13 @@ async def test_upload_list_and_extension_fields(pool: Pool) -> None:
     listed = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
     (info,) = listed.tasks
     assert (info.task_id, info.status, info.owner, info.priority, info.task_type, info.parent_task_id) == (
-        "job-1", "PENDING", "alice", 3, "simulation", "parent-1")
+        "job-1",
+        "PENDING",
+        "alice",
+        3,
+        "simulation",
+        "parent-1",
+    )
     assert info.created_at == pool.clock.now and listed.server_time == pool.clock.now
     assert files_in(pool.server.paths.tasks) == {"job-1.zip"}
 
@@ -235,7 +256,8 @@ async def test_stop_pending_and_viewer_may_not_stop(pool: Pool) -> None:
     await pool.master.UploadTask(pb.UploadTaskRequest(task_id="p2", task_zip=task_zip(), token=admin))
     # A viewer cannot see alice's task, and may not stop even what it could see.
     assert (await pool.master.StopTask(pb.StopTaskRequest(task_id="p1", token=viewer))).message.startswith(
-        "TASK_NOT_FOUND")
+        "TASK_NOT_FOUND"
+    )
     stop = await pool.master.StopTask(pb.StopTaskRequest(task_id="p1", token=alice))
     assert stop.success and stop.message == "ok: STOPPED"
     (task,) = (await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=alice))).tasks
@@ -275,13 +297,16 @@ async def test_the_pool_does_not_execute_tasks(pool: Pool) -> None:
 
 async def test_node_list_online_and_states(pool: Pool) -> None:
     meta = pool.worker_metadata()
-    await pool.nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h1", port=6001,
-                                                                     slots=4, cpu_score=100), metadata=meta)
-    await pool.nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(node_id="n2", hostname="h2", port=6002),
-                                        metadata=meta)
+    await pool.nodes.RegisterWorkerNode(
+        pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h1", port=6001, slots=4, cpu_score=100), metadata=meta
+    )
+    await pool.nodes.RegisterWorkerNode(
+        pb.RegisterWorkerNodeRequest(node_id="n2", hostname="h2", port=6002), metadata=meta
+    )
     pool.clock.advance(1.5)
-    beat = await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="n1", status="BUSY", cpu_usage=55.5,
-                                                                 running_tasks=2), metadata=meta)
+    beat = await pool.nodes.ReportStatus(
+        pb.RunningStatusRequest(node_id="n1", status="BUSY", cpu_usage=55.5, running_tasks=2), metadata=meta
+    )
     assert beat.success
     ghost = await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="ghost"), metadata=meta)
     assert ghost.message.startswith("NODE_NOT_FOUND")
@@ -344,8 +369,12 @@ async def test_prune_removes_old_finished_tasks_only(pool: Pool) -> None:
 
 async def test_concurrent_uploads_of_one_id_store_one(pool: Pool) -> None:
     token = await pool.add_user("alice")
-    replies = await asyncio.gather(*(pool.master.UploadTask(
-        pb.UploadTaskRequest(task_id="race", task_zip=task_zip(f"print({i})"), token=token)) for i in range(10)))
+    replies = await asyncio.gather(
+        *(
+            pool.master.UploadTask(pb.UploadTaskRequest(task_id="race", task_zip=task_zip(f"print({i})"), token=token))
+            for i in range(10)
+        )
+    )
     assert sum(r.success for r in replies) == 1
     assert all(r.message.startswith("TASK_EXISTS") for r in replies if not r.success)
     assert files_in(pool.server.paths.tasks) == {"race.zip"}
@@ -357,6 +386,7 @@ async def test_stop_is_prompt_while_the_scheduler_is_busy(tmp_path: Path) -> Non
         pool = await start_pool(fast_settings(tmp_path / f"d{round_}"))
         token = await pool.add_user("alice")
         for i in range(3):
-            await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"w{i}", task_zip=task_zip(), token=token,
-                                                              memory_gb=100000))
+            await pool.master.UploadTask(
+                pb.UploadTaskRequest(task_id=f"w{i}", task_zip=task_zip(), token=token, memory_gb=100000)
+            )
         await asyncio.wait_for(pool.close(), 10)

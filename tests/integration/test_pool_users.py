@@ -39,6 +39,7 @@ async def test_unknown_user_costs_the_same_time_as_a_wrong_password(tmp_path: Pa
     settings = fast_settings(tmp_path / "d", password_hash_cost="interactive")
     pool = await start_pool(settings)
     try:
+
         async def timed(user: str) -> float:
             best = float("inf")
             for _ in range(3):

@@ -20,8 +20,9 @@ class PlayedWorker(pb_grpc.WorkerNodeServiceServicer):
         self.secret = secret
         self.received: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
 
-    async def ExecuteTask(self, request: pb.ExecuteTaskRequest,
-                          context: grpc.aio.ServicerContext) -> pb.ExecuteTaskResponse:
+    async def ExecuteTask(
+        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ExecuteTaskResponse:
         given = dict((m.key, m.value) for m in context.invocation_metadata()).get("x-hivemind-worker-secret", "")
         await self.received.put((request.task_id, request.task_zip, given))
         return pb.ExecuteTaskResponse(success=True, message="ok")
@@ -36,12 +37,22 @@ async def test_a_played_worker_registers_runs_and_reports(tmp_path: Path) -> Non
     await server.start()
     try:
         meta = pool.worker_metadata("played")
-        reg = await pool.nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(
-            node_id="played", hostname="test", port=port, cpu_cores=2, memory_gb=4, slots=1,
-            advertise_host="127.0.0.1"), metadata=meta)
+        reg = await pool.nodes.RegisterWorkerNode(
+            pb.RegisterWorkerNodeRequest(
+                node_id="played",
+                hostname="test",
+                port=port,
+                cpu_cores=2,
+                memory_gb=4,
+                slots=1,
+                advertise_host="127.0.0.1",
+            ),
+            metadata=meta,
+        )
         assert reg.success
-        assert (await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="played", status="Idle"),
-                                              metadata=meta)).success
+        assert (
+            await pool.nodes.ReportStatus(pb.RunningStatusRequest(node_id="played", status="Idle"), metadata=meta)
+        ).success
         token = await pool.add_user("alice")
         code = task_zip("print('hi')")
         assert (await pool.master.UploadTask(pb.UploadTaskRequest(task_id="t1", task_zip=code, token=token))).success
@@ -54,12 +65,14 @@ async def test_a_played_worker_registers_runs_and_reports(tmp_path: Path) -> Non
         assert (await pool.workers.TaskOutputUpload(more, metadata=meta)).success
         assert (await pool.workers.TaskUsage(pb.TaskUsageRequest(task_id="t1", cpu_usage=42.0), metadata=meta)).success
         stranger = pool.worker_metadata("someone-else")
-        refused = await pool.workers.TaskOutputUpload(pb.TaskOutputUploadRequest(task_id="t1", output="x"),
-                                                      metadata=stranger)
+        refused = await pool.workers.TaskOutputUpload(
+            pb.TaskOutputUploadRequest(task_id="t1", output="x"), metadata=stranger
+        )
         assert not refused.success and "not running on this node" in refused.message
         result = make_zip({"output/r.txt": "42"})
-        done = await pool.workers.TaskResultUpload(pb.TaskResultUploadRequest(task_id="t1", result_zip=result),
-                                                   metadata=meta)
+        done = await pool.workers.TaskResultUpload(
+            pb.TaskResultUploadRequest(task_id="t1", result_zip=result), metadata=meta
+        )
         assert done.success and done.message == "ok: COMPLETED"
         log = await pool.master.GetTasklog(pb.TasklogRequest(task_id="t1", token=token))
         assert log.log == "first line\nsecond ünïcode line\n"

@@ -210,7 +210,8 @@ async def test_pool_restart_requeues_running_tasks(tmp_path: Path) -> None:
         pool.tokens.clear()
         info = await cluster.task("survivor")
         assert info.status in ("PENDING", "ASSIGNED", "RUNNING") and info.message.startswith(
-            ("re-queued: pool restarted", "assigned", "")), info.message
+            ("re-queued: pool restarted", "assigned", "")
+        ), info.message
         final = await cluster.wait("survivor", {"COMPLETED", "FAILED"}, timeout=30)
         assert final.status == "COMPLETED", final.message
         assert "run" in await cluster.log("survivor")
@@ -232,18 +233,35 @@ async def test_worker_refuses_a_zip_that_leaves_its_dir(cluster: Cluster, tmp_pa
     import sys
 
     env = {**os.environ, "HIVEMIND_HEARTBEAT_INTERVAL": "0.2", "HIVEMIND_HEARTBEAT_TIMEOUT": "2"}
-    proc = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(cluster.data_dir), "worker",
-                             "--pool", cluster.pool.address, "--node-id", "w9", "--listen", f"127.0.0.1:{port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(cluster.data_dir),
+            "worker",
+            "--pool",
+            cluster.pool.address,
+            "--node-id",
+            "w9",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     cluster.workers["w9"] = proc
     await cluster.wait_online("w9")
     evil = make_zip({"main.py": "print(1)", "../../escaped.txt": "x"})
-    target = (Path("/tmp") / "escaped.txt")
+    target = Path("/tmp") / "escaped.txt"
     target.unlink(missing_ok=True)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.WorkerNodeServiceStub(channel)
-        reply = await stub.ExecuteTask(pb.ExecuteTaskRequest(task_id="evil", task_zip=evil),
-                                       metadata=cluster.pool.worker_metadata())
+        reply = await stub.ExecuteTask(
+            pb.ExecuteTaskRequest(task_id="evil", task_zip=evil), metadata=cluster.pool.worker_metadata()
+        )
         assert not reply.success and reply.message.startswith("INVALID_TASK")
         stranger = await stub.ExecuteTask(pb.ExecuteTaskRequest(task_id="x", task_zip=task_zip()))
         assert not stranger.success and stranger.message.startswith("PERMISSION_DENIED")

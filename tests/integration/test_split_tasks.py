@@ -93,8 +93,10 @@ with open("output/scores.txt", "w") as fh:
     for p in combos:
         fh.write(f"{p['depth']},{p['lr']},{p['depth'] * p['lr']:.4f}\\n")
 """
-ML_MANIFEST = '[task]\ntype = "machine_learning"\n[split.grid]\nlr = [0.5, 0.25]\ndepth = [1, 2]\n' \
-              '[merge]\nconcat = ["output/scores.txt"]\n'
+ML_MANIFEST = (
+    '[task]\ntype = "machine_learning"\n[split.grid]\nlr = [0.5, 0.25]\ndepth = [1, 2]\n'
+    '[merge]\nconcat = ["output/scores.txt"]\n'
+)
 SIM_MAIN = """
 import json, os
 meta = json.load(open("hivemind-subtask.json")) if os.path.exists("hivemind-subtask.json") else None
@@ -128,10 +130,17 @@ def test_grid_and_simulation_end_to_end(cli: CLI, tmp_path: Path) -> None:
 
 def test_failing_subtask_and_its_retry(cli: CLI, tmp_path: Path) -> None:
     admin_login(cli)
-    main = ("import os, sys\nif os.environ['HIVEMIND_TASK_ID'].endswith('.0001'):\n    sys.exit('shard one breaks')\n"
-            "os.makedirs('output', exist_ok=True)\nopen('output/r.txt', 'w').write(open('data/in.csv').read())\n")
-    files = {"main.py": main, "hivemind.toml": DP_MANIFEST.replace("header = true", "header = false")
-             .replace("output/result.csv", "output/r.txt"), "data/in.csv": "".join(f"{i}\n" for i in range(30))}
+    main = (
+        "import os, sys\nif os.environ['HIVEMIND_TASK_ID'].endswith('.0001'):\n    sys.exit('shard one breaks')\n"
+        "os.makedirs('output', exist_ok=True)\nopen('output/r.txt', 'w').write(open('data/in.csv').read())\n"
+    )
+    files = {
+        "main.py": main,
+        "hivemind.toml": DP_MANIFEST.replace("header = true", "header = false").replace(
+            "output/result.csv", "output/r.txt"
+        ),
+        "data/in.csv": "".join(f"{i}\n" for i in range(30)),
+    }
     (tmp_path / "f.zip").write_bytes(make_zip(files))
     failed = cli("tasks", "submit", str(tmp_path / "f.zip"), "--shards", "3", "--wait", "--json")
     doc = json.loads(failed.stdout)
@@ -167,17 +176,33 @@ def test_resume_after_a_crash_between_uploads(cli: CLI, tmp_path: Path) -> None:
         proxy = await FaultProxy(cli.port).start()  # type: ignore[attr-defined]
         try:
             password = (cli.data / "pool" / "admin-password").read_text().strip()
-            login = await asyncio.to_thread(proxied, "--pool", proxy.address, "login", "--user", "admin",
-                                            "--password-stdin", stdin=password + "\n")
+            login = await asyncio.to_thread(
+                proxied, "--pool", proxy.address, "login", "--user", "admin", "--password-stdin", stdin=password + "\n"
+            )
             assert login.returncode == 0, login.stderr
             proxy.mode, proxy.delay = "delay", 0.05
-            env_cmd = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(cli.data), "--pool", proxy.address,
-                       "tasks", "submit", str(tmp_path / "r.zip"), "--shards", "12"]
+            env_cmd = [
+                sys.executable,
+                "-m",
+                "hivemind_tui",
+                "--data-dir",
+                str(cli.data),
+                "--pool",
+                proxy.address,
+                "tasks",
+                "submit",
+                str(tmp_path / "r.zip"),
+                "--shards",
+                "12",
+            ]
             import os
 
-            proc = subprocess.Popen(env_cmd, env={**os.environ, "HIVEMIND_UPLOAD_CONCURRENCY": "1",
-                                                  "HIVEMIND_PASSWORD_HASH_COST": "min"},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                env_cmd,
+                env={**os.environ, "HIVEMIND_UPLOAD_CONCURRENCY": "1", "HIVEMIND_PASSWORD_HASH_COST": "min"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             deadline = time.monotonic() + 60
             while True:
                 sent = _uploaded(cli.data)

@@ -126,9 +126,11 @@ async def test_duplicate_name_and_missing_init(wg: WireGuard, tmp_path: Path) ->
 
 
 def test_parse_dump_and_qr() -> None:
-    dump = ("priv\tpub\t51820\toff\n"
-            "PEERKEY=\tpsk\t192.0.2.9:4444\t10.0.0.2/32\t1800000000\t100\t200\t25\n"
-            "OTHER=\t(none)\t(none)\t10.0.0.3/32\t0\t0\t0\toff\n")
+    dump = (
+        "priv\tpub\t51820\toff\n"
+        "PEERKEY=\tpsk\t192.0.2.9:4444\t10.0.0.2/32\t1800000000\t100\t200\t25\n"
+        "OTHER=\t(none)\t(none)\t10.0.0.3/32\t0\t0\t0\toff\n"
+    )
     status = parse_dump(dump)
     assert status["PEERKEY="].endpoint == "192.0.2.9:4444" and status["PEERKEY="].rx_bytes == 100
     assert status["PEERKEY="].connected(1_800_000_100) and not status["PEERKEY="].connected(1_800_000_200)
@@ -161,8 +163,13 @@ def test_cli_vpn_commands(tmp_path: Path) -> None:
     env = {**os.environ, "VPN_SERVER_IP": "203.0.113.7"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hivemind_tui", "--data-dir", str(tmp_path / "d"), *args],
-                              env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "hivemind_tui", "--data-dir", str(tmp_path / "d"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     assert json.loads(run("vpn", "init", "--json").stdout)["pool"] == "10.0.0.0/24"
     added = json.loads(run("vpn", "add", "laptop", "--split", "192.168.1.0/24", "--qr", "--json").stdout)
@@ -172,8 +179,17 @@ def test_cli_vpn_commands(tmp_path: Path) -> None:
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and (tmp_path / "q.svg").read_text().startswith("<?xml")
     listed = json.loads(run("vpn", "list", "--json").stdout)["peers"]
     assert {p["name"] for p in listed} == {"laptop", "phone"}
-    assert {"name", "address", "public_key", "owner", "mode", "created_at", "revoked", "handshake_at",
-            "connected"} <= set(listed[0])
+    assert {
+        "name",
+        "address",
+        "public_key",
+        "owner",
+        "mode",
+        "created_at",
+        "revoked",
+        "handshake_at",
+        "connected",
+    } <= set(listed[0])
     assert run("vpn", "show", "laptop", "--json").returncode == 0
     assert json.loads(run("vpn", "revoke", "laptop", "--json").stdout)["revoked"] == "laptop"
     assert run("--readonly", "vpn", "add", "x").returncode == 5

@@ -48,8 +48,14 @@ class Namespaces:
             self.run(ns, "ip", "link", "set", "lo", "up")
         env = {**os.environ, "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD": "1"}
         for ns, dev in ((self.a, self.wa), (self.b, self.wb)):
-            self.procs.append(subprocess.Popen(["ip", "netns", "exec", ns, "wireguard-go", "-f", dev], env=env,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(
+                subprocess.Popen(
+                    ["ip", "netns", "exec", ns, "wireguard-go", "-f", dev],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         deadline = time.monotonic() + 10
         while not all(Path(f"/var/run/wireguard/{d}.sock").exists() for d in (self.wa, self.wb)):
             assert time.monotonic() < deadline, "wireguard-go did not start"
@@ -103,8 +109,13 @@ def namespaces() -> Iterator[Namespaces]:
 
 
 async def test_tunnel_carries_traffic_until_the_client_is_revoked(namespaces: Namespaces, tmp_path: Path) -> None:
-    settings = fast_settings(tmp_path / "data", vpn_endpoint="192.0.2.1", vpn_address_pool="10.213.0.0/24",
-                             vpn_interface=namespaces.wa, vpn_keepalive=1)
+    settings = fast_settings(
+        tmp_path / "data",
+        vpn_endpoint="192.0.2.1",
+        vpn_address_pool="10.213.0.0/24",
+        vpn_interface=namespaces.wa,
+        vpn_keepalive=1,
+    )
     async with Store(tmp_path / "console.db") as store:
         wg = WireGuard(settings, tmp_path / "vpn", store)
         await wg.init()

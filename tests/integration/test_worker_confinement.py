@@ -35,8 +35,12 @@ async def test_task_runs_unprivileged_and_cannot_read_secrets(cluster: Cluster) 
     tokens.mkdir(mode=0o700, exist_ok=True)
     (tokens / "127.0.0.1_1.json").write_text('{"token": "secret-token-value"}')
     (tokens / "127.0.0.1_1.json").chmod(0o600)
-    paths = [str(data / "pool" / "worker-secret"), str(data / "pool" / "admin-password"),
-             str(tokens / "127.0.0.1_1.json"), str(data / "pool" / "pool.db")]
+    paths = [
+        str(data / "pool" / "worker-secret"),
+        str(data / "pool" / "admin-password"),
+        str(tokens / "127.0.0.1_1.json"),
+        str(data / "pool" / "pool.db"),
+    ]
     cluster.worker("w1")
     await cluster.wait_online("w1")
     await cluster.submit("probe", make_zip({"main.py": PROBE, "paths.json": json.dumps(paths)}))
@@ -61,7 +65,8 @@ async def test_200_tasks_from_4_clients_complete_exactly_once(cluster: Cluster) 
         ids = [f"c{index}-t{n}" for n in range(50)]
         for task_id in ids:
             reply = await cluster.pool.master.UploadTask(
-                pb.UploadTaskRequest(task_id=task_id, task_zip=code, token=tokens[index]))
+                pb.UploadTaskRequest(task_id=task_id, task_zip=code, token=tokens[index])
+            )
             assert reply.success, reply.message
         return ids
 

@@ -34,18 +34,28 @@ def cold_status(data: Path, address: str) -> float:
     env = {**os.environ, "HIVEMIND_DATA_DIR": str(data)}
     for _ in range(5):
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "hivemind_tui", "--pool", address, "status", "--json"], env=env,
-                       capture_output=True, check=False)
+        subprocess.run(
+            [sys.executable, "-m", "hivemind_tui", "--pool", address, "status", "--json"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
         values.append(time.perf_counter() - start)
     return statistics.median(values)
 
 
 def listing_cost() -> tuple[float, float, float, float]:
-    tasks = pb.GetAllTasksResponse(tasks=[pb.TaskInfo(task_id=f"task-{i}", status="RUNNING", owner="alice",
-                                                      created_at=1.0, updated_at=2.0, message="x" * 40)
-                                          for i in range(10_000)]).SerializeToString()
-    node_list = [pb.NodeInfo(node_id=f"node-{i}", hostname=f"h{i}", online=True, cpu_usage=50.0, slots=4)
-                 for i in range(1000)]
+    tasks = pb.GetAllTasksResponse(
+        tasks=[
+            pb.TaskInfo(
+                task_id=f"task-{i}", status="RUNNING", owner="alice", created_at=1.0, updated_at=2.0, message="x" * 40
+            )
+            for i in range(10_000)
+        ]
+    ).SerializeToString()
+    node_list = [
+        pb.NodeInfo(node_id=f"node-{i}", hostname=f"h{i}", online=True, cpu_usage=50.0, slots=4) for i in range(1000)
+    ]
     nodes = pb.GetNodeListResponse(nodes=node_list).SerializeToString()
     proc = psutil.Process()
     rss0 = proc.memory_info().rss
@@ -88,15 +98,19 @@ async def main() -> None:
     pool = await start_pool(fast_settings(data / "pool-data"))
     try:
         ours, bare = await round_trips(pool.address, pool.settings)
-        print(f"tiny rpc (Health) round trip, median of 500: ours {ours:.3f} ms, bare grpc.aio {bare:.3f} ms, "
-              f"overhead {ours - bare:.3f} ms (goal < 0.5 ms)")
+        print(
+            f"tiny rpc (Health) round trip, median of 500: ours {ours:.3f} ms, bare grpc.aio {bare:.3f} ms, "
+            f"overhead {ours - bare:.3f} ms (goal < 0.5 ms)"
+        )
         cold = await asyncio.to_thread(cold_status, data / "cli-data", pool.address)
         print(f"`status --json` cold start, median of 5: {cold * 1000:.0f} ms")
     finally:
         await pool.close()
     task_ms, task_mb, node_ms, node_mb = listing_cost()
-    print(f"client cost of 10,000 tasks: {task_ms:.0f} ms, +{task_mb:.1f} MB RSS; "
-          f"1,000 nodes: {node_ms:.1f} ms, +{node_mb:.1f} MB RSS")
+    print(
+        f"client cost of 10,000 tasks: {task_ms:.0f} ms, +{task_mb:.1f} MB RSS; "
+        f"1,000 nodes: {node_ms:.1f} ms, +{node_mb:.1f} MB RSS"
+    )
 
 
 if __name__ == "__main__":

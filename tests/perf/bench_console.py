@@ -93,8 +93,14 @@ def start_to_paint() -> tuple[float, float]:
 def idle_cpu(seconds: float) -> float:
     env = {**os.environ, "TERM": "xterm-256color"}
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", IDLE.format(root=str(ROOT))], stdin=slave, stdout=slave,
-                            stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IDLE.format(root=str(ROOT))],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        close_fds=True,
+    )
     os.close(slave)
     try:
         drain_until = time.monotonic() + 8
@@ -125,8 +131,10 @@ async def scale() -> tuple[float, float, float, float]:
         await settle(pilot)
         start = time.perf_counter()
         await pilot.press("n")
-        while not (isinstance(app.screen, NodesScreen)
-                   and app.screen.query_one("#node-table", VirtualTable).row_count == 10_000):
+        while not (
+            isinstance(app.screen, NodesScreen)
+            and app.screen.query_one("#node-table", VirtualTable).row_count == 10_000
+        ):
             await pilot.pause(0.001)
         await pilot.pause()
         first = time.perf_counter() - start
@@ -159,14 +167,20 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args()
     ours, minimal = start_to_paint()
-    print(f"start to first painted login screen, median of 5: ours {ours:.3f} s, minimal Textual app "
-          f"{minimal:.3f} s, ratio {ours / minimal:.2f} (goal <= 1.15)")
+    print(
+        f"start to first painted login screen, median of 5: ours {ours:.3f} s, minimal Textual app "
+        f"{minimal:.3f} s, ratio {ours / minimal:.2f} (goal <= 1.15)"
+    )
     cpu = idle_cpu(args.idle_seconds)
-    print(f"idle console, dashboard, 1,000 nodes, 5 s refresh, {args.idle_seconds:.0f} s: {cpu:.2f}% of a core "
-          "(goal <= 1%)")
+    print(
+        f"idle console, dashboard, 1,000 nodes, 5 s refresh, {args.idle_seconds:.0f} s: {cpu:.2f}% of a core "
+        "(goal <= 1%)"
+    )
     first, refresh, key, rss = asyncio.run(scale())
-    print(f"10,000 nodes: first display {first * 1000:.0f} ms (goal < 500), refresh with 10% changed "
-          f"{refresh * 1000:.1f} ms (goal < 100), key press after a refresh {key * 1000:.1f} ms, RSS {rss:.0f} MB")
+    print(
+        f"10,000 nodes: first display {first * 1000:.0f} ms (goal < 500), refresh with 10% changed "
+        f"{refresh * 1000:.1f} ms (goal < 100), key press after a refresh {key * 1000:.1f} ms, RSS {rss:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

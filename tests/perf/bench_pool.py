@@ -96,8 +96,9 @@ async def throughput(channel: grpc.aio.Channel, token: str, count: int) -> float
 
     await asyncio.gather(*(client(i) for i in range(4)))
     while True:
-        done = sum(s in ("COMPLETED", "FAILED") for k, s in (await statuses(master, token)).items()
-                   if k.startswith("tp-"))
+        done = sum(
+            s in ("COMPLETED", "FAILED") for k, s in (await statuses(master, token)).items() if k.startswith("tp-")
+        )
         if done >= count:
             break
         await asyncio.sleep(0.2)
@@ -126,7 +127,7 @@ def write_and_fsync(folder: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         for start in range(0, len(data), UPLOAD_CHUNK):
-            os.write(fd, data[start:start + UPLOAD_CHUNK])
+            os.write(fd, data[start : start + UPLOAD_CHUNK])
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -145,16 +146,23 @@ async def upload_rate(address: str, token: str, bare_port: int, disk: Path) -> d
     data = buffer.getvalue()
     view = memoryview(data)
     client = PoolClient(Settings(max_upload_bytes=64 * MIB), address)
-    rates: dict[str, list[float]] = {"ours": [], "unary UploadTask": [], "bare unary": [], "bare stream": [],
-                                     "disk alone": []}
+    rates: dict[str, list[float]] = {
+        "ours": [],
+        "unary UploadTask": [],
+        "bare unary": [],
+        "bare stream": [],
+        "disk alone": [],
+    }
 
     async def timed(name: str, send) -> None:
         start = time.perf_counter()
         await send()
         rates[name].append(len(data) / MIB / (time.perf_counter() - start))
 
-    async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}", options=OPTIONS) as bare_channel:
+    async with (
+        grpc.aio.insecure_channel(address, options=OPTIONS) as channel,
+        grpc.aio.insecure_channel(f"127.0.0.1:{bare_port}", options=OPTIONS) as bare_channel,
+    ):
         master = pb_grpc.MasterNodeServiceStub(channel)
         put = bare_channel.unary_unary("/bare.Bare/Put")
         stream = bare_channel.stream_unary("/bare.Bare/Stream")
@@ -162,15 +170,18 @@ async def upload_rate(address: str, token: str, bare_port: int, disk: Path) -> d
             name = f"big-{time.monotonic_ns()}-{n}"
 
             async def unary(task_id: str = f"{name}-u") -> None:
-                reply = await master.UploadTask(pb.UploadTaskRequest(task_id=task_id, task_zip=data, token=token,
-                                                                     memory_gb=100000))
+                reply = await master.UploadTask(
+                    pb.UploadTaskRequest(task_id=task_id, task_zip=data, token=token, memory_gb=100000)
+                )
                 assert reply.success, reply.message
 
             await timed("ours", lambda task_id=f"{name}-s": client.upload_task(token, task_id, data, memory_gb=100000))
             await timed("unary UploadTask", unary)
             await timed("bare unary", lambda: put(data))
-            await timed("bare stream", lambda: stream(bytes(view[i:i + UPLOAD_CHUNK])
-                                                      for i in range(0, len(data), UPLOAD_CHUNK)))
+            await timed(
+                "bare stream",
+                lambda: stream(bytes(view[i : i + UPLOAD_CHUNK]) for i in range(0, len(data), UPLOAD_CHUNK)),
+            )
             await timed("disk alone", lambda: asyncio.to_thread(write_and_fsync, disk, data))
     await client.close()
     return {name: statistics.median(values) for name, values in rates.items()}
@@ -180,9 +191,17 @@ async def node_list_latency(channel: grpc.aio.Channel, token: str, data: Path) -
     secret = (data / "pool" / "worker-secret").read_text().strip()
     meta = (("x-hivemind-worker-secret", secret),)
     nodes = pb_grpc.NodeManagerServiceStub(channel)
-    await asyncio.gather(*(nodes.RegisterWorkerNode(pb.RegisterWorkerNodeRequest(
-        node_id=f"bench-{i:04d}", hostname=f"h{i}", port=9, cpu_cores=8, memory_gb=32), metadata=meta)
-        for i in range(1000)))
+    await asyncio.gather(
+        *(
+            nodes.RegisterWorkerNode(
+                pb.RegisterWorkerNodeRequest(
+                    node_id=f"bench-{i:04d}", hostname=f"h{i}", port=9, cpu_cores=8, memory_gb=32
+                ),
+                metadata=meta,
+            )
+            for i in range(1000)
+        )
+    )
     values = []
     for _ in range(20):
         start = time.perf_counter()
@@ -195,11 +214,30 @@ async def node_list_latency(channel: grpc.aio.Channel, token: str, data: Path) -
 async def run(count: int) -> None:
     data = Path(tempfile.mkdtemp(prefix="bench-pool-"))
     port, bare_port = free_port(), free_port()
-    env = {**os.environ, "HIVEMIND_PASSWORD_HASH_COST": "min", "HIVEMIND_MAX_UPLOAD_BYTES": str(64 * MIB),
-           "HIVEMIND_HEARTBEAT_TIMEOUT": "600"}
-    pool = subprocess.Popen([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve",
-                             "--listen", f"127.0.0.1:{port}", "--workers", "2"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "HIVEMIND_PASSWORD_HASH_COST": "min",
+        "HIVEMIND_MAX_UPLOAD_BYTES": str(64 * MIB),
+        "HIVEMIND_HEARTBEAT_TIMEOUT": "600",
+    }
+    pool = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hivemind_tui",
+            "--data-dir",
+            str(data),
+            "pool",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, f"127.0.0.1:{bare_port}"])
     try:
         wait_port(port)
@@ -210,18 +248,24 @@ async def run(count: int) -> None:
             while sum(n.online for n in (await admin.GetNodeList(pb.GetNodeListRequest(token=token))).nodes) < 2:
                 await asyncio.sleep(0.1)
             latency = await latency_to_running(channel, token)
-            print(f"upload-to-RUNNING latency, median of 20: {latency * 1000:.1f} ms "
-                  "(HiveMind's dispatcher polls every 10 s)")
+            print(
+                f"upload-to-RUNNING latency, median of 20: {latency * 1000:.1f} ms "
+                "(HiveMind's dispatcher polls every 10 s)"
+            )
             rate = await throughput(channel, token, count)
-            print(f"throughput: {rate:.1f} tasks/s for {count} trivial tasks, 4 clients, 2 workers "
-                  f"({os.cpu_count()} cores)")
+            print(
+                f"throughput: {rate:.1f} tasks/s for {count} trivial tasks, 4 clients, 2 workers "
+                f"({os.cpu_count()} cores)"
+            )
             rates = await upload_rate(f"127.0.0.1:{port}", token, bare_port, data / "pool")
             ours, baseline = rates["ours"], rates["bare unary"]
-            print(f"50 MiB upload: ours {ours:.0f} MB/s, bare grpc.aio unary {baseline:.0f} MB/s, "
-                  f"ratio {ours / baseline:.2f} (goal >= 0.8); HiveMind's one-message UploadTask "
-                  f"{rates['unary UploadTask']:.0f} MB/s, bare grpc.aio stream of the same chunks (no disk) "
-                  f"{rates['bare stream']:.0f} MB/s, ratio {ours / rates['bare stream']:.2f}; the pool's disk "
-                  f"alone (write + fsync) {rates['disk alone']:.0f} MB/s")
+            print(
+                f"50 MiB upload: ours {ours:.0f} MB/s, bare grpc.aio unary {baseline:.0f} MB/s, "
+                f"ratio {ours / baseline:.2f} (goal >= 0.8); HiveMind's one-message UploadTask "
+                f"{rates['unary UploadTask']:.0f} MB/s, bare grpc.aio stream of the same chunks (no disk) "
+                f"{rates['bare stream']:.0f} MB/s, ratio {ours / rates['bare stream']:.2f}; the pool's disk "
+                f"alone (write + fsync) {rates['disk alone']:.0f} MB/s"
+            )
             nodes = await node_list_latency(channel, token, data)
             print(f"GetNodeList with 1,000 registered nodes: median {nodes * 1000:.1f} ms")
     finally:

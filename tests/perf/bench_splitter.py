@@ -81,8 +81,9 @@ def main() -> None:
             shutil.rmtree(unzip_dir, ignore_errors=True)
             unzip_dir.mkdir()
             subprocess.run(["unzip", "-q", str(zip_path), "data/input.csv", "-d", str(unzip_dir)], check=True)
-            subprocess.run(["split", "-n", "l/16", str(unzip_dir / "data" / "input.csv"), str(unzip_dir / "x")],
-                           check=True)
+            subprocess.run(
+                ["split", "-n", "l/16", str(unzip_dir / "data" / "input.csv"), str(unzip_dir / "x")], check=True
+            )
 
         if shutil.which("unzip"):
             t_base = best(3, unzip_then_split)
@@ -92,9 +93,12 @@ def main() -> None:
                 "from hivemind_tui.services.task_splitter import read_task, split_task; "
                 "from hivemind_tui.core.zipsafe import ZipLimits; l = ZipLimits(1 << 40, 1000); "
                 f"p = Path({str(zip_path)!r}); split_task(p, Path({str(work / 'rss2')!r}), read_task(p, l), 16, "
-                "None, 1 << 40, 'b', l)")
-            print(f"zip (deflated input) -> 16 subtask zips: ours {t_real:.3f} s, unzip + split {t_base:.3f} s, "
-                  f"ratio {t_real / t_base:.2f}; peak RSS {rss_real:.0f} MB")
+                "None, 1 << 40, 'b', l)"
+            )
+            print(
+                f"zip (deflated input) -> 16 subtask zips: ours {t_real:.3f} s, unzip + split {t_base:.3f} s, "
+                f"ratio {t_real / t_base:.2f}; peak RSS {rss_real:.0f} MB"
+            )
         else:
             print("unzip is not installed: the real-path comparison needs it (apt-get install unzip)")
     finally:

@@ -30,16 +30,18 @@ from hivemind_tui.services.wireguard import (
     public_key,
 )
 
-SERVER = ServerIdentity("S" * 43 + "=", 51820, "10.0.0.1", "", "vpn.example.org", "wg0", "10.0.0.0/24", "", "",
-                        1420, 25, 0.0)
+SERVER = ServerIdentity(
+    "S" * 43 + "=", 51820, "10.0.0.1", "", "vpn.example.org", "wg0", "10.0.0.0/24", "", "", 1420, 25, 0.0
+)
 
 
 def ours(count: int, wg: WireGuard) -> float:
     start = time.perf_counter()
     for i in range(count):
         private = generate_private_key()
-        peer = Peer(i, f"p{i}", "o", "10.0.0.2", "", public_key(private), generate_preshared_key(), "full", (),
-                    False, 0.0, None)
+        peer = Peer(
+            i, f"p{i}", "o", "10.0.0.2", "", public_key(private), generate_preshared_key(), "full", (), False, 0.0, None
+        )
         wg.client_config(SERVER, peer, private)
     return count / (time.perf_counter() - start)
 
@@ -48,8 +50,9 @@ def spawning(count: int, wg: WireGuard) -> float:
     start = time.perf_counter()
     for i in range(count):
         private = subprocess.run(["wg", "genkey"], capture_output=True, text=True, check=True).stdout.strip()
-        public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        public = subprocess.run(
+            ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True
+        ).stdout.strip()
         psk = subprocess.run(["wg", "genpsk"], capture_output=True, text=True, check=True).stdout.strip()
         peer = Peer(i, f"p{i}", "o", "10.0.0.2", "", public, psk, "full", (), False, 0.0, None)
         wg.client_config(SERVER, peer, private)
@@ -75,8 +78,10 @@ def main() -> None:
     rate = ours(2000, wg)
     if shutil.which("wg"):
         base = spawning(100, wg)
-        print(f"client key material + config: ours {rate:.0f}/s, spawning wg {base:.0f}/s, ratio {rate / base:.0f}x "
-              "(goal >= 40x)")
+        print(
+            f"client key material + config: ours {rate:.0f}/s, spawning wg {base:.0f}/s, ratio {rate / base:.0f}x "
+            "(goal >= 40x)"
+        )
     else:
         print(f"client key material + config: ours {rate:.0f}/s (wg is not installed: no baseline)")
     print(f"250 peers added one by one: {asyncio.run(adds(250)):.2f} s (goal < 2 s)")

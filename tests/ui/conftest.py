@@ -21,8 +21,7 @@ class FixedMetrics:
     """A metrics source with fixed figures, so tests never read the live machine."""
 
     def sample(self) -> HostSample:
-        return HostSample(1.0, 10.0, (10.0, 10.0), (0.1, 0.1, 0.1), 50.0, 1, 2, 0.0,
-                          (DiskUsage("/", 40.0, 4, 10),))
+        return HostSample(1.0, 10.0, (10.0, 10.0), (0.1, 0.1, 0.1), 50.0, 1, 2, 0.0, (DiskUsage("/", 40.0, 4, 10),))
 
 
 class PoolProcess:
@@ -62,8 +61,7 @@ def pool(tmp_path: Path) -> Iterator[PoolProcess]:
 
 
 def make_app(pool: PoolProcess, tmp_path: Path, **overrides: object) -> HivemindApp:
-    settings: Settings = fast_settings(tmp_path / "console-data", refresh_interval=0.5, rpc_deadline=1.0,
-                                       **overrides)
+    settings: Settings = fast_settings(tmp_path / "console-data", refresh_interval=0.5, rpc_deadline=1.0, **overrides)
     data = DataDir(settings.data_path)
     data.ensure("tokens")
     backend = LiveBackend(settings, data, pool.address, True, FixedMetrics())

@@ -46,17 +46,29 @@ def demo_nodes(count: int = 12) -> list[NodeInfo]:
     for i in range(count):
         offline = i % 11 == 7
         gpu = i % 5 == 0
-        nodes.append(NodeInfo(
-            node_id=f"worker-{i:05d}", hostname=f"rack{i // 40 + 1}-node{i % 40 + 1:02d}", port=50100 + i % 100,
-            status="OFFLINE" if offline else ("BUSY" if i % 3 == 0 else "Idle"), online=not offline,
-            state="cordoned" if i == 4 else "draining" if i == 9 else "active", cpu_cores=16 if gpu else 8,
-            memory_gb=64 if gpu else 32, cpu_score=900 + (i * 37) % 400, gpu_score=1000 if gpu else 0,
-            gpu_memory_gb=24 if gpu else 0, gpu_name="NVIDIA A10" if gpu else "", location="eu-west",
-            cpu_usage=0.0 if offline else float((i * 29) % 97),
-            memory_usage=0.0 if offline else float(20 + (i * 13) % 70),
-            gpu_usage=float((i * 17) % 90) if gpu and not offline else 0.0,
-            running_tasks=0 if offline else i % 4, slots=4,
-            last_heartbeat=DEMO_NOW - (600 + i if offline else 2 + i % 5)))
+        nodes.append(
+            NodeInfo(
+                node_id=f"worker-{i:05d}",
+                hostname=f"rack{i // 40 + 1}-node{i % 40 + 1:02d}",
+                port=50100 + i % 100,
+                status="OFFLINE" if offline else ("BUSY" if i % 3 == 0 else "Idle"),
+                online=not offline,
+                state="cordoned" if i == 4 else "draining" if i == 9 else "active",
+                cpu_cores=16 if gpu else 8,
+                memory_gb=64 if gpu else 32,
+                cpu_score=900 + (i * 37) % 400,
+                gpu_score=1000 if gpu else 0,
+                gpu_memory_gb=24 if gpu else 0,
+                gpu_name="NVIDIA A10" if gpu else "",
+                location="eu-west",
+                cpu_usage=0.0 if offline else float((i * 29) % 97),
+                memory_usage=0.0 if offline else float(20 + (i * 13) % 70),
+                gpu_usage=float((i * 17) % 90) if gpu and not offline else 0.0,
+                running_tasks=0 if offline else i % 4,
+                slots=4,
+                last_heartbeat=DEMO_NOW - (600 + i if offline else 2 + i % 5),
+            )
+        )
     return nodes
 
 
@@ -65,29 +77,77 @@ def demo_tasks() -> list[TaskInfo]:
     tasks = []
     for i in range(8):
         status = "COMPLETED" if i < 5 else "RUNNING" if i < 7 else "PENDING"
-        tasks.append(TaskInfo(f"etl-7f3a2c.{i:04d}", status, worker=f"worker-{i:05d}", owner="alice",
-                              created_at=base, updated_at=base + 60 * i, priority=2, task_type="data_processing",
-                              parent_task_id="etl-7f3a2c"))
+        tasks.append(
+            TaskInfo(
+                f"etl-7f3a2c.{i:04d}",
+                status,
+                worker=f"worker-{i:05d}",
+                owner="alice",
+                created_at=base,
+                updated_at=base + 60 * i,
+                priority=2,
+                task_type="data_processing",
+                parent_task_id="etl-7f3a2c",
+            )
+        )
     tasks += [
-        TaskInfo("render-b81e04", "FAILED", "exit code 1; last lines of stderr:\nValueError: bad frame 812",
-                 "worker-00002", "bob", base + 300, base + 900, 0, "other", "", 1),
-        TaskInfo("sweep-19c2d0", "PENDING", "waiting: no online node with 128 GB memory", "", "alice", base + 1200,
-                 base + 1300, 5, "machine_learning"),
+        TaskInfo(
+            "render-b81e04",
+            "FAILED",
+            "exit code 1; last lines of stderr:\nValueError: bad frame 812",
+            "worker-00002",
+            "bob",
+            base + 300,
+            base + 900,
+            0,
+            "other",
+            "",
+            1,
+        ),
+        TaskInfo(
+            "sweep-19c2d0",
+            "PENDING",
+            "waiting: no online node with 128 GB memory",
+            "",
+            "alice",
+            base + 1200,
+            base + 1300,
+            5,
+            "machine_learning",
+        ),
         TaskInfo("montecarlo-5d", "COMPLETED", "", "worker-00003", "carol", base + 100, base + 700, 1, "simulation"),
     ]
     return tasks
 
 
-DEMO_SERVER = ServerIdentity(public_key(demo_key("server")), 51820, "10.0.0.1", "", "vpn.example.org", "wg0",
-                             "10.0.0.0/24", "", "10.0.0.1", 1420, 25, DEMO_NOW - 30 * 86400)
+DEMO_SERVER = ServerIdentity(
+    public_key(demo_key("server")),
+    51820,
+    "10.0.0.1",
+    "",
+    "vpn.example.org",
+    "wg0",
+    "10.0.0.0/24",
+    "",
+    "10.0.0.1",
+    1420,
+    25,
+    DEMO_NOW - 30 * 86400,
+)
 DEMO_LOG = "".join(f"[{i:03d}] processed shard rows {i * 1000}-{i * 1000 + 999}\n" for i in range(40))
 
 
 class DemoBackend:
     """The fixture source. `nodes` sets the cluster size (10,000 for the scale tests)."""
 
-    def __init__(self, settings: Settings | None = None, nodes: int = 12, logged_in: bool = True,
-                 role: str = "admin", reachable: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        nodes: int = 12,
+        logged_in: bool = True,
+        role: str = "admin",
+        reachable: bool = True,
+    ) -> None:
         self.settings = settings or Settings(refresh_interval=3600.0)
         self.clock = FixedClock()
         self._logged_in = logged_in
@@ -97,12 +157,26 @@ class DemoBackend:
         self.tasks = demo_tasks()
         self.node_states: list[tuple[list[str], str]] = []
         self.stopped: list[str] = []
-        self.peers = [self._peer(1, "laptop-alice", "alice", "10.0.0.2", "full", ()),
-                      self._peer(2, "phone-bob", "bob", "10.0.0.3", "split", ("192.168.10.0/24",))]
+        self.peers = [
+            self._peer(1, "laptop-alice", "alice", "10.0.0.2", "full", ()),
+            self._peer(2, "phone-bob", "bob", "10.0.0.3", "split", ("192.168.10.0/24",)),
+        ]
 
     def _peer(self, pid: int, name: str, owner: str, address: str, mode: str, nets: tuple[str, ...]) -> Peer:
-        return Peer(pid, name, owner, address, "", public_key(demo_key(name)), demo_key(name + "-psk"), mode, nets,
-                    True, DEMO_NOW - 86400 * pid, None)
+        return Peer(
+            pid,
+            name,
+            owner,
+            address,
+            "",
+            public_key(demo_key(name)),
+            demo_key(name + "-psk"),
+            mode,
+            nets,
+            True,
+            DEMO_NOW - 86400 * pid,
+            None,
+        )
 
     # -- session ----------------------------------------------------------------------------------
     @property
@@ -152,10 +226,24 @@ class DemoBackend:
 
     # -- data -------------------------------------------------------------------------------------
     def host(self) -> HostSample:
-        return HostSample(DEMO_NOW, 23.5, (31.0, 12.0, 40.5, 10.5), (0.82, 0.65, 0.51), 61.2, 10_400_000_000,
-                          17_000_000_000, 3.1, (DiskUsage("/var/lib/hivemind", 47.0, 47_000_000_000,
-                                                          100_000_000_000),),
-                          120_000.0, 2_400_000.0, 310_000.0, 1_250_000.0, 2.5, 96_000_000, 14)
+        return HostSample(
+            DEMO_NOW,
+            23.5,
+            (31.0, 12.0, 40.5, 10.5),
+            (0.82, 0.65, 0.51),
+            61.2,
+            10_400_000_000,
+            17_000_000_000,
+            3.1,
+            (DiskUsage("/var/lib/hivemind", 47.0, 47_000_000_000, 100_000_000_000),),
+            120_000.0,
+            2_400_000.0,
+            310_000.0,
+            1_250_000.0,
+            2.5,
+            96_000_000,
+            14,
+        )
 
     async def refresh(self) -> ClusterSnapshot:
         snap = ClusterSnapshot(DEMO_NOW, self.address, self.connection, username=self.username, role=self.role)
@@ -168,10 +256,25 @@ class DemoBackend:
             snap.problems.append(f"the Node Pool at {self.address} cannot be reached")
         snap.host = self.host()
         snap.active_alerts = [
-            Alert(1, "node_offline:worker-00007", "node_offline", "worker-00007", "node worker-00007 went offline",
-                  DEMO_NOW - 600, None),
-            Alert(2, "task_failed:render-b81e04", "task_failed", "render-b81e04",
-                  "task render-b81e04 failed: exit code 1", DEMO_NOW - 300, None)]
+            Alert(
+                1,
+                "node_offline:worker-00007",
+                "node_offline",
+                "worker-00007",
+                "node worker-00007 went offline",
+                DEMO_NOW - 600,
+                None,
+            ),
+            Alert(
+                2,
+                "task_failed:render-b81e04",
+                "task_failed",
+                "render-b81e04",
+                "task render-b81e04 failed: exit code 1",
+                DEMO_NOW - 300,
+                None,
+            ),
+        ]
         return snap
 
     def change_nodes(self, fraction: float, step: int) -> None:
@@ -179,34 +282,62 @@ class DemoBackend:
         every = max(1, int(1 / fraction))
         for i in range(step % every, len(self.nodes), every):
             n = self.nodes[i]
-            self.nodes[i] = replace(n, cpu_usage=float((n.cpu_usage + 7) % 100),
-                                    running_tasks=(n.running_tasks + 1) % 5)
+            self.nodes[i] = replace(
+                n, cpu_usage=float((n.cpu_usage + 7) % 100), running_tasks=(n.running_tasks + 1) % 5
+            )
 
     async def trends(self, since: float) -> Trends:
         return Trends([30 + (i * 7) % 50 for i in range(60)], [float((i * 3) % 7) for i in range(60)])
 
     async def node_history(self, node_id: str, since: float) -> list[NodePoint]:
         seed = sum(map(ord, node_id))
-        return [NodePoint(DEMO_NOW - 3600 + 60 * i, float((seed + i * 11) % 100), float((seed + i * 5) % 80 + 10),
-                          float((seed + i * 3) % 60)) for i in range(60)]
+        return [
+            NodePoint(
+                DEMO_NOW - 3600 + 60 * i,
+                float((seed + i * 11) % 100),
+                float((seed + i * 5) % 80 + 10),
+                float((seed + i * 3) % 60),
+            )
+            for i in range(60)
+        ]
 
     async def set_node_state(self, node_ids: list[str], state: str) -> list[str]:
         self.node_states.append((list(node_ids), state))
         return list(node_ids)
 
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
-        rows = [TaskRow("etl-7f3a2c", "RUNNING", "", "data_processing", 2, "alice", DEMO_NOW - 3600, DEMO_NOW - 60,
-                        5, 8, True)]
-        rows += [TaskRow(t.task_id, t.status, t.message, t.task_type, t.priority, t.owner, t.created_at,
-                         t.updated_at, int(t.status == "COMPLETED"), 1, False, t.worker)
-                 for t in tasks if not t.parent_task_id]
+        rows = [
+            TaskRow(
+                "etl-7f3a2c", "RUNNING", "", "data_processing", 2, "alice", DEMO_NOW - 3600, DEMO_NOW - 60, 5, 8, True
+            )
+        ]
+        rows += [
+            TaskRow(
+                t.task_id,
+                t.status,
+                t.message,
+                t.task_type,
+                t.priority,
+                t.owner,
+                t.created_at,
+                t.updated_at,
+                int(t.status == "COMPLETED"),
+                1,
+                False,
+                t.worker,
+            )
+            for t in tasks
+            if not t.parent_task_id
+        ]
         return rows
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:
         if task_id != "etl-7f3a2c":
             return None
-        subs = [SubtaskState(t.task_id, i, 0, True, t.status, t.message, t.worker, 120_000, {"shard": i})
-                for i, t in enumerate(t for t in tasks if t.parent_task_id == task_id)]
+        subs = [
+            SubtaskState(t.task_id, i, 0, True, t.status, t.message, t.worker, 120_000, {"shard": i})
+            for i, t in enumerate(t for t in tasks if t.parent_task_id == task_id)
+        ]
         return ParentState(task_id, "alice", "data_processing", 2, DEMO_NOW - 3600, True, "RUNNING", "", 5, 8, subs)
 
     async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
@@ -220,16 +351,25 @@ class DemoBackend:
         data = DEMO_LOG.encode()
         return data[offset:].decode(), len(data)
 
-    async def download(self, task_id: str, tasks: list[TaskInfo], path: Path,
-                       on_progress: ProgressCallback | None) -> int:
+    async def download(
+        self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None
+    ) -> int:
         return 0
 
     async def plan(self, zip_path: Path, options: SubmitOptions) -> SplitPlan:
         shards = options.shards or 4
-        subtasks = [SubtaskPlan(i, 1_048_576 + i * 512, 25_000 + i, {"shard": i, "input": "data/input.csv"},
-                                1 / shards) for i in range(shards)]
-        return SplitPlan("etl-demo01", "data_processing", Manifest("data_processing", 2, "data/input.csv", True),
-                         subtasks, 67_108_864, notes=["weights from 11 free slots on 8 nodes"])
+        subtasks = [
+            SubtaskPlan(i, 1_048_576 + i * 512, 25_000 + i, {"shard": i, "input": "data/input.csv"}, 1 / shards)
+            for i in range(shards)
+        ]
+        return SplitPlan(
+            "etl-demo01",
+            "data_processing",
+            Manifest("data_processing", 2, "data/input.csv", True),
+            subtasks,
+            67_108_864,
+            notes=["weights from 11 free slots on 8 nodes"],
+        )
 
     async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str:
         return "etl-demo01"
@@ -242,16 +382,25 @@ class DemoBackend:
 
     async def vpn_peers(self) -> tuple[list[Peer], dict[str, PeerStatus] | None]:
         peers = self.peers if self.role == "admin" else [p for p in self.peers if p.owner == self.username]
-        return peers, {self.peers[0].public_key: PeerStatus(self.peers[0].public_key, "203.0.113.5:41820",
-                                                            DEMO_NOW - 40, 1_200_000, 3_400_000)}
+        return peers, {
+            self.peers[0].public_key: PeerStatus(
+                self.peers[0].public_key, "203.0.113.5:41820", DEMO_NOW - 40, 1_200_000, 3_400_000
+            )
+        }
 
     def _new(self, peer: Peer) -> NewPeer:
         private = demo_key(peer.name)
         return NewPeer(peer, private, WireGuard.client_config(DEMO_SERVER, peer, private))
 
     async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer:
-        peer = self._peer(len(self.peers) + 1, name, self.username, f"10.0.0.{len(self.peers) + 2}",
-                          "split" if networks else "full", networks)
+        peer = self._peer(
+            len(self.peers) + 1,
+            name,
+            self.username,
+            f"10.0.0.{len(self.peers) + 2}",
+            "split" if networks else "full",
+            networks,
+        )
         self.peers.append(peer)
         return self._new(peer)
 
@@ -269,8 +418,14 @@ class DemoBackend:
 
     async def vpn_apply(self, dry_run: bool) -> tuple[Path, list[str], bool]:
         conf = Path("/var/lib/hivemind/vpn/wg0.conf")
-        return conf, [f"wg-quick strip {conf} > /var/lib/hivemind/vpn/wg0.stripped",
-                      "wg syncconf wg0 /var/lib/hivemind/vpn/wg0.stripped"], False
+        return (
+            conf,
+            [
+                f"wg-quick strip {conf} > /var/lib/hivemind/vpn/wg0.stripped",
+                "wg syncconf wg0 /var/lib/hivemind/vpn/wg0.stripped",
+            ],
+            False,
+        )
 
     async def vpn_export(self, path: Path, text: str) -> None:
         return None

@@ -21,8 +21,14 @@ from tests.ui.demo import DemoBackend
 DEMO_FILES = "tests/ui/demo_files"
 
 
-def demo_app(logged_in: bool = True, role: str = "admin", nodes: int = 12, start: str = "dashboard",
-             reachable: bool = True, readonly: bool = False) -> HivemindApp:
+def demo_app(
+    logged_in: bool = True,
+    role: str = "admin",
+    nodes: int = 12,
+    start: str = "dashboard",
+    reachable: bool = True,
+    readonly: bool = False,
+) -> HivemindApp:
     settings = Settings(refresh_interval=3600.0, upload_folder=DEMO_FILES, readonly=readonly)
     backend = DemoBackend(settings, nodes=nodes, logged_in=logged_in, role=role, reachable=reachable)
     return HivemindApp(backend, deterministic=True, start=start)

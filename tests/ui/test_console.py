@@ -134,15 +134,13 @@ async def test_pool_killed_and_restarted_while_the_dashboard_is_open(pool: PoolP
         assert "cannot be reached" in str(banner.render())
         assert app.snapshot.nodes is nodes_before  # the last known data stays on screen
         await asyncio.to_thread(pool.restart)
-        await wait_until(pilot, lambda: not banner.display and app.backend.connection.status == "connected",
-                         timeout=30)
+        await wait_until(pilot, lambda: not banner.display and app.backend.connection.status == "connected", timeout=30)
         assert isinstance(app.screen, DashboardScreen)
 
 
 async def test_readonly_and_viewer_change_nothing(pool: PoolProcess, tmp_path: Path) -> None:
     pool.cli("pool", "add-user", "vic", "--role", "viewer", "--password-stdin", stdin="vic-pass-1\n")
-    for overrides, user, password in (({"readonly": True}, "admin", pool.admin_password),
-                                      ({}, "vic", "vic-pass-1")):
+    for overrides, user, password in (({"readonly": True}, "admin", pool.admin_password), ({}, "vic", "vic-pass-1")):
         app = make_app(pool, tmp_path / user, **overrides)
         async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot, app)

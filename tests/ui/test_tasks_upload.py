@@ -20,11 +20,15 @@ from tests.ui.conftest import PoolProcess, make_app
 from tests.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
 
-SPLIT_MAIN = ("import os, time\nrows = open('data/in.csv').read().splitlines()\nprint('shard rows', len(rows), "
-              "flush=True)\ntime.sleep(0.5)\nos.makedirs('output', exist_ok=True)\n"
-              "open('output/out.csv', 'w').write(''.join(r.upper() + '\\n' for r in rows))\n")
-MANIFEST = ('[task]\ntype = "data_processing"\n[split]\ninput = "data/in.csv"\nshards = 3\n'
-            '[merge]\nconcat = ["output/out.csv"]\n')
+SPLIT_MAIN = (
+    "import os, time\nrows = open('data/in.csv').read().splitlines()\nprint('shard rows', len(rows), "
+    "flush=True)\ntime.sleep(0.5)\nos.makedirs('output', exist_ok=True)\n"
+    "open('output/out.csv', 'w').write(''.join(r.upper() + '\\n' for r in rows))\n"
+)
+MANIFEST = (
+    '[task]\ntype = "data_processing"\n[split]\ninput = "data/in.csv"\nshards = 3\n'
+    '[merge]\nconcat = ["output/out.csv"]\n'
+)
 
 
 def row(app: HivemindApp, task_id: str):
@@ -34,8 +38,11 @@ def row(app: HivemindApp, task_id: str):
 
 async def test_submit_watch_download_and_stop(pool: PoolProcess, tmp_path: Path) -> None:
     job = tmp_path / "job.zip"
-    job.write_bytes(make_zip({"main.py": SPLIT_MAIN, "hivemind.toml": MANIFEST,
-                              "data/in.csv": "".join(f"row{i}\n" for i in range(90))}))
+    job.write_bytes(
+        make_zip(
+            {"main.py": SPLIT_MAIN, "hivemind.toml": MANIFEST, "data/in.csv": "".join(f"row{i}\n" for i in range(90))}
+        )
+    )
     app = make_app(pool, tmp_path, upload_folder=str(tmp_path))
     async with app.run_test(size=(110, 34)) as pilot:
         await settle(pilot)
@@ -47,8 +54,13 @@ async def test_submit_watch_download_and_stop(pool: PoolProcess, tmp_path: Path)
         form = app.screen
         form.query_one("#zip-path", Input).value = str(tmp_path / "missing.zip")
         await pilot.press("ctrl+r")
-        await wait_until(pilot, lambda: "missing.zip" in str(form.query_one("#plan", Static).render())
-                         or "No such file" in str(form.query_one("#plan", Static).render()))
+        await wait_until(
+            pilot,
+            lambda: (
+                "missing.zip" in str(form.query_one("#plan", Static).render())
+                or "No such file" in str(form.query_one("#plan", Static).render())
+            ),
+        )
         form.query_one("#priority", Input).value = "abc"
         await pilot.press("ctrl+s")
         await settle(pilot)
@@ -62,8 +74,9 @@ async def test_submit_watch_download_and_stop(pool: PoolProcess, tmp_path: Path)
         await wait_until(pilot, lambda: isinstance(app.screen, TasksScreen))
         await wait_until(pilot, lambda: any(r.split for r in app.screen.rows.values()), timeout=30)
         parent = next(r.task_id for r in app.screen.rows.values() if r.split)
-        await wait_until(pilot, lambda: row(app, parent) is not None and row(app, parent).status == "COMPLETED",
-                         timeout=60)
+        await wait_until(
+            pilot, lambda: row(app, parent) is not None and row(app, parent).status == "COMPLETED", timeout=60
+        )
         assert (row(app, parent).done, row(app, parent).total) == (3, 3)
         table = app.screen.query_one("#task-table", VirtualTable)
         table.cursor = table.visible_keys().index(parent)
@@ -90,8 +103,9 @@ async def test_submit_watch_download_and_stop(pool: PoolProcess, tmp_path: Path)
 
         task_id = await app.backend.submit(long_job, SubmitOptions(), lambda p: None)
         app.action_refresh()
-        await wait_until(pilot, lambda: row(app, task_id) is not None and row(app, task_id).status == "RUNNING",
-                         timeout=30)
+        await wait_until(
+            pilot, lambda: row(app, task_id) is not None and row(app, task_id).status == "RUNNING", timeout=30
+        )
         table = app.screen.query_one("#task-table", VirtualTable)
         table.cursor = table.visible_keys().index(task_id)
         await pilot.press("s")

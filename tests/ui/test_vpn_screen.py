@@ -18,8 +18,12 @@ from tests.ui.test_console import log_in, wait_until
 
 
 def vpn_init(data: Path) -> None:
-    subprocess.run([sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "vpn", "init"], check=True,
-                   capture_output=True, env={"VPN_SERVER_IP": "vpn.example.org", "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "vpn", "init"],
+        check=True,
+        capture_output=True,
+        env={"VPN_SERVER_IP": "vpn.example.org", "PATH": "/usr/bin:/bin"},
+    )
 
 
 async def test_admin_adds_shows_rekeys_and_revokes(pool: PoolProcess, tmp_path: Path) -> None:

@@ -35,8 +35,11 @@ def test_global_options_before_or_after(capsys: pytest.CaptureFixture[str], tmp_
     assert code == 0 and err == ""
     doc = json.loads(out)
     settings = doc["settings"]
-    assert settings["pool_address"] == {"value": "127.0.0.1:9999", "source": "flag --pool",
-                                        "env": ["HIVEMIND_POOL_ADDRESS", "NODE_POOL_ADDRESS"]}
+    assert settings["pool_address"] == {
+        "value": "127.0.0.1:9999",
+        "source": "flag --pool",
+        "env": ["HIVEMIND_POOL_ADDRESS", "NODE_POOL_ADDRESS"],
+    }
     assert settings["readonly"]["value"] is True
     assert doc["data_dir"] == str(tmp_path / "d")
 
@@ -46,8 +49,9 @@ def test_value_before_command_is_not_overwritten(capsys: pytest.CaptureFixture[s
     assert code == 0 and json.loads(out)["data_dir"] == str(tmp_path / "x")
 
 
-def test_secrets_are_redacted_in_config_show(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_redacted_in_config_show(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HIVEMIND_TLS_KEY", "/etc/secret/key.pem")
     code, out, _ = run_cli(capsys, "--json", "--data-dir", str(tmp_path), "config", "show")
     assert code == 0 and json.loads(out)["settings"]["tls_key"]["value"] == "<redacted>"

@@ -24,8 +24,11 @@ def test_defaults(tmp_path: Path) -> None:
 def test_precedence_file_env_flag(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('refresh_interval = 7\npool_address = "127.0.0.1:1111"\nvpn_port = 5000\n')
-    loaded = load_settings(cfg, env={"HIVEMIND_POOL_ADDRESS": "127.0.0.1:2222", "VPN_PORT": "6000"},
-                           flags={"pool_address": "127.0.0.1:3333"})
+    loaded = load_settings(
+        cfg,
+        env={"HIVEMIND_POOL_ADDRESS": "127.0.0.1:2222", "VPN_PORT": "6000"},
+        flags={"pool_address": "127.0.0.1:3333"},
+    )
     s = loaded.settings
     assert s.refresh_interval == 7.0 and loaded.sources["refresh_interval"] == f"file {cfg}: refresh_interval"
     assert s.vpn_port == 6000 and loaded.sources["vpn_port"] == "env VPN_PORT"
@@ -33,8 +36,13 @@ def test_precedence_file_env_flag(tmp_path: Path) -> None:
 
 
 def test_seed_names_and_our_name_wins() -> None:
-    env = {"NODE_POOL_ADDRESS": "10.1.1.1:50051", "MAX_CONTENT_LENGTH": "2048", "VPN_SERVER_IP": "vpn.example",
-           "DATABASE_URL": "sqlite:////tmp/x.db", "UPLOAD_FOLDER": "/srv/up"}
+    env = {
+        "NODE_POOL_ADDRESS": "10.1.1.1:50051",
+        "MAX_CONTENT_LENGTH": "2048",
+        "VPN_SERVER_IP": "vpn.example",
+        "DATABASE_URL": "sqlite:////tmp/x.db",
+        "UPLOAD_FOLDER": "/srv/up",
+    }
     s = load_settings(None, env=env).settings
     assert (s.pool_address, s.max_upload_bytes, s.vpn_endpoint) == ("10.1.1.1:50051", 2048, "vpn.example")
     assert s.database_url == "sqlite:////tmp/x.db" and s.upload_folder == "/srv/up"
@@ -42,18 +50,21 @@ def test_seed_names_and_our_name_wins() -> None:
     assert both.pool_address == "b:2"
 
 
-@pytest.mark.parametrize(("env", "key", "source"), [
-    ({"HIVEMIND_REFRESH_INTERVAL": "abc"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
-    ({"HIVEMIND_REFRESH_INTERVAL": "-1"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
-    ({"HIVEMIND_REFRESH_INTERVAL": "nan"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
-    ({"VPN_PORT": "70000"}, "vpn_port", "env VPN_PORT"),
-    ({"HIVEMIND_VPN_ADDRESS_POOL": "10.0.0.1/24"}, "vpn_address_pool", "env HIVEMIND_VPN_ADDRESS_POOL"),
-    ({"HIVEMIND_VPN_INTERFACE": "a-much-too-long-name"}, "vpn_interface", "env HIVEMIND_VPN_INTERFACE"),
-    ({"HIVEMIND_READONLY": "maybe"}, "readonly", "env HIVEMIND_READONLY"),
-    ({"NODE_POOL_ADDRESS": "no-port"}, "pool_address", "env NODE_POOL_ADDRESS"),
-    ({"DATABASE_URL": "postgres://x"}, "database_url", "env DATABASE_URL"),
-    ({"HIVEMIND_PASSWORD_HASH_COST": "huge"}, "password_hash_cost", "env HIVEMIND_PASSWORD_HASH_COST"),
-])
+@pytest.mark.parametrize(
+    ("env", "key", "source"),
+    [
+        ({"HIVEMIND_REFRESH_INTERVAL": "abc"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
+        ({"HIVEMIND_REFRESH_INTERVAL": "-1"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
+        ({"HIVEMIND_REFRESH_INTERVAL": "nan"}, "refresh_interval", "env HIVEMIND_REFRESH_INTERVAL"),
+        ({"VPN_PORT": "70000"}, "vpn_port", "env VPN_PORT"),
+        ({"HIVEMIND_VPN_ADDRESS_POOL": "10.0.0.1/24"}, "vpn_address_pool", "env HIVEMIND_VPN_ADDRESS_POOL"),
+        ({"HIVEMIND_VPN_INTERFACE": "a-much-too-long-name"}, "vpn_interface", "env HIVEMIND_VPN_INTERFACE"),
+        ({"HIVEMIND_READONLY": "maybe"}, "readonly", "env HIVEMIND_READONLY"),
+        ({"NODE_POOL_ADDRESS": "no-port"}, "pool_address", "env NODE_POOL_ADDRESS"),
+        ({"DATABASE_URL": "postgres://x"}, "database_url", "env DATABASE_URL"),
+        ({"HIVEMIND_PASSWORD_HASH_COST": "huge"}, "password_hash_cost", "env HIVEMIND_PASSWORD_HASH_COST"),
+    ],
+)
 def test_bad_env_value_names_key_and_source(env: dict[str, str], key: str, source: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(None, env=env)
@@ -90,8 +101,9 @@ def test_with_overrides_parses() -> None:
 
 def test_cli_bad_env_is_one_line_exit_2(tmp_path: Path) -> None:
     env = {"HIVEMIND_REFRESH_INTERVAL": "abc", "HIVEMIND_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", "hivemind_tui", "config", "show"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hivemind_tui", "config", "show"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()

@@ -24,8 +24,11 @@ def imports_of(folder: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("folder", ["services", "nodepool"])
 def test_no_textual_or_ui(folder: str) -> None:
-    bad = [(f, m) for f, m in imports_of(folder)
-           if m.split(".")[0] == "textual" or m.startswith("hivemind_tui.ui") or m.startswith("..ui")]
+    bad = [
+        (f, m)
+        for f, m in imports_of(folder)
+        if m.split(".")[0] == "textual" or m.startswith("hivemind_tui.ui") or m.startswith("..ui")
+    ]
     assert bad == []
 
 
@@ -36,8 +39,13 @@ def test_pool_and_services_do_not_import_each_other() -> None:
 
 def test_core_imports_no_layer_above_it() -> None:
     """core/ is the shared base: it may use the generated proto, never services, the pool, the UI or the CLI."""
-    above = ("hivemind_tui.services", "hivemind_tui.nodepool", "hivemind_tui.ui", "hivemind_tui.commands",
-             "hivemind_tui.cli")
+    above = (
+        "hivemind_tui.services",
+        "hivemind_tui.nodepool",
+        "hivemind_tui.ui",
+        "hivemind_tui.commands",
+        "hivemind_tui.cli",
+    )
     assert [(f, m) for f, m in imports_of("core") if m.startswith(above)] == []
 
 

@@ -16,78 +16,134 @@ S, B, BY, I32, I64, FL = F.TYPE_STRING, F.TYPE_BOOL, F.TYPE_BYTES, F.TYPE_INT32,
 
 # (message, field, number, type): the HiveMind protocol as wire-contract.md states it.
 WIRE_FACTS = [
-    ("LoginRequest", "username", 1, S), ("LoginRequest", "password", 2, S),
-    ("LoginResponse", "success", 1, B), ("LoginResponse", "message", 2, S), ("LoginResponse", "token", 3, S),
-    ("TransferRequest", "token", 1, S), ("TransferRequest", "receiver_username", 2, S),
+    ("LoginRequest", "username", 1, S),
+    ("LoginRequest", "password", 2, S),
+    ("LoginResponse", "success", 1, B),
+    ("LoginResponse", "message", 2, S),
+    ("LoginResponse", "token", 3, S),
+    ("TransferRequest", "token", 1, S),
+    ("TransferRequest", "receiver_username", 2, S),
     ("TransferRequest", "amount", 3, I64),
-    ("GetBalanceRequest", "username", 1, S), ("GetBalanceRequest", "token", 2, S),
+    ("GetBalanceRequest", "username", 1, S),
+    ("GetBalanceRequest", "token", 2, S),
     ("GetBalanceResponse", "balance", 3, I64),
-    ("RefreshTokenRequest", "old_token", 1, S), ("RefreshTokenResponse", "new_token", 3, S),
-    ("RegisterWorkerNodeRequest", "node_id", 1, S), ("RegisterWorkerNodeRequest", "hostname", 2, S),
-    ("RegisterWorkerNodeRequest", "cpu_cores", 3, I32), ("RegisterWorkerNodeRequest", "memory_gb", 4, I32),
-    ("RegisterWorkerNodeRequest", "cpu_score", 5, I32), ("RegisterWorkerNodeRequest", "gpu_score", 6, I32),
-    ("RegisterWorkerNodeRequest", "gpu_memory_gb", 7, I32), ("RegisterWorkerNodeRequest", "location", 8, S),
-    ("RegisterWorkerNodeRequest", "port", 9, I32), ("RegisterWorkerNodeRequest", "gpu_name", 12, S),
+    ("RefreshTokenRequest", "old_token", 1, S),
+    ("RefreshTokenResponse", "new_token", 3, S),
+    ("RegisterWorkerNodeRequest", "node_id", 1, S),
+    ("RegisterWorkerNodeRequest", "hostname", 2, S),
+    ("RegisterWorkerNodeRequest", "cpu_cores", 3, I32),
+    ("RegisterWorkerNodeRequest", "memory_gb", 4, I32),
+    ("RegisterWorkerNodeRequest", "cpu_score", 5, I32),
+    ("RegisterWorkerNodeRequest", "gpu_score", 6, I32),
+    ("RegisterWorkerNodeRequest", "gpu_memory_gb", 7, I32),
+    ("RegisterWorkerNodeRequest", "location", 8, S),
+    ("RegisterWorkerNodeRequest", "port", 9, I32),
+    ("RegisterWorkerNodeRequest", "gpu_name", 12, S),
     ("RegisterWorkerNodeRequest", "docker_status", 13, S),
-    ("RunningStatusRequest", "node_id", 1, S), ("RunningStatusRequest", "status", 2, S),
-    ("RunningStatusRequest", "cpu_usage", 3, FL), ("RunningStatusRequest", "memory_usage", 4, FL),
-    ("RunningStatusRequest", "gpu_usage", 5, FL), ("RunningStatusRequest", "gpu_memory_usage", 6, FL),
-    ("RunningStatusRequest", "docker_status", 7, S), ("RunningStatusRequest", "running_tasks", 8, I32),
-    ("UploadTaskRequest", "task_id", 1, S), ("UploadTaskRequest", "task_zip", 2, BY),
-    ("UploadTaskRequest", "memory_gb", 3, I32), ("UploadTaskRequest", "cpu_score", 4, I32),
-    ("UploadTaskRequest", "gpu_score", 5, I32), ("UploadTaskRequest", "gpu_memory_gb", 6, I32),
-    ("UploadTaskRequest", "location", 7, S), ("UploadTaskRequest", "gpu_name", 8, S),
+    ("RunningStatusRequest", "node_id", 1, S),
+    ("RunningStatusRequest", "status", 2, S),
+    ("RunningStatusRequest", "cpu_usage", 3, FL),
+    ("RunningStatusRequest", "memory_usage", 4, FL),
+    ("RunningStatusRequest", "gpu_usage", 5, FL),
+    ("RunningStatusRequest", "gpu_memory_usage", 6, FL),
+    ("RunningStatusRequest", "docker_status", 7, S),
+    ("RunningStatusRequest", "running_tasks", 8, I32),
+    ("UploadTaskRequest", "task_id", 1, S),
+    ("UploadTaskRequest", "task_zip", 2, BY),
+    ("UploadTaskRequest", "memory_gb", 3, I32),
+    ("UploadTaskRequest", "cpu_score", 4, I32),
+    ("UploadTaskRequest", "gpu_score", 5, I32),
+    ("UploadTaskRequest", "gpu_memory_gb", 6, I32),
+    ("UploadTaskRequest", "location", 7, S),
+    ("UploadTaskRequest", "gpu_name", 8, S),
     ("UploadTaskRequest", "token", 9, S),
-    ("GetTaskResultRequest", "task_id", 1, S), ("GetTaskResultRequest", "token", 2, S),
+    ("GetTaskResultRequest", "task_id", 1, S),
+    ("GetTaskResultRequest", "token", 2, S),
     ("GetTaskResultResponse", "result_zip", 3, BY),
     ("GetAllUserTasksRequest", "token", 1, S),
-    ("StopTaskRequest", "task_id", 1, S), ("StopTaskRequest", "token", 2, S),
-    ("TasklogRequest", "task_id", 1, S), ("TasklogRequest", "token", 2, S),
-    ("TasklogResponse", "success", 1, B), ("TasklogResponse", "log", 2, S),
-    ("TaskInfo", "task_id", 1, S), ("TaskInfo", "status", 2, S), ("TaskInfo", "message", 4, S),
-    ("TaskInfo", "cpu_usage", 5, FL), ("TaskInfo", "memory_usage", 6, FL), ("TaskInfo", "gpu_usage", 7, FL),
-    ("TaskInfo", "gpu_memory_usage", 8, FL), ("TaskInfo", "worker_ip", 9, S),
-    ("ExecuteTaskRequest", "task_id", 1, S), ("ExecuteTaskRequest", "task_zip", 2, BY),
-    ("ExecuteTaskRequest", "cpu_usage", 3, FL), ("ExecuteTaskRequest", "gpu_usage", 4, FL),
-    ("ExecuteTaskRequest", "memory_gb", 5, I32), ("ExecuteTaskRequest", "gpu_memory_gb", 6, I32),
-    ("TaskOutputUploadRequest", "task_id", 1, S), ("TaskOutputUploadRequest", "output", 2, S),
+    ("StopTaskRequest", "task_id", 1, S),
+    ("StopTaskRequest", "token", 2, S),
+    ("TasklogRequest", "task_id", 1, S),
+    ("TasklogRequest", "token", 2, S),
+    ("TasklogResponse", "success", 1, B),
+    ("TasklogResponse", "log", 2, S),
+    ("TaskInfo", "task_id", 1, S),
+    ("TaskInfo", "status", 2, S),
+    ("TaskInfo", "message", 4, S),
+    ("TaskInfo", "cpu_usage", 5, FL),
+    ("TaskInfo", "memory_usage", 6, FL),
+    ("TaskInfo", "gpu_usage", 7, FL),
+    ("TaskInfo", "gpu_memory_usage", 8, FL),
+    ("TaskInfo", "worker_ip", 9, S),
+    ("ExecuteTaskRequest", "task_id", 1, S),
+    ("ExecuteTaskRequest", "task_zip", 2, BY),
+    ("ExecuteTaskRequest", "cpu_usage", 3, FL),
+    ("ExecuteTaskRequest", "gpu_usage", 4, FL),
+    ("ExecuteTaskRequest", "memory_gb", 5, I32),
+    ("ExecuteTaskRequest", "gpu_memory_gb", 6, I32),
+    ("TaskOutputUploadRequest", "task_id", 1, S),
+    ("TaskOutputUploadRequest", "output", 2, S),
     ("TaskOutputUploadRequest", "token", 3, S),
-    ("TaskResultUploadRequest", "task_id", 1, S), ("TaskResultUploadRequest", "result_zip", 2, BY),
+    ("TaskResultUploadRequest", "task_id", 1, S),
+    ("TaskResultUploadRequest", "result_zip", 2, BY),
     ("TaskResultUploadRequest", "token", 3, S),
-    ("TaskOutputRequest", "task_id", 1, S), ("TaskOutputRequest", "output", 2, S),
+    ("TaskOutputRequest", "task_id", 1, S),
+    ("TaskOutputRequest", "output", 2, S),
     ("TaskOutputRequest", "token", 3, S),
     ("StopTaskExecutionRequest", "task_id", 1, S),
-    ("TaskUsageRequest", "task_id", 1, S), ("TaskUsageRequest", "cpu_usage", 2, FL),
-    ("TaskUsageRequest", "memory_usage", 3, FL), ("TaskUsageRequest", "gpu_usage", 4, FL),
-    ("TaskUsageRequest", "gpu_memory_usage", 5, FL), ("TaskUsageRequest", "token", 6, S),
+    ("TaskUsageRequest", "task_id", 1, S),
+    ("TaskUsageRequest", "cpu_usage", 2, FL),
+    ("TaskUsageRequest", "memory_usage", 3, FL),
+    ("TaskUsageRequest", "gpu_usage", 4, FL),
+    ("TaskUsageRequest", "gpu_memory_usage", 5, FL),
+    ("TaskUsageRequest", "token", 6, S),
 ]
 
 # Responses that are plain {success=1, message=2}.
 PLAIN_RESPONSES = [
-    "LoginResponse", "TransferResponse", "GetBalanceResponse", "RefreshTokenResponse", "StatusResponse",
-    "RunningStatusResponse", "UploadTaskResponse", "GetTaskResultResponse", "StopTaskResponse",
-    "ExecuteTaskResponse", "TaskOutputUploadResponse", "TaskResultUploadResponse", "TaskOutputResponse",
-    "StopTaskExecutionResponse", "TaskUsageResponse",
+    "LoginResponse",
+    "TransferResponse",
+    "GetBalanceResponse",
+    "RefreshTokenResponse",
+    "StatusResponse",
+    "RunningStatusResponse",
+    "UploadTaskResponse",
+    "GetTaskResultResponse",
+    "StopTaskResponse",
+    "ExecuteTaskResponse",
+    "TaskOutputUploadResponse",
+    "TaskResultUploadResponse",
+    "TaskOutputResponse",
+    "StopTaskExecutionResponse",
+    "TaskUsageResponse",
 ]
 
 RPCS = {
-    "UserService": {"Login": ("LoginRequest", "LoginResponse"),
-                    "Transfer": ("TransferRequest", None),
-                    "GetBalance": ("GetBalanceRequest", None),
-                    "RefreshToken": ("RefreshTokenRequest", None)},
-    "NodeManagerService": {"RegisterWorkerNode": ("RegisterWorkerNodeRequest", "StatusResponse"),
-                           "ReportStatus": ("RunningStatusRequest", "RunningStatusResponse")},
-    "MasterNodeService": {"UploadTask": ("UploadTaskRequest", None),
-                          "GetTaskResult": ("GetTaskResultRequest", None),
-                          "GetAllUserTasks": ("GetAllUserTasksRequest", "GetAllTasksResponse"),
-                          "StopTask": ("StopTaskRequest", None),
-                          "GetTasklog": ("TasklogRequest", "TasklogResponse")},
-    "WorkerNodeService": {"ExecuteTask": ("ExecuteTaskRequest", None),
-                          "TaskOutputUpload": ("TaskOutputUploadRequest", None),
-                          "TaskResultUpload": ("TaskResultUploadRequest", None),
-                          "TaskOutput": ("TaskOutputRequest", None),
-                          "StopTaskExecution": ("StopTaskExecutionRequest", None),
-                          "TaskUsage": ("TaskUsageRequest", None)},
+    "UserService": {
+        "Login": ("LoginRequest", "LoginResponse"),
+        "Transfer": ("TransferRequest", None),
+        "GetBalance": ("GetBalanceRequest", None),
+        "RefreshToken": ("RefreshTokenRequest", None),
+    },
+    "NodeManagerService": {
+        "RegisterWorkerNode": ("RegisterWorkerNodeRequest", "StatusResponse"),
+        "ReportStatus": ("RunningStatusRequest", "RunningStatusResponse"),
+    },
+    "MasterNodeService": {
+        "UploadTask": ("UploadTaskRequest", None),
+        "GetTaskResult": ("GetTaskResultRequest", None),
+        "GetAllUserTasks": ("GetAllUserTasksRequest", "GetAllTasksResponse"),
+        "StopTask": ("StopTaskRequest", None),
+        "GetTasklog": ("TasklogRequest", "TasklogResponse"),
+    },
+    "WorkerNodeService": {
+        "ExecuteTask": ("ExecuteTaskRequest", None),
+        "TaskOutputUpload": ("TaskOutputUploadRequest", None),
+        "TaskResultUpload": ("TaskResultUploadRequest", None),
+        "TaskOutput": ("TaskOutputRequest", None),
+        "StopTaskExecution": ("StopTaskExecutionRequest", None),
+        "TaskUsage": ("TaskUsageRequest", None),
+    },
 }
 
 
@@ -124,8 +180,9 @@ def test_unused_numbers_are_reserved() -> None:
 
 
 def test_extensions_use_numbers_hivemind_does_not() -> None:
-    hivemind = {(m, n) for m, _, n, _ in WIRE_FACTS} | {(m, 1) for m in PLAIN_RESPONSES} | {
-        (m, 2) for m in PLAIN_RESPONSES}
+    hivemind = (
+        {(m, n) for m, _, n, _ in WIRE_FACTS} | {(m, 1) for m in PLAIN_RESPONSES} | {(m, 2) for m in PLAIN_RESPONSES}
+    )
     for message in {m for m, *_ in WIRE_FACTS} | set(PLAIN_RESPONSES):
         for field in pb.DESCRIPTOR.message_types_by_name[message].fields:
             if (message, field.number) not in hivemind:
@@ -144,8 +201,9 @@ def test_services_and_rpcs(service: str) -> None:
 
 
 def test_regeneration_is_byte_identical(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "protos" / "compile.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "protos" / "compile.py"), "--out", str(tmp_path)], check=True, capture_output=True
+    )
     for name in ("nodepool_pb2.py", "nodepool_pb2_grpc.py", "nodepool_pb2.pyi"):
         assert (tmp_path / name).read_bytes() == (ROOT / "hivemind_tui" / "proto" / name).read_bytes(), name
 
@@ -159,4 +217,4 @@ def test_generated_grpc_module_imports_relatively() -> None:
 def _message_source(name: str) -> str:
     text = (ROOT / "protos" / "nodepool.proto").read_text()
     start = text.index(f"message {name} {{")
-    return text[start:text.index("}", start)]
+    return text[start : text.index("}", start)]

@@ -51,8 +51,10 @@ def test_lines_are_cut_on_boundaries_and_nothing_is_lost(tmp_path: Path, shards:
     rng = random.Random(shards)
     lines = [f"{i},{'x' * rng.randint(0, 40)}\n" for i in range(1000)]
     text = ("id,data\n" if header else "") + "".join(lines)
-    zip_path = write_zip(tmp_path, {"main.py": "print(1)", "hivemind.toml": dp_manifest(header),
-                                    "data/in.csv": text, "lib/util.py": "X = 1"})
+    zip_path = write_zip(
+        tmp_path,
+        {"main.py": "print(1)", "hivemind.toml": dp_manifest(header), "data/in.csv": text, "lib/util.py": "X = 1"},
+    )
     manifest = read_task(zip_path, LIMITS)
     plan = split_task(zip_path, tmp_path / "out", manifest, shards, None, BIG, "p-1", LIMITS)
     texts = shard_texts(plan.subtasks)
@@ -68,15 +70,25 @@ def test_lines_are_cut_on_boundaries_and_nothing_is_lost(tmp_path: Path, shards:
     with zipfile.ZipFile(plan.subtasks[-1].path) as zf:
         meta = json.loads(zf.read(SUBTASK_FILE))
         assert zf.read("lib/util.py") == b"X = 1" and zf.read("main.py") == b"print(1)"
-    assert meta == {"index": shards - 1, "total": shards, "parent_task_id": "p-1",
-                    "params": {"shard": shards - 1, "input": "data/in.csv"}, "task_type": "data_processing"}
+    assert meta == {
+        "index": shards - 1,
+        "total": shards,
+        "parent_task_id": "p-1",
+        "params": {"shard": shards - 1, "input": "data/in.csv"},
+        "task_type": "data_processing",
+    }
 
 
 def test_weights_follow_free_slots_and_cpu_score() -> None:
-    nodes = NodeList(True, [NodeInfo("fast", online=True, slots=2, cpu_score=300),
-                            NodeInfo("slow", online=True, slots=1, cpu_score=100),
-                            NodeInfo("down", online=False, slots=8, cpu_score=900),
-                            NodeInfo("cord", online=True, slots=8, cpu_score=900, state="cordoned")])
+    nodes = NodeList(
+        True,
+        [
+            NodeInfo("fast", online=True, slots=2, cpu_score=300),
+            NodeInfo("slow", online=True, slots=1, cpu_score=100),
+            NodeInfo("down", online=False, slots=8, cpu_score=900),
+            NodeInfo("cord", online=True, slots=8, cpu_score=900, state="cordoned"),
+        ],
+    )
     assert plan_weights(3, nodes) == pytest.approx([3 / 7, 3 / 7, 1 / 7])
     assert plan_weights(4, NodeList(False)) == [0.25] * 4
 
@@ -84,8 +96,9 @@ def test_weights_follow_free_slots_and_cpu_score() -> None:
 def test_weighted_cut_sizes(tmp_path: Path) -> None:
     text = "".join(f"{i:09d}\n" for i in range(10000))
     zip_path = write_zip(tmp_path, {"main.py": "", "hivemind.toml": dp_manifest(), "data/in.csv": text})
-    nodes = NodeList(True, [NodeInfo("a", online=True, slots=1, cpu_score=300),
-                            NodeInfo("b", online=True, slots=1, cpu_score=100)])
+    nodes = NodeList(
+        True, [NodeInfo("a", online=True, slots=1, cpu_score=300), NodeInfo("b", online=True, slots=1, cpu_score=100)]
+    )
     plan = split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), None, nodes, BIG, "p", LIMITS)
     assert [s.lines for s in plan.subtasks] == [7500, 2500]
 
@@ -104,13 +117,19 @@ def test_more_shards_than_lines_and_empty_input(tmp_path: Path) -> None:
 
 
 def test_grid_and_cap(tmp_path: Path) -> None:
-    manifest = '[task]\ntype = "machine_learning"\n[split]\nmax_subtasks = 5\n[split.grid]\nlr = [0.1, 0.01]\n' \
-               'depth = [1, 2, 3]\n'
+    manifest = (
+        '[task]\ntype = "machine_learning"\n[split]\nmax_subtasks = 5\n[split.grid]\nlr = [0.1, 0.01]\n'
+        "depth = [1, 2, 3]\n"
+    )
     zip_path = write_zip(tmp_path, {"main.py": "", "hivemind.toml": manifest})
     plan = split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), None, None, BIG, "p", LIMITS)
     assert [s.params for s in plan.subtasks] == [
-        {"depth": 1, "lr": 0.1}, {"depth": 1, "lr": 0.01}, {"depth": 2, "lr": 0.1}, {"depth": 2, "lr": 0.01},
-        {"depth": 3, "lr": 0.1}]
+        {"depth": 1, "lr": 0.1},
+        {"depth": 1, "lr": 0.01},
+        {"depth": 2, "lr": 0.1},
+        {"depth": 2, "lr": 0.01},
+        {"depth": 3, "lr": 0.1},
+    ]
     assert "capped: 5 of 6" in plan.notes[0]
 
 
@@ -118,8 +137,9 @@ def test_runs_and_seeds(tmp_path: Path) -> None:
     runs = write_zip(tmp_path, {"main.py": "", "hivemind.toml": '[task]\ntype="simulation"\n[split]\nruns=10\n'})
     plan = split_task(runs, tmp_path / "r", read_task(runs, LIMITS), 3, None, BIG, "p", LIMITS)
     assert [s.params for s in plan.subtasks] == [{"runs": [0, 3]}, {"runs": [3, 6]}, {"runs": [6, 10]}]
-    seeds = write_zip(tmp_path, {"main.py": "", "hivemind.toml": '[task]\ntype="simulation"\n[split]\n'
-                                                                  'seeds=[5, 6]\n'}, "s.zip")
+    seeds = write_zip(
+        tmp_path, {"main.py": "", "hivemind.toml": '[task]\ntype="simulation"\n[split]\nseeds=[5, 6]\n'}, "s.zip"
+    )
     plan = split_task(seeds, tmp_path / "s", read_task(seeds, LIMITS), 4, None, BIG, "p", LIMITS)
     assert [s.params for s in plan.subtasks] == [{"seeds": [5, 5]}, {"seeds": [6, 6]}]
 
@@ -135,28 +155,32 @@ def test_limit_proposes_more_shards(tmp_path: Path) -> None:
     zip_path = write_zip(tmp_path, {"main.py": "", "hivemind.toml": dp_manifest(), "data/in.csv": text})
     plan = split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), 2, None, 200 * 1024, "p", LIMITS)
     assert not plan.ok and plan.proposed_shards and plan.proposed_shards > 2
-    again = split_task(zip_path, tmp_path / "o2", read_task(zip_path, LIMITS), plan.proposed_shards, None,
-                       200 * 1024, "p", LIMITS)
+    again = split_task(
+        zip_path, tmp_path / "o2", read_task(zip_path, LIMITS), plan.proposed_shards, None, 200 * 1024, "p", LIMITS
+    )
     assert again.ok
 
 
-@pytest.mark.parametrize(("manifest", "key"), [
-    ('[task]\ntype = 5\n', "task.type"),
-    ('[task]\npriority = "high"\n', "task.priority"),
-    ('[task]\ntype = "data_processing"\n', "split.input"),
-    ('[task]\ntype = "data_processing"\n[split]\ninput = "../x"\n', "split.input"),
-    ('[task]\ntype = "data_processing"\n[split]\ninput = "a"\nshards = 0\n', "split.shards"),
-    ('[task]\ntype = "data_processing"\n[split]\ninput = "a"\nheader = "yes"\n', "split.header"),
-    ('[task]\ntype = "machine_learning"\n', "split.grid"),
-    ('[task]\ntype = "machine_learning"\n[split.grid]\nlr = []\n', "split.grid.lr"),
-    ('[task]\ntype = "simulation"\n', "split.runs"),
-    ('[task]\ntype = "simulation"\n[split]\nseeds = [9, 1]\n', "split.seeds"),
-    ('[merge]\nconcat = "x"\n', "merge.concat"),
-    ('[resources]\nmemory_gb = -1\n', "resources.memory_gb"),
-    ('[task]\ncolour = "red"\n', "task.colour"),
-    ('[tasks]\ntype = "x"\n', "tasks"),
-    ('[task\n', "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("manifest", "key"),
+    [
+        ("[task]\ntype = 5\n", "task.type"),
+        ('[task]\npriority = "high"\n', "task.priority"),
+        ('[task]\ntype = "data_processing"\n', "split.input"),
+        ('[task]\ntype = "data_processing"\n[split]\ninput = "../x"\n', "split.input"),
+        ('[task]\ntype = "data_processing"\n[split]\ninput = "a"\nshards = 0\n', "split.shards"),
+        ('[task]\ntype = "data_processing"\n[split]\ninput = "a"\nheader = "yes"\n', "split.header"),
+        ('[task]\ntype = "machine_learning"\n', "split.grid"),
+        ('[task]\ntype = "machine_learning"\n[split.grid]\nlr = []\n', "split.grid.lr"),
+        ('[task]\ntype = "simulation"\n', "split.runs"),
+        ('[task]\ntype = "simulation"\n[split]\nseeds = [9, 1]\n', "split.seeds"),
+        ('[merge]\nconcat = "x"\n', "merge.concat"),
+        ("[resources]\nmemory_gb = -1\n", "resources.memory_gb"),
+        ('[task]\ncolour = "red"\n', "task.colour"),
+        ('[tasks]\ntype = "x"\n', "tasks"),
+        ("[task\n", "not valid TOML"),
+    ],
+)
 def test_bad_manifests_name_the_key(manifest: str, key: str) -> None:
     with pytest.raises(ManifestError) as err:
         parse_manifest(manifest)
@@ -167,8 +191,11 @@ def test_missing_input_and_bad_zips(tmp_path: Path) -> None:
     zip_path = write_zip(tmp_path, {"main.py": "", "hivemind.toml": dp_manifest()})
     with pytest.raises(SplitError, match="not in the zip"):
         split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), 2, None, BIG, "p", LIMITS)
-    for name, files in {"nomain": {"x.py": ""}, "dotdot": {"main.py": "", "../up": "x"},
-                        "abs": {"main.py": "", "/etc/x": "y"}}.items():
+    for name, files in {
+        "nomain": {"x.py": ""},
+        "dotdot": {"main.py": "", "../up": "x"},
+        "abs": {"main.py": "", "/etc/x": "y"},
+    }.items():
         with pytest.raises(SplitError):
             read_task(write_zip(tmp_path, files, f"{name}.zip"), LIMITS)
     (tmp_path / "junk.zip").write_bytes(b"not a zip")

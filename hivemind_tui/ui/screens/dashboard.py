@@ -46,7 +46,7 @@ class DashboardScreen(Section):
         counts = snap.task_counts
         order = [s for s in KNOWN_STATUSES if s in counts] + sorted(s for s in counts if s not in KNOWN_STATUSES)
         cells = [f"{s.lower()[:4]} [b]{counts[s]:<4}[/b]" for s in order]
-        tasks = "\n".join("  ".join(cells[i:i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
+        tasks = "\n".join("  ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
         self.query_one("#card-tasks", Static).update(f"[b]Tasks[/]\n{tasks}")
         balance = "-" if snap.balance is None else f"[b]{snap.balance:,}[/] CPT"
         self.query_one("#card-balance", Static).update(f"[b]Balance[/]\n{balance}")
@@ -55,7 +55,8 @@ class DashboardScreen(Section):
         self.query_one("#card-latency", Static).update(f"[b]Pool[/]\n{latency}")
         alerts = snap.active_alerts
         lines = [f"[b]Alerts ({len(alerts)})[/]"] + [
-            f"[yellow]▲[/] {a.message} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]]
+            f"[yellow]▲[/] {a.message} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]
+        ]
         if not alerts:
             lines.append("[green]none[/]")
         self.query_one("#alerts", Static).update("\n".join(lines))

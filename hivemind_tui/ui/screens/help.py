@@ -25,7 +25,11 @@ class HelpScreen(ModalScreen[None]):
                 rows.setdefault(binding.key_display or self.app.get_key_display(binding), binding.description)
         title = type(self._over).__name__.removesuffix("Screen")
         lines = [f"[b]{title}: keys[/b]", ""] + [f"  [b]{k:<12}[/b] {d}" for k, d in rows.items()]
-        lines += ["", "  [b]ctrl+p      [/b] command palette (sections, refresh interval, theme, logout)",
-                  "", "[dim]escape closes this help[/]"]
+        lines += [
+            "",
+            "  [b]ctrl+p      [/b] command palette (sections, refresh interval, theme, logout)",
+            "",
+            "[dim]escape closes this help[/]",
+        ]
         with VerticalScroll(id="help-box"):
             yield Static("\n".join(lines), id="help-text")

@@ -26,8 +26,10 @@ class LoginScreen(ModalScreen[bool]):
     """At start without a remembered session (as the app's first screen), and over any screen when the session
     ran out (as a modal)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Quit or close"),
-                Binding("ctrl+r", "toggle_remember", "Remember me", priority=True)]
+    BINDINGS = [
+        Binding("escape", "cancel", "Quit or close"),
+        Binding("ctrl+r", "toggle_remember", "Remember me", priority=True),
+    ]
 
     def __init__(self, first: bool) -> None:
         super().__init__()
@@ -52,8 +54,10 @@ class LoginScreen(ModalScreen[bool]):
             yield Static("Log in  ⏎", id="login")
             yield Static("", id="login-error")
             if backend.embedded and backend.admin_password_file is not None:
-                yield Static(f"Embedded pool: the first-run password of [b]admin[/b] is in\n"
-                             f"{backend.admin_password_file}", id="login-hint")
+                yield Static(
+                    f"Embedded pool: the first-run password of [b]admin[/b] is in\n{backend.admin_password_file}",
+                    id="login-hint",
+                )
 
     def on_mount(self) -> None:
         if getattr(self.app, "deterministic", False):
@@ -105,17 +109,20 @@ class LoginScreen(ModalScreen[bool]):
         error = self.query_one("#login-error", Static)
         try:
             await self.app.ready()  # type: ignore[attr-defined]
-            await asyncio.wait_for(self.app.backend.login(address, user, password, remember),  # type: ignore[attr-defined]
-                                   LOGIN_TIMEOUT)
+            await asyncio.wait_for(
+                self.app.backend.login(address, user, password, remember),  # type: ignore[attr-defined]
+                LOGIN_TIMEOUT,
+            )
         except AuthenticationFailedError:
             error.update("[b red]Wrong user name or password.[/]")
         except NotConnectedError as exc:
             if "deadline" in exc.message:
-                error.update(f"[b red]The Node Pool at {address} did not answer in time.[/] It may be overloaded "
-                             "or the network drops packets.")
+                error.update(
+                    f"[b red]The Node Pool at {address} did not answer in time.[/] It may be overloaded "
+                    "or the network drops packets."
+                )
             else:
-                error.update(f"[b red]Cannot reach the Node Pool at {address}.[/] Check the address and that it "
-                             "runs.")
+                error.update(f"[b red]Cannot reach the Node Pool at {address}.[/] Check the address and that it runs.")
         except TimeoutError:
             error.update(f"[b red]The Node Pool at {address} did not answer in time.[/]")
         except HivemindError as exc:

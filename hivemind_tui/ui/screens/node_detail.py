@@ -56,7 +56,8 @@ class NodeDetailScreen(Screen[None]):
             f"host {node.hostname}:{node.port}  {node.cpu_cores} cores  {node.memory_gb} GB  cpu score "
             f"{node.cpu_score}  GPU {gpu}  location {node.location or '-'}\n"
             f"now: CPU {node.cpu_usage:.0f}%  memory {node.memory_usage:.0f}%  GPU {node.gpu_usage:.0f}%  "
-            f"tasks {node.running_tasks}/{node.slots}")
+            f"tasks {node.running_tasks}/{node.slots}"
+        )
         running = [t for t in snap.tasks if t.worker == self.node_id and t.status in ("ASSIGNED", "RUNNING")]
         lines = [f"[b]Running tasks ({len(running)})[/]"] + [f"  {t.task_id}  {t.status}  {t.owner}" for t in running]
         self.query_one("#node-tasks", Static).update("\n".join(lines) if running else "[b]Running tasks[/]: none")
@@ -68,8 +69,11 @@ class NodeDetailScreen(Screen[None]):
         for key in ("cpu", "memory", "gpu"):
             values = [getattr(p, key) for p in points]
             self.query_one(f"#{key}-chart", Sparkline).data = series(values)
-            summary = f"  now {values[-1]:.0f}  max {max(values):.0f}  ({len(values)} samples)" if values else \
-                "  no history yet (kept while a console or `watch` runs)"
+            summary = (
+                f"  now {values[-1]:.0f}  max {max(values):.0f}  ({len(values)} samples)"
+                if values
+                else "  no history yet (kept while a console or `watch` runs)"
+            )
             title = {"cpu": "CPU %", "memory": "Memory %", "gpu": "GPU %"}[key]
             self.query_one(f"#{key}-title", Static).update(title + summary)
 

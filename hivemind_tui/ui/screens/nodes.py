@@ -23,9 +23,14 @@ from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
-    Column("id", "NODE", 16), Column("host", "HOST", 16), Column("status", "STATUS", 10),
-    Column("cpu", "CPU%", 6, right=True), Column("mem", "MEM%", 6, right=True), Column("gpu", "GPU%", 6, right=True),
-    Column("tasks", "TASKS", 6, right=True), Column("beat", "BEAT", 6, right=True),
+    Column("id", "NODE", 16),
+    Column("host", "HOST", 16),
+    Column("status", "STATUS", 10),
+    Column("cpu", "CPU%", 6, right=True),
+    Column("mem", "MEM%", 6, right=True),
+    Column("gpu", "GPU%", 6, right=True),
+    Column("tasks", "TASKS", 6, right=True),
+    Column("beat", "BEAT", 6, right=True),
 ]
 ACTIONS = {"cordoned": "cordon", "draining": "drain", "active": "activate", "forget": "forget"}
 
@@ -45,8 +50,16 @@ class NodeRow:
 def cells(row: NodeRow) -> tuple[object, ...]:
     n = row.node
     gpu = n.gpu_usage if n.gpu_name or n.gpu_score else None
-    return (n.node_id, n.hostname, row.status, n.cpu_usage, n.memory_usage, gpu,
-            f"{n.running_tasks}/{n.slots}", row.beat)
+    return (
+        n.node_id,
+        n.hostname,
+        row.status,
+        n.cpu_usage,
+        n.memory_usage,
+        gpu,
+        f"{n.running_tasks}/{n.slots}",
+        row.beat,
+    )
 
 
 def matches(row: NodeRow, terms: list[str]) -> bool:
@@ -83,8 +96,9 @@ class NodesScreen(Section):
     def body(self) -> ComposeResult:
         yield Input(placeholder="filter: text, status:offline, state:cordoned, gpu:yes", id="node-filter")
         yield Static("", id="node-header")
-        yield VirtualTable[NodeRow](COLUMNS, lambda r: r.node.node_id, cells, lambda r: not r.node.online,
-                                    id="node-table")
+        yield VirtualTable[NodeRow](
+            COLUMNS, lambda r: r.node.node_id, cells, lambda r: not r.node.online, id="node-table"
+        )
         yield Static("", id="node-empty", classes="empty-state")
         yield Static("", id="node-status")
 
@@ -102,8 +116,10 @@ class NodesScreen(Section):
     def show(self, snap: ClusterSnapshot) -> None:
         empty = self.query_one("#node-empty", Static)
         if snap.nodes is not None and not snap.nodes.supported:
-            empty.update("This Node Pool does not list nodes.\n\nGetNodeList is a hivemind-tui extension; a "
-                         "HiveMind Node Pool has no rpc for it. Tasks and everything else still work.")
+            empty.update(
+                "This Node Pool does not list nodes.\n\nGetNodeList is a hivemind-tui extension; a "
+                "HiveMind Node Pool has no rpc for it. Tasks and everything else still work."
+            )
             empty.display, self.table.display = True, False
             return
         empty.display, self.table.display = False, True
@@ -177,8 +193,10 @@ class NodesScreen(Section):
         if not targets:
             return
         verb = ACTIONS[state]
-        self.app.push_screen(ConfirmScreen(f"{verb.capitalize()} {len(targets)} node(s)?", targets),
-                             lambda yes: self.apply_state(targets, state) if yes else None)
+        self.app.push_screen(
+            ConfirmScreen(f"{verb.capitalize()} {len(targets)} node(s)?", targets),
+            lambda yes: self.apply_state(targets, state) if yes else None,
+        )
 
     @work(group="node-state", exit_on_error=False)
     async def apply_state(self, targets: list[str], state: str) -> None:

@@ -26,8 +26,12 @@ from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 LOG_LINES = 5000
 LOG_POLL = 1.0
-SUB_COLUMNS = [Column("id", "SUBTASK", 22), Column("status", "STATUS", 9), Column("worker", "WORKER", 14),
-               Column("message", "MESSAGE", 40)]
+SUB_COLUMNS = [
+    Column("id", "SUBTASK", 22),
+    Column("status", "STATUS", 9),
+    Column("worker", "WORKER", 14),
+    Column("message", "MESSAGE", 40),
+]
 
 
 class TaskDetailScreen(Screen[None]):
@@ -56,9 +60,12 @@ class TaskDetailScreen(Screen[None]):
         yield ConsoleHeader()
         yield OutageBanner(id="banner")
         yield Static("", id="task-facts")
-        yield VirtualTable[SubtaskState](SUB_COLUMNS, lambda s: s.task_id,
-                                         lambda s: (s.task_id, s.status, s.worker or "-", s.message.split("\n")[0]),
-                                         id="subtasks")
+        yield VirtualTable[SubtaskState](
+            SUB_COLUMNS,
+            lambda s: s.task_id,
+            lambda s: (s.task_id, s.status, s.worker or "-", s.message.split("\n")[0]),
+            id="subtasks",
+        )
         with Horizontal(id="log-bar"):
             yield Static("", id="log-title")
             yield Input(placeholder="search the log", id="log-search")
@@ -87,8 +94,10 @@ class TaskDetailScreen(Screen[None]):
         facts = self.query_one("#task-facts", Static)
         if self.task_parent is not None and self.task_parent.split:
             p = self.task_parent
-            facts.update(f"[b]{p.parent_id}[/]  {p.status}  {p.done}/{p.total} subtasks done  {p.task_type}  "
-                         f"priority {p.priority}  owner {p.owner}\n{p.message}")
+            facts.update(
+                f"[b]{p.parent_id}[/]  {p.status}  {p.done}/{p.total} subtasks done  {p.task_type}  "
+                f"priority {p.priority}  owner {p.owner}\n{p.message}"
+            )
             table = self.query_one("#subtasks", VirtualTable)
             table.display = True
             if table.total_count == 0:
@@ -101,8 +110,10 @@ class TaskDetailScreen(Screen[None]):
             facts.update(f"[b]{self.task_id}[/]: not listed by the pool (pruned, or not yours)")
             return
         why = f"\n[yellow]{task.message}[/]" if task.message else ""
-        facts.update(f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {task.exit_code}  "
-                     f"{task.task_type or '-'}  priority {task.priority}  owner {task.owner or '-'}{why}")
+        facts.update(
+            f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {task.exit_code}  "
+            f"{task.task_type or '-'}  priority {task.priority}  owner {task.owner or '-'}{why}"
+        )
 
     @on(VirtualTable.CursorMoved, "#subtasks")
     def _subtask(self, event: VirtualTable.CursorMoved) -> None:
@@ -139,7 +150,8 @@ class TaskDetailScreen(Screen[None]):
     def _title(self) -> None:
         state = "following" if self.following else "paused (f follows)"
         self.query_one("#log-title", Static).update(
-            f"log of [b]{self.log_task}[/] · {state} · {len(self.log_lines)} lines kept")
+            f"log of [b]{self.log_task}[/] · {state} · {len(self.log_lines)} lines kept"
+        )
 
     def action_follow(self) -> None:
         self.following = not self.following
@@ -169,8 +181,10 @@ class TaskDetailScreen(Screen[None]):
     def _may_change(self) -> bool:
         hive = self.app
         if hive.readonly:  # type: ignore[attr-defined]
-            self.notify(f"read-only: you are {hive.backend.role}; stop, retry and uploads are disabled",  # type: ignore[attr-defined]
-                        severity="warning")
+            self.notify(
+                f"read-only: you are {hive.backend.role}; stop, retry and uploads are disabled",  # type: ignore[attr-defined]
+                severity="warning",
+            )
             return False
         return True
 
@@ -178,13 +192,15 @@ class TaskDetailScreen(Screen[None]):
         if not self._may_change():
             return
         if self.task_parent is not None and self.task_parent.split:
-            running = [s.task_id for s in self.task_parent.subtasks
-                       if s.status not in ("COMPLETED", "FAILED", "STOPPED")]
+            running = [
+                s.task_id for s in self.task_parent.subtasks if s.status not in ("COMPLETED", "FAILED", "STOPPED")
+            ]
             details = running or ["(no subtask is still running)"]
         else:
             details = [self.task_id]
-        self.app.push_screen(ConfirmScreen(f"Stop {self.task_id}? These will stop:", details),
-                             lambda yes: self.stop() if yes else None)
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {self.task_id}? These will stop:", details), lambda yes: self.stop() if yes else None
+        )
 
     @work(group="task-actions", exit_on_error=False)
     async def stop(self) -> None:
@@ -207,8 +223,9 @@ class TaskDetailScreen(Screen[None]):
         if not failed:
             self.notify("no failed subtasks to retry")
             return
-        self.app.push_screen(ConfirmScreen("Retry these subtasks (new ids)?", failed),
-                             lambda yes: self.retry() if yes else None)
+        self.app.push_screen(
+            ConfirmScreen("Retry these subtasks (new ids)?", failed), lambda yes: self.retry() if yes else None
+        )
 
     @work(group="task-actions", exit_on_error=False)
     async def retry(self) -> None:
@@ -248,8 +265,12 @@ class TaskDetailScreen(Screen[None]):
 
         snap = self.app.snapshot  # type: ignore[attr-defined]
         try:
-            size = await self.app.backend.download(self.task_id, snap.tasks if snap else [], path,  # type: ignore[attr-defined]
-                                                   progress)
+            size = await self.app.backend.download(
+                self.task_id,
+                snap.tasks if snap else [],
+                path,  # type: ignore[attr-defined]
+                progress,
+            )
         except (HivemindError, OSError) as exc:
             self.notify(f"download failed: {getattr(exc, 'message', exc)}", severity="error")
             return

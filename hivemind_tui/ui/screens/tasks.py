@@ -22,9 +22,14 @@ from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
-    Column("id", "TASK", 20), Column("type", "TYPE", 10), Column("status", "STATUS", 9),
-    Column("progress", "PROGRESS", 14), Column("prio", "PRI", 3, right=True), Column("owner", "OWNER", 8),
-    Column("age", "AGE", 4, right=True), Column("message", "WHY / MESSAGE", 40),
+    Column("id", "TASK", 20),
+    Column("type", "TYPE", 10),
+    Column("status", "STATUS", 9),
+    Column("progress", "PROGRESS", 14),
+    Column("prio", "PRI", 3, right=True),
+    Column("owner", "OWNER", 8),
+    Column("age", "AGE", 4, right=True),
+    Column("message", "WHY / MESSAGE", 40),
 ]
 FILTERS = ("", *KNOWN_STATUSES)
 
@@ -33,8 +38,16 @@ def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
     progress = f"{bar(100 * row.done / max(row.total, 1), 6)} {row.done}/{row.total}"
     finished = row.status in ("COMPLETED", "FAILED", "STOPPED")
     when = duration(row.created_at, row.updated_at) if finished else age(row.created_at, now)
-    return (row.task_id, (row.task_type or "-")[:10], row.status, progress, row.priority, row.owner or "-", when,
-            row.message.splitlines()[0] if row.message else "")
+    return (
+        row.task_id,
+        (row.task_type or "-")[:10],
+        row.status,
+        progress,
+        row.priority,
+        row.owner or "-",
+        when,
+        row.message.splitlines()[0] if row.message else "",
+    )
 
 
 class TasksScreen(Section):
@@ -58,8 +71,9 @@ class TasksScreen(Section):
     def body(self) -> ComposeResult:
         yield Input(placeholder="search task ids", id="task-search")
         yield Static("", id="task-header")
-        yield VirtualTable[TaskRow](COLUMNS, lambda r: r.task_id, self._cells,
-                                    lambda r: r.status in ("COMPLETED", "STOPPED"), id="task-table")
+        yield VirtualTable[TaskRow](
+            COLUMNS, lambda r: r.task_id, self._cells, lambda r: r.status in ("COMPLETED", "STOPPED"), id="task-table"
+        )
         yield Static("", id="task-status")
 
     def _cells(self, row: TaskRow) -> tuple[object, ...]:
@@ -154,21 +168,24 @@ class TasksScreen(Section):
 
     def _may_change(self) -> bool:
         if self.hive.readonly:
-            self.notify(f"read-only: changing tasks is disabled (you are {self.hive.backend.role})",
-                        severity="warning")
+            self.notify(f"read-only: changing tasks is disabled (you are {self.hive.backend.role})", severity="warning")
             return False
         return True
 
     def action_stop(self) -> None:
-        targets = [t for t in self._targets() if self.rows.get(t) and self.rows[t].status not in
-                   ("COMPLETED", "FAILED", "STOPPED")]
+        targets = [
+            t
+            for t in self._targets()
+            if self.rows.get(t) and self.rows[t].status not in ("COMPLETED", "FAILED", "STOPPED")
+        ]
         if not self._may_change() or not targets:
             if not targets:
                 self.notify("nothing to stop: the chosen tasks have finished")
             return
         details = [f"{t} ({self.rows[t].total} subtask(s), {self.rows[t].status})" for t in targets]
-        self.app.push_screen(ConfirmScreen(f"Stop {len(targets)} task(s)?", details),
-                             lambda yes: self.stop(targets) if yes else None)
+        self.app.push_screen(
+            ConfirmScreen(f"Stop {len(targets)} task(s)?", details), lambda yes: self.stop(targets) if yes else None
+        )
 
     @work(group="task-actions", exit_on_error=False)
     async def stop(self, targets: list[str]) -> None:
@@ -183,14 +200,19 @@ class TasksScreen(Section):
         self.hive.action_refresh()
 
     def action_retry(self) -> None:
-        targets = [t for t in self._targets() if self.rows.get(t) and self.rows[t].split
-                   and self.rows[t].status in ("FAILED", "RUNNING", "STOPPED")]
+        targets = [
+            t
+            for t in self._targets()
+            if self.rows.get(t) and self.rows[t].split and self.rows[t].status in ("FAILED", "RUNNING", "STOPPED")
+        ]
         if not self._may_change() or not targets:
             if not targets:
                 self.notify("retry applies to split tasks with failed subtasks")
             return
-        self.app.push_screen(ConfirmScreen(f"Retry the failed subtasks of {len(targets)} task(s)?", targets),
-                             lambda yes: self.retry(targets) if yes else None)
+        self.app.push_screen(
+            ConfirmScreen(f"Retry the failed subtasks of {len(targets)} task(s)?", targets),
+            lambda yes: self.retry(targets) if yes else None,
+        )
 
     @work(group="task-actions", exit_on_error=False)
     async def retry(self, targets: list[str]) -> None:

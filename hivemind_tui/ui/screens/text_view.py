@@ -17,11 +17,16 @@ from hivemind_tui.core.errors import HivemindError
 
 class TextViewScreen(ModalScreen[None]):
     CSS_PATH = "text_view.tcss"
-    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("y", "copy", "Copy"),
-                Binding("e", "export", "Export")]
+    BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("y", "copy", "Copy"), Binding("e", "export", "Export")]
 
-    def __init__(self, title: str, text: str, copy_text: str | None = None,
-                 export: Callable[[Path, str], Awaitable[None]] | None = None, default_path: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        text: str,
+        copy_text: str | None = None,
+        export: Callable[[Path, str], Awaitable[None]] | None = None,
+        default_path: str = "",
+    ) -> None:
         super().__init__()
         self._title = title
         self._text = text

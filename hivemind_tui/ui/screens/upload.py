@@ -27,8 +27,12 @@ from hivemind_tui.services.task_splitter import SplitPlan, read_task
 from hivemind_tui.ui.format import size
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 
-TYPES = [("data_processing", "data_processing"), ("machine_learning", "machine_learning"),
-         ("simulation", "simulation"), ("other (one task)", "other")]
+TYPES = [
+    ("data_processing", "data_processing"),
+    ("machine_learning", "machine_learning"),
+    ("simulation", "simulation"),
+    ("other (one task)", "other"),
+]
 NUMBERS = {"priority": -1000, "memory_gb": 0, "cpu_score": 0, "gpu_score": 0, "gpu_memory_gb": 0, "shards": 1}
 
 
@@ -53,17 +57,23 @@ def _complete(value: str) -> str | None:
     path = Path(value).expanduser()
     folder, stem = (path, "") if value.endswith("/") else (path.parent, path.name)
     try:
-        names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()
-                       if p.name.startswith(stem) and (p.is_dir() or p.suffix == ".zip"))
+        names = sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in folder.iterdir()
+            if p.name.startswith(stem) and (p.is_dir() or p.suffix == ".zip")
+        )
     except OSError:
         return None
-    return value + names[0][len(stem):] if names else None
+    return value + names[0][len(stem) :] if names else None
 
 
 class UploadScreen(Screen[None]):
     CSS_PATH = "upload.tcss"
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("ctrl+r", "preview", "Preview split"),
-                Binding("ctrl+s", "submit", "Submit")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+r", "preview", "Preview split"),
+        Binding("ctrl+s", "submit", "Submit"),
+    ]
 
     def compose(self) -> ComposeResult:
         start = Path(self.app.backend.settings.upload_folder or ".").expanduser()  # type: ignore[attr-defined]
@@ -71,16 +81,19 @@ class UploadScreen(Screen[None]):
         with Horizontal(id="upload-main"):
             with Vertical(id="picker"):
                 yield ZipTree(start, id="zip-tree")
-                yield Input(placeholder="path to a task .zip (tab completes)", id="zip-path",
-                            suggester=PathSuggester())
+                yield Input(placeholder="path to a task .zip (tab completes)", id="zip-path", suggester=PathSuggester())
             with VerticalScroll(id="form"):
                 yield Label("Task type")
                 yield Select(TYPES, value="other", allow_blank=False, id="task_type")
                 with Grid(id="numbers"):
                     for name, minimum in NUMBERS.items():
                         yield Label(name.replace("_", " "))
-                        yield Input(id=name, validators=[Integer(minimum=minimum)], validate_on=["changed"],
-                                    placeholder="auto" if name == "shards" else "0")
+                        yield Input(
+                            id=name,
+                            validators=[Integer(minimum=minimum)],
+                            validate_on=["changed"],
+                            placeholder="auto" if name == "shards" else "0",
+                        )
                     yield Label("location")
                     yield Input(id="location", placeholder="any")
                     yield Label("gpu name")
@@ -145,8 +158,10 @@ class UploadScreen(Screen[None]):
                 return None
             values[name] = int(field.value) if field.value.strip() else None
         resources = {k: values[k] for k in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb")}
-        resources.update(location=self.query_one("#location", Input).value.strip() or None,
-                         gpu_name=self.query_one("#gpu_name", Input).value.strip() or None)
+        resources.update(
+            location=self.query_one("#location", Input).value.strip() or None,
+            gpu_name=self.query_one("#gpu_name", Input).value.strip() or None,
+        )
         task_type = str(self.query_one("#task_type", Select).value)
         return Path(path_text).expanduser(), SubmitOptions(task_type, values["priority"], values["shards"], resources)
 
@@ -187,13 +202,18 @@ class UploadScreen(Screen[None]):
 
 
 def plan_text(plan: SplitPlan) -> str:
-    head = (f"[b]{len(plan.subtasks)} subtask(s)[/] of {plan.task_type}, limit {size(plan.limit_bytes)} each"
-            if plan.split else f"[b]one task[/] ({plan.task_type}: not split), {size(plan.subtasks[0].size_bytes)}")
-    rows = [f"  #{s.index:<3} {size(s.size_bytes):>9}  "
-            + (f"{s.lines} lines  " if s.lines is not None else "")
-            + (f"weight {s.weight:.2f}  " if plan.split else "")
-            + (" ".join(f"{k}={v}" for k, v in (s.params or {}).items()) if plan.task_type != "data_processing" else "")
-            for s in plan.subtasks[:12]]
+    head = (
+        f"[b]{len(plan.subtasks)} subtask(s)[/] of {plan.task_type}, limit {size(plan.limit_bytes)} each"
+        if plan.split
+        else f"[b]one task[/] ({plan.task_type}: not split), {size(plan.subtasks[0].size_bytes)}"
+    )
+    rows = [
+        f"  #{s.index:<3} {size(s.size_bytes):>9}  "
+        + (f"{s.lines} lines  " if s.lines is not None else "")
+        + (f"weight {s.weight:.2f}  " if plan.split else "")
+        + (" ".join(f"{k}={v}" for k, v in (s.params or {}).items()) if plan.task_type != "data_processing" else "")
+        for s in plan.subtasks[:12]
+    ]
     if len(plan.subtasks) > 12:
         rows.append(f"  … {len(plan.subtasks) - 12} more")
     notes = [f"[dim]note: {n}[/]" for n in plan.notes]

@@ -25,8 +25,14 @@ from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
-COLUMNS = [Column("name", "PEER", 18), Column("address", "ADDRESS", 12), Column("owner", "OWNER", 10),
-           Column("mode", "MODE", 5), Column("created", "CREATED", 16), Column("handshake", "HANDSHAKE", 14)]
+COLUMNS = [
+    Column("name", "PEER", 18),
+    Column("address", "ADDRESS", 12),
+    Column("owner", "OWNER", 10),
+    Column("mode", "MODE", 5),
+    Column("created", "CREATED", 16),
+    Column("handshake", "HANDSHAKE", 14),
+]
 
 
 class AddPeerScreen(ModalScreen[tuple[str, tuple[str, ...], bool] | None]):
@@ -120,15 +126,19 @@ class VpnScreen(Section):
         why = "" if self._may_change(quiet=True) else " · only admins change the VPN; actions are disabled"
         if server is None:
             self.query_one("#vpn-status", Static).update(f"no peers{why}")
-            box.update("No VPN server yet. On the master host run [b]hivemind-tui vpn init[/] (set vpn_endpoint, "
-                       "VPN_SERVER_IP, to the address clients dial).")
+            box.update(
+                "No VPN server yet. On the master host run [b]hivemind-tui vpn init[/] (set vpn_endpoint, "
+                "VPN_SERVER_IP, to the address clients dial)."
+            )
             return
         peers, live = await backend.vpn_peers()
         self._live = live
         pool = ipaddress.ip_network(server.pool)
         free = pool.num_addresses - 3 - len(peers)
-        box.update(f"[b]{server.interface}[/]  endpoint {server.endpoint or '[red]not set[/]'}:{server.listen_port}  "
-                   f"address {server.address}  pool {server.pool} ({free} free)\npublic key {server.public_key}")
+        box.update(
+            f"[b]{server.interface}[/]  endpoint {server.endpoint or '[red]not set[/]'}:{server.listen_port}  "
+            f"address {server.address}  pool {server.pool} ({free} free)\npublic key {server.public_key}"
+        )
         self.peers_table.set_rows(peers)
         mine = "" if backend.role == "admin" else f" (yours, {backend.username})"
         self.query_one("#vpn-status", Static).update(f"{len(peers)} peer(s){mine}{why}")
@@ -161,9 +171,15 @@ class VpnScreen(Section):
 
     def _show_new(self, made: NewPeer, what: str) -> None:
         note = "" if made.peer.key_kept else "\n(the private key is not kept: export or scan it now)\n"
-        self.app.push_screen(TextViewScreen(f"Peer {made.peer.name} {what}: config and QR",
-                                            made.config + note + "\n" + qr_text(made.config), made.config,
-                                            self.hive.backend.vpn_export, f"{made.peer.name}.conf"))
+        self.app.push_screen(
+            TextViewScreen(
+                f"Peer {made.peer.name} {what}: config and QR",
+                made.config + note + "\n" + qr_text(made.config),
+                made.config,
+                self.hive.backend.vpn_export,
+                f"{made.peer.name}.conf",
+            )
+        )
 
     @on(VirtualTable.Selected, "#vpn-peers")
     def _show(self) -> None:
@@ -178,15 +194,26 @@ class VpnScreen(Section):
         except HivemindError as exc:
             self.notify(exc.message, severity="warning", timeout=8)
             return
-        self.app.push_screen(TextViewScreen(f"Peer {peer.name}: config and QR", config + "\n" + qr_text(config),
-                                            config, self.hive.backend.vpn_export, f"{peer.name}.conf"))
+        self.app.push_screen(
+            TextViewScreen(
+                f"Peer {peer.name}: config and QR",
+                config + "\n" + qr_text(config),
+                config,
+                self.hive.backend.vpn_export,
+                f"{peer.name}.conf",
+            )
+        )
 
     def action_rekey(self) -> None:
         peer = self._current()
         if peer is not None and self._may_change():
-            self.app.push_screen(ConfirmScreen(f"Rekey {peer.name}? Its current config stops working.",
-                                               [f"{peer.name} ({peer.address}, owner {peer.owner})"]),
-                                 lambda yes: self.rekey(peer.name) if yes else None)
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Rekey {peer.name}? Its current config stops working.",
+                    [f"{peer.name} ({peer.address}, owner {peer.owner})"],
+                ),
+                lambda yes: self.rekey(peer.name) if yes else None,
+            )
 
     @work(group="vpn-change", exit_on_error=False)
     async def rekey(self, name: str) -> None:
@@ -201,9 +228,13 @@ class VpnScreen(Section):
     def action_revoke(self) -> None:
         peer = self._current()
         if peer is not None and self._may_change():
-            self.app.push_screen(ConfirmScreen(f"Revoke {peer.name}? It loses access once applied.",
-                                               [f"{peer.name} ({peer.address}, owner {peer.owner})"]),
-                                 lambda yes: self.revoke(peer.name) if yes else None)
+            self.app.push_screen(
+                ConfirmScreen(
+                    f"Revoke {peer.name}? It loses access once applied.",
+                    [f"{peer.name} ({peer.address}, owner {peer.owner})"],
+                ),
+                lambda yes: self.revoke(peer.name) if yes else None,
+            )
 
     @work(group="vpn-change", exit_on_error=False)
     async def revoke(self, name: str) -> None:
@@ -226,8 +257,11 @@ class VpnScreen(Section):
         except HivemindError as exc:
             self.notify(exc.message, severity="error")
             return
-        self.app.push_screen(TextViewScreen("Server config (holds the server's private key)", text, text,
-                                            self.hive.backend.vpn_export, "wg0.conf"))
+        self.app.push_screen(
+            TextViewScreen(
+                "Server config (holds the server's private key)", text, text, self.hive.backend.vpn_export, "wg0.conf"
+            )
+        )
 
     def action_apply(self) -> None:
         if self._may_change():
@@ -241,8 +275,10 @@ class VpnScreen(Section):
             self.notify(exc.message, severity="error", timeout=10)
             return
         if dry_run:
-            self.app.push_screen(ConfirmScreen(f"Apply {conf}? These commands will run:", commands),
-                                 lambda yes: self.apply(dry_run=False) if yes else None)
+            self.app.push_screen(
+                ConfirmScreen(f"Apply {conf}? These commands will run:", commands),
+                lambda yes: self.apply(dry_run=False) if yes else None,
+            )
         elif loaded:
             self.notify("the server config is loaded into the interface")
 

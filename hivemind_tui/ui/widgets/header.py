@@ -67,6 +67,8 @@ class OutageBanner(Static):
         last = snap.tasks_at or snap.nodes_at
         shown = f"Showing data from {age(last, now)} ago" if last else "No data from it yet"
         retry = max(0, int((state.next_retry_at or now) - now))
-        self.update(f"⚠ The Node Pool at {backend.address} cannot be reached (since {age(state.since, now)} ago). "
-                    f"{shown}; next try in {retry} s.")
+        self.update(
+            f"⚠ The Node Pool at {backend.address} cannot be reached (since {age(state.since, now)} ago). "
+            f"{shown}; next try in {retry} s."
+        )
         self.display = True

@@ -40,8 +40,12 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
     VirtualTable > .virtual-table--dim { color: $text-muted; text-style: italic; }
     VirtualTable > .virtual-table--header { background: $panel; text-style: bold; }
     """
-    COMPONENT_CLASSES = {"virtual-table--cursor", "virtual-table--marked", "virtual-table--dim",
-                         "virtual-table--header"}
+    COMPONENT_CLASSES = {
+        "virtual-table--cursor",
+        "virtual-table--marked",
+        "virtual-table--dim",
+        "virtual-table--header",
+    }
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
         Binding("down", "cursor(1)", "Down", show=False),
@@ -71,9 +75,15 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
     class CursorMoved(_RowMessage):
         """The cursor is on another row (`key` is None in an empty table)."""
 
-    def __init__(self, columns: list[Column], key_of: Callable[[RowT], Hashable],
-                 cells_of: Callable[[RowT], tuple[Any, ...]], dim_if: Callable[[RowT], bool] | None = None,
-                 *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: list[Column],
+        key_of: Callable[[RowT], Hashable],
+        cells_of: Callable[[RowT], tuple[Any, ...]],
+        dim_if: Callable[[RowT], bool] | None = None,
+        *,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self.columns = columns
         self._key_of = key_of
