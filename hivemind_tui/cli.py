@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import inspect
 import logging
 import sys
 from collections.abc import Sequence
@@ -26,13 +25,13 @@ from hivemind_tui.core.logging_setup import configure_logging, quiet_grpc_core
 log = logging.getLogger(__name__)
 
 
-def _global_options(suppress: bool) -> argparse.ArgumentParser:
+def _global_options(suppress: bool) -> Parser:
     """The options valid before and after any command.
 
     Subcommands get copies whose defaults are SUPPRESS, so a value given before the command is not
-    overwritten by the subparser's default (cli.md).
+    overwritten by the subparser's default (the README: global options work before or after the command).
     """
-    parent = argparse.ArgumentParser(add_help=False)
+    parent = Parser(add_help=False)
     default: Any = argparse.SUPPRESS if suppress else None
     group = parent.add_argument_group("global options")
     group.add_argument("--pool", metavar="ADDR", default=default, help="Node Pool HOST:PORT (empty: embedded)")
@@ -138,7 +137,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         configure_logging(ctx.data_dir.logs, getattr(args, "process_kind", "cli"), loaded.settings.log_level)
         log.info("command %s", " ".join(a for a in argv if not a.startswith("-")) or "(none)")
         outcome = handler(ctx)
-        result = asyncio.run(outcome) if inspect.isawaitable(outcome) else outcome
+        result = outcome if isinstance(outcome, Result) else asyncio.run(outcome)
         _emit(result, as_json)
         return result.exit_code
     except HivemindError as error:

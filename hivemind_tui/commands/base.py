@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NoReturn
@@ -49,7 +49,7 @@ class Context:
         print(text, file=sys.stderr, flush=True)
 
 
-Handler = Callable[[Context], Result | Awaitable[Result]]
+Handler = Callable[[Context], Result | Coroutine[Any, Any, Result]]
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,7 +63,7 @@ class Parser(argparse.ArgumentParser):
 class CommandRegistry:
     """Adds commands (and command groups) that all accept the global options."""
 
-    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    def __init__(self, subparsers: argparse._SubParsersAction[Parser], parent: Parser) -> None:
         self._subparsers = subparsers
         self._parent = parent
 

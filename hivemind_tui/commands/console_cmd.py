@@ -41,7 +41,7 @@ def run_console(ctx: Context) -> Result:
     backend = DeferredBackend(
         settings, ctx.data_dir, address, not settings.pool_address, settings.mounts(ctx.data_dir.root)
     )
-    HivemindApp(backend).run()  # type: ignore[arg-type]
+    HivemindApp(backend).run()
     if started:
         return Result({"pool": address}, _tidy(ctx, address, backend.unfinished_at_close))
     return Result({"pool": address}, "")

@@ -7,6 +7,7 @@ import contextlib
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 from hivemind_tui import __version__
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
@@ -42,7 +43,13 @@ async def health(ctx: Context) -> Result:
     """Answers within the deadline even when the pool is down, and never starts a pool."""
     problems: list[str] = []
     address = await resolve_address(ctx, start=False)
-    pool = {"address": address, "reachable": False, "latency_ms": None, "extensions": [], "version": None}
+    pool: dict[str, Any] = {
+        "address": address,
+        "reachable": False,
+        "latency_ms": None,
+        "extensions": [],
+        "version": None,
+    }
     if address is None:
         problems.append("no pool is configured and the embedded pool of this data dir is not running")
     else:

@@ -10,7 +10,9 @@ import asyncio
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
@@ -18,6 +20,7 @@ from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
+from hivemind_tui.services.task_splitter import SubtaskPlan
 
 FOLLOW_POLL = 1.0
 
@@ -54,8 +57,8 @@ def register(registry: CommandRegistry) -> CommandRegistry:
     return tasks
 
 
-def task_json(task: TaskInfo, done: int | None = None, total: int | None = None) -> dict[str, object]:
-    """cli.md's task shape; a plain task's progress is 1/1 once completed."""
+def task_json(task: TaskInfo, done: int | None = None, total: int | None = None) -> dict[str, Any]:
+    """The `tasks list --json` task shape (README); a plain task's progress is 1/1 once completed."""
     if total is None:
         done, total = (1 if task.status == "COMPLETED" else 0), 1
     return {
@@ -82,7 +85,7 @@ async def fetch_task(conn: Connection, task_id: str) -> TaskInfo:
     raise HivemindError(f"no task {task_id}", code="TASK_NOT_FOUND")
 
 
-def parent_json(parent: ParentState) -> dict[str, object]:
+def parent_json(parent: ParentState) -> dict[str, Any]:
     return {
         "task_id": parent.parent_id,
         "owner": parent.owner or None,
@@ -103,7 +106,7 @@ def manager(ctx: Context, conn: Connection) -> TaskManager:
     return TaskManager(ctx.settings, conn.session, conn.store, ctx.data_dir.root / "staging")
 
 
-async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, object]]]:
+async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
     """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
     tasks = (await conn.session.call(conn.client.list_tasks)).tasks
     parents, loose = await manager(ctx, conn).overview(tasks)
@@ -178,7 +181,7 @@ async def logs(ctx: Context) -> Result:
             if since_supported:
                 try:
                     text, offset = await conn.session.call(
-                        lambda token, start=offset: conn.client.task_log_since(token, task_id, start)
+                        partial(conn.client.task_log_since, task_id=task_id, offset=offset)
                     )
                 except NotSupportedError:
                     since_supported = False
@@ -316,7 +319,7 @@ async def _wait(conn: Connection, tasks_manager: TaskManager, parent_id: str) ->
         await asyncio.sleep(FOLLOW_POLL)
 
 
-def _plan_text(subtasks: list, notes: list[str], problems: list[str]) -> str:
+def _plan_text(subtasks: list[SubtaskPlan], notes: list[str], problems: list[str]) -> str:
     rows = [
         (
             s.index,

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import table, when
@@ -102,7 +103,7 @@ async def init(ctx: Context) -> Result:
     )
 
 
-async def _deliver(ctx: Context, made: NewPeer, output: Path | None, wg: WireGuard) -> tuple[dict, str]:
+async def _deliver(ctx: Context, made: NewPeer, output: Path | None, wg: WireGuard) -> tuple[dict[str, Any], str]:
     text_parts = []
     data: dict[str, object] = {"peer": peer_json(made.peer)}
     if output is not None:

@@ -1,4 +1,4 @@
-"""The data dir's layout (cli.md) and the file writes that must never be seen half-done.
+"""The data dir's layout (the README's "The data dir") and the file writes that must never be seen half-done.
 
 The data dir holds tokens, keys and the pool's secrets, so every folder is 0700 and every secret 0600 from
 the moment it exists (the mode is set on the temp file before any byte is written, never chmod-ed after).

@@ -1,6 +1,6 @@
 """Errors that the command line turns into an exit code and a stable error code.
 
-Each error class carries its exit code (cli.md's table), so a service can fail with the right meaning and
+Each error class carries its exit code (the README's exit code table), so a service can fail with the right meaning and
 the command line never has to guess from message text.
 """
 
@@ -10,7 +10,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit codes of cli.md."""
+    """The command line's exit codes, as the README lists them."""
 
     OK = 0
     FAILED = 1

@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -36,7 +36,7 @@ class Database:
     def schema_version(self) -> int:
         return len(self._migrations)
 
-    async def open(self) -> Database:
+    async def open(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Created private: SQLite gives its -wal and -shm files the same mode.
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
@@ -60,8 +60,7 @@ class Database:
 
     async def _migrate(self) -> None:
         async with self.write() as conn:
-            row = await (await conn.execute("PRAGMA user_version")).fetchone()
-            current = row[0]
+            [(current,)] = await conn.execute_fetchall("PRAGMA user_version")
             if current > len(self._migrations):
                 raise RuntimeError(
                     f"{self.path} has schema version {current}, newer than this program knows "
@@ -101,13 +100,20 @@ class Database:
         cursor = await self._require(self._reader).execute(sql, tuple(params))
         return await cursor.fetchone()
 
+    async def fetchvalue(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        """The first column of the first row, for aggregates (COUNT, MAX) that always return one row."""
+        row = await self.fetchone(sql, params)
+        if row is None:
+            raise LookupError(f"no row from {sql.split()[0]} query")
+        return row[0]
+
     async def close(self) -> None:
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
         self._reader = self._writer = None
 
-    async def __aenter__(self) -> Database:
+    async def __aenter__(self) -> Self:
         return await self.open()
 
     async def __aexit__(self, *exc: object) -> None:

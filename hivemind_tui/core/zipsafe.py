@@ -33,7 +33,7 @@ class ZipLimits:
 
 
 def task_id_problem(task_id: str) -> str | None:
-    """Why `task_id` cannot be a file name on the pool (wire-contract.md), or None when it can."""
+    """Why `task_id` cannot be a file name on the pool (ids name files in its folders), or None when it can."""
     if not TASK_ID_PATTERN.match(task_id):
         return "task id must be 1 to 128 ASCII letters, digits, '.', '-' or '_'"
     if ".." in task_id:

@@ -150,7 +150,7 @@ class Accounts:
             ok = False
         else:
             ok = await self._verify(row["password_hash"].encode("ascii"), password)
-        if not ok:
+        if row is None or not ok:
             await self._record_failure(username)
             raise PoolRefusal(codes.INVALID_CREDENTIALS, "wrong user name or password")
         await self._clear_failures(username)

@@ -1,4 +1,4 @@
-"""Failure reasons of wire-contract.md: a short stable code first, then words after a colon."""
+"""Failure reasons in `message` (protos/nodepool.proto): a short stable code first, then words after a colon."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ class NodeRegistry:
         """Heard from within the timeout; a draining node counts as offline once it runs nothing."""
         if row["state"] == "draining" and row["running_tasks"] == 0:
             return False
-        return self._clock() - row["last_heartbeat"] < self.heartbeat_timeout
+        return bool(self._clock() - row["last_heartbeat"] < self.heartbeat_timeout)
 
     async def register(self, reg: Registration) -> None:
         if not reg.node_id or len(reg.node_id) > 128 or not reg.node_id.isprintable():

@@ -43,10 +43,10 @@ class Need:
         if not wanted:
             return True
         if self.field == "gpu_name":
-            return wanted.lower() in node["gpu_name"].lower()
+            return bool(wanted.lower() in node["gpu_name"].lower())
         if self.field == "location":
-            return wanted.lower() == node["location"].lower()
-        return node[self.field] >= wanted
+            return bool(wanted.lower() == node["location"].lower())
+        return bool(node[self.field] >= wanted)
 
     def describe(self, task: aiosqlite.Row) -> str:
         return self.words.format(task[self.field])
@@ -125,7 +125,7 @@ class Scheduler:
             await channel.close()
 
     async def _run(self) -> None:
-        while not self._closed:
+        while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(TICK):
                     await self._wake.wait()
@@ -299,7 +299,7 @@ class Scheduler:
             )
             return cursor.rowcount == 1
 
-    def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceStub:
+    def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceAsyncStub:
         host = node["address"]
         target = f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
         channel = self._channels.get(target)

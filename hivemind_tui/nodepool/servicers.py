@@ -11,7 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 
@@ -67,7 +67,7 @@ def refusals_as(response: type) -> Callable[[Callable[..., Awaitable[Any]]], Cal
 
     def wrap(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         @functools.wraps(method)
-        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
                 return await method(self, request, context)
             except PoolRefusal as refusal:
@@ -78,11 +78,17 @@ def refusals_as(response: type) -> Callable[[Callable[..., Awaitable[Any]]], Cal
     return wrap
 
 
-def metadata(context: grpc.aio.ServicerContext, key: str) -> str:
-    for item in context.invocation_metadata() or ():
-        if item.key == key:
-            return item.value if isinstance(item.value, str) else item.value.decode()
+def metadata(context: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return value if isinstance(value, str) else value.decode()
     return ""
+
+
+async def not_served_here(context: grpc.aio.ServicerContext[Any, Any]) -> NoReturn:
+    """WorkerNodeService has two halves: the pool serves the reports, a worker serves ExecuteTask and
+    StopTaskExecution. Each side answers the other half UNIMPLEMENTED, as the generated base class would."""
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
 class _Base:
@@ -92,7 +98,7 @@ class _Base:
     async def caller(self, token: str) -> Caller:
         return await self.p.accounts.authenticate(token)
 
-    async def worker(self, context: grpc.aio.ServicerContext) -> str:
+    async def worker(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         """Check the worker secret; return the calling node's id (may be empty for HiveMind workers)."""
         given = metadata(context, WORKER_SECRET_HEADER)
         if not given or not hmac.compare_digest(given.encode(), self.p.worker_secret.encode()):
@@ -102,7 +108,7 @@ class _Base:
 
 class UserServicer(_Base, pb_grpc.UserServiceServicer):
     @refusals_as(pb.LoginResponse)
-    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext) -> pb.LoginResponse:
+    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LoginResponse:
         issued = await self.p.accounts.login(request.username, request.password)
         return pb.LoginResponse(
             success=True, message="ok", token=issued.token, role=issued.role, expires_at=issued.expires_at
@@ -110,26 +116,28 @@ class UserServicer(_Base, pb_grpc.UserServiceServicer):
 
     @refusals_as(pb.RefreshTokenResponse)
     async def RefreshToken(
-        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RefreshTokenResponse:
         issued = await self.p.accounts.refresh(request.old_token)
         return pb.RefreshTokenResponse(success=True, message="ok", new_token=issued.token, expires_at=issued.expires_at)
 
     @refusals_as(pb.LogoutResponse)
-    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext) -> pb.LogoutResponse:
+    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LogoutResponse:
         await self.p.accounts.logout(request.token)
         return pb.LogoutResponse(success=True, message="ok")
 
     @refusals_as(pb.GetBalanceResponse)
     async def GetBalance(
-        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetBalanceResponse:
         caller = await self.caller(request.token)
         balance = await self.p.ledger.balance(caller, request.username)
         return pb.GetBalanceResponse(success=True, message="ok", balance=balance)
 
     @refusals_as(pb.TransferResponse)
-    async def Transfer(self, request: pb.TransferRequest, context: grpc.aio.ServicerContext) -> pb.TransferResponse:
+    async def Transfer(
+        self, request: pb.TransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TransferResponse:
         caller = await self.caller(request.token)
         left = await self.p.ledger.transfer(caller, request.receiver_username, request.amount)
         return pb.TransferResponse(success=True, message=f"ok: balance {left}")
@@ -173,7 +181,7 @@ def task_info(row: Any) -> pb.TaskInfo:
 class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
     @refusals_as(pb.UploadTaskResponse)
     async def UploadTask(
-        self, request: pb.UploadTaskRequest, context: grpc.aio.ServicerContext
+        self, request: pb.UploadTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UploadTaskResponse:
         caller = await self.caller(request.token)
         await self.p.tasks.upload(caller, new_task(request), request.task_zip)
@@ -181,7 +189,7 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
 
     @refusals_as(pb.UploadTaskResponse)
     async def UploadTaskStream(
-        self, request_iterator: AsyncIterator[upload_chunks.Chunk], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[upload_chunks.Chunk], context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UploadTaskResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.header is None:
@@ -201,7 +209,7 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         return pb.UploadTaskResponse(success=True, message="ok")
 
     async def GetAllUserTasks(
-        self, request: pb.GetAllUserTasksRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetAllUserTasksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAllTasksResponse:
         now = self.p.clock()
         try:
@@ -212,20 +220,24 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         return pb.GetAllTasksResponse(tasks=[task_info(r) for r in rows], success=True, message="ok", server_time=now)
 
     @refusals_as(pb.StopTaskResponse)
-    async def StopTask(self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext) -> pb.StopTaskResponse:
+    async def StopTask(
+        self, request: pb.StopTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StopTaskResponse:
         caller = await self.caller(request.token)
         status = await self.p.tasks.stop(caller, request.task_id)
         return pb.StopTaskResponse(success=True, message=f"ok: {status}")
 
     @refusals_as(pb.GetTaskResultResponse)
     async def GetTaskResult(
-        self, request: pb.GetTaskResultRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetTaskResultRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTaskResultResponse:
         caller = await self.caller(request.token)
         data = await self.p.tasks.result(caller, request.task_id)
         return pb.GetTaskResultResponse(success=True, message="ok", result_zip=data)
 
-    async def GetTasklog(self, request: pb.TasklogRequest, context: grpc.aio.ServicerContext) -> pb.TasklogResponse:
+    async def GetTasklog(
+        self, request: pb.TasklogRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TasklogResponse:
         try:
             caller = await self.caller(request.token)
             text = await self.p.tasks.whole_log(caller, request.task_id)
@@ -235,13 +247,13 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
 
     @refusals_as(pb.TasklogSinceResponse)
     async def GetTasklogSince(
-        self, request: pb.TasklogSinceRequest, context: grpc.aio.ServicerContext
+        self, request: pb.TasklogSinceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TasklogSinceResponse:
         caller = await self.caller(request.token)
         text, next_offset = await self.p.tasks.log_since(caller, request.task_id, request.offset)
         return pb.TasklogSinceResponse(success=True, message="ok", log=text, next_offset=next_offset)
 
-    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext) -> pb.HealthResponse:
+    async def Health(self, request: pb.HealthRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.HealthResponse:
         return pb.HealthResponse(version=__version__, extensions=list(EXTENSIONS), time=self.p.clock())
 
 
@@ -274,7 +286,7 @@ def node_info(row: Any, online: bool) -> pb.NodeInfo:
 class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
     @refusals_as(pb.StatusResponse)
     async def RegisterWorkerNode(
-        self, request: pb.RegisterWorkerNodeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RegisterWorkerNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StatusResponse:
         await self.worker(context)
         await self.p.nodes.register(
@@ -298,7 +310,7 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
 
     @refusals_as(pb.RunningStatusResponse)
     async def ReportStatus(
-        self, request: pb.RunningStatusRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RunningStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RunningStatusResponse:
         await self.worker(context)
         await self.p.nodes.heartbeat(
@@ -317,7 +329,7 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
 
     @refusals_as(pb.GetNodeListResponse)
     async def GetNodeList(
-        self, request: pb.GetNodeListRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetNodeListRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetNodeListResponse:
         await self.caller(request.token)
         rows = await self.p.nodes.all()
@@ -327,7 +339,7 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
 
     @refusals_as(pb.SetNodeStateResponse)
     async def SetNodeState(
-        self, request: pb.SetNodeStateRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SetNodeStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SetNodeStateResponse:
         caller = await self.caller(request.token)
         await self.p.nodes.set_state(caller, request.node_id, request.state)
@@ -335,11 +347,21 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
 
 
 class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
-    """The pool's half of WorkerNodeService; ExecuteTask and StopTaskExecution stay UNIMPLEMENTED here."""
+    """The pool's half of WorkerNodeService; ExecuteTask and StopTaskExecution are the workers' half."""
+
+    async def ExecuteTask(
+        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ExecuteTaskResponse:
+        await not_served_here(context)
+
+    async def StopTaskExecution(
+        self, request: pb.StopTaskExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StopTaskExecutionResponse:
+        await not_served_here(context)
 
     @refusals_as(pb.TaskOutputUploadResponse)
     async def TaskOutputUpload(
-        self, request: pb.TaskOutputUploadRequest, context: grpc.aio.ServicerContext
+        self, request: pb.TaskOutputUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskOutputUploadResponse:
         node = await self.worker(context)
         offset = request.offset if request.HasField("offset") else None
@@ -348,14 +370,16 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
 
     @refusals_as(pb.TaskOutputResponse)
     async def TaskOutput(
-        self, request: pb.TaskOutputRequest, context: grpc.aio.ServicerContext
+        self, request: pb.TaskOutputRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskOutputResponse:
         node = await self.worker(context)
         await self.p.reports.output(node, request.task_id, request.output)
         return pb.TaskOutputResponse(success=True, message="ok")
 
     @refusals_as(pb.TaskUsageResponse)
-    async def TaskUsage(self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext) -> pb.TaskUsageResponse:
+    async def TaskUsage(
+        self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskUsageResponse:
         node = await self.worker(context)
         await self.p.reports.usage(
             node, request.task_id, request.cpu_usage, request.memory_usage, request.gpu_usage, request.gpu_memory_usage
@@ -364,7 +388,7 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
 
     @refusals_as(pb.TaskResultUploadResponse)
     async def TaskResultUpload(
-        self, request: pb.TaskResultUploadRequest, context: grpc.aio.ServicerContext
+        self, request: pb.TaskResultUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskResultUploadResponse:
         node = await self.worker(context)
         status = await self.p.reports.result(
@@ -400,13 +424,13 @@ def hivemind_compatible(servicer: Any, service: str) -> Any:
         original = getattr(servicer, method.name)
         if method.name in EXTENSION_RPCS:
 
-            async def unimplemented(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unimplemented(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
             setattr(servicer, method.name, unimplemented)
         else:
 
-            async def stripped(request: Any, context: grpc.aio.ServicerContext, _call: Any = original) -> Any:
+            async def stripped(request: Any, context: grpc.aio.ServicerContext[Any, Any], _call: Any = original) -> Any:
                 return strip_extensions(await _call(request, context))
 
             setattr(servicer, method.name, stripped)
@@ -417,19 +441,21 @@ class _HandlerCapture:
     """Stands in for the server in a generated `add_..._to_server`, to keep the handlers it builds."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     def add_generic_rpc_handlers(self, handlers: Any) -> None:
         pass
 
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
         self.handlers = dict(handlers)
 
 
 def add_master_servicer(server: grpc.aio.Server, servicer: Any) -> None:
     """The generated registration, except that UploadTaskStream reads its chunks with `upload_chunks`."""
     capture = _HandlerCapture()
-    pb_grpc.add_MasterNodeServiceServicer_to_server(servicer, capture)
+    pb_grpc.add_MasterNodeServiceServicer_to_server(servicer, cast(grpc.aio.Server, capture))
     capture.handlers["UploadTaskStream"] = grpc.stream_unary_rpc_method_handler(
         servicer.UploadTaskStream,
         request_deserializer=upload_chunks.decode,

@@ -162,7 +162,8 @@ class TaskBook:
         return row
 
     async def list(self, caller: Caller, updated_since: float, limit: int) -> list[aiosqlite.Row]:
-        where, params = ["updated_at >= ?"], [updated_since]
+        where: list[str] = ["updated_at >= ?"]
+        params: list[object] = [updated_since]
         if not caller.is_admin:
             where.append("owner = ?")
             params.append(caller.username)
@@ -177,7 +178,7 @@ class TaskBook:
         if not caller.may_change:
             raise PoolRefusal(codes.PERMISSION_DENIED, f"a {caller.role} may not stop tasks")
         if row["status"] in FINISHED:
-            return row["status"]
+            return str(row["status"])
         now = self._clock()
         async with self._storage.write() as conn:
             cursor = await conn.execute(
@@ -190,12 +191,12 @@ class TaskBook:
                     "UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? WHERE task_id = ?",
                     (f"stopping (asked by {caller.username})", now, task_id),
                 )
-        row = await self._storage.task(task_id)
-        if row is not None and row["status"] in ("ASSIGNED", "RUNNING"):
-            await self.stop_running(row)
+        current = await self._storage.task(task_id)
+        if current is not None and current["status"] in ("ASSIGNED", "RUNNING"):
+            await self.stop_running(current)
         self.on_change()
-        row = await self._storage.task(task_id)
-        return row["status"] if row else "STOPPED"
+        current = await self._storage.task(task_id)
+        return str(current["status"]) if current else "STOPPED"
 
     async def result(self, caller: Caller, task_id: str) -> bytes:
         row = await self.visible(caller, task_id)

@@ -12,20 +12,20 @@ import contextlib
 import hmac
 import logging
 import os
-import random
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import psutil
 
+from hivemind_tui.core.retry import Backoff, retry
 from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
-from hivemind_tui.nodepool.servicers import NODE_ID_HEADER, WORKER_SECRET_HEADER, metadata
+from hivemind_tui.nodepool.servicers import NODE_ID_HEADER, WORKER_SECRET_HEADER, metadata, not_served_here
 from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun, prepare_base_dir
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
@@ -77,16 +77,42 @@ def task_base_dir(node_id: str) -> Path:
     return Path(tempfile.gettempdir()) / f"hivemind-worker-{safe}"
 
 
+def _code(error: BaseException) -> str:
+    return error.code().name if isinstance(error, grpc.aio.AioRpcError) else type(error).__name__
+
+
 class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
+    """The worker's half of WorkerNodeService; the reports (output, usage, results) are the pool's half."""
+
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
 
-    def _trusted(self, context: grpc.aio.ServicerContext) -> bool:
+    async def TaskOutputUpload(
+        self, request: pb.TaskOutputUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskOutputUploadResponse:
+        await not_served_here(context)
+
+    async def TaskOutput(
+        self, request: pb.TaskOutputRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskOutputResponse:
+        await not_served_here(context)
+
+    async def TaskResultUpload(
+        self, request: pb.TaskResultUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskResultUploadResponse:
+        await not_served_here(context)
+
+    async def TaskUsage(
+        self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.TaskUsageResponse:
+        await not_served_here(context)
+
+    def _trusted(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
         given = metadata(context, WORKER_SECRET_HEADER)
         return bool(given) and hmac.compare_digest(given.encode(), self._worker.config.secret.encode())
 
     async def ExecuteTask(
-        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ExecuteTaskResponse:
         if not self._trusted(context):
             return pb.ExecuteTaskResponse(success=False, message="PERMISSION_DENIED: worker secret missing or wrong")
@@ -94,7 +120,7 @@ class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
         return pb.ExecuteTaskResponse(success=ok, message=message)
 
     async def StopTaskExecution(
-        self, request: pb.StopTaskExecutionRequest, context: grpc.aio.ServicerContext
+        self, request: pb.StopTaskExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StopTaskExecutionResponse:
         if not self._trusted(context):
             return pb.StopTaskExecutionResponse(
@@ -185,12 +211,12 @@ class Worker:
 
     # -- calls to the pool ------------------------------------------------------------------------
     @property
-    def _pool(self) -> pb_grpc.WorkerNodeServiceStub:
+    def _pool(self) -> pb_grpc.WorkerNodeServiceAsyncStub:
         assert self._channel is not None
         return pb_grpc.WorkerNodeServiceStub(self._channel)
 
     @property
-    def _nodes(self) -> pb_grpc.NodeManagerServiceStub:
+    def _nodes(self) -> pb_grpc.NodeManagerServiceAsyncStub:
         assert self._channel is not None
         return pb_grpc.NodeManagerServiceStub(self._channel)
 
@@ -219,19 +245,17 @@ class Worker:
         log.info("task %s reported (exit %d): %s", task_id, exit_code, reply.message if reply else "pool unreachable")
 
     async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T | None:
-        """Retry while the pool is unreachable or overloaded, with capped backoff; give up after a while.
+        """Retry while the pool is unreachable or overloaded; give up after REPORT_ATTEMPTS tries.
 
         A refusal comes back as success=false, never as an rpc error, so every rpc error is worth a retry.
         """
-        delay = 0.2
-        for _ in range(REPORT_ATTEMPTS):
-            try:
-                return await call()
-            except grpc.aio.AioRpcError as exc:
-                log.warning("report to the pool failed (%s); retrying", exc.code().name)
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, MAX_BACKOFF)
-        return None
+        return await retry(
+            call,
+            Backoff(base=0.2, cap=MAX_BACKOFF),
+            REPORT_ATTEMPTS,
+            grpc.aio.AioRpcError,
+            on_retry=lambda error: log.warning("report to the pool failed (%s); retrying", _code(error)),
+        )
 
     # -- registration and heartbeats --------------------------------------------------------------
     async def _register(self) -> bool:
@@ -275,7 +299,8 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         registered = False
-        delay = self.config.heartbeat_interval
+        interval = self.config.heartbeat_interval
+        backoff = Backoff(base=interval, cap=max(MAX_BACKOFF, interval))
         while True:
             try:
                 if not registered:
@@ -283,8 +308,9 @@ class Worker:
                 if registered:
                     reply = await self._beat()
                     registered = reply.success or not reply.message.startswith("NODE_NOT_FOUND")
-                delay = self.config.heartbeat_interval
+                backoff.reset()
+                delay = interval
             except grpc.aio.AioRpcError as exc:
+                delay = backoff.next_delay()
                 log.warning("pool unreachable (%s); retrying in %.1f s", exc.code().name, delay)
-                delay = min(delay * 2, max(MAX_BACKOFF, self.config.heartbeat_interval))
             await asyncio.sleep(delay)

@@ -1,4 +1,4 @@
-"""How the client says a call failed: one class per meaning (cli.md's exit codes ride on them)."""
+"""How the client says a call failed: one class per meaning (the exit codes in the README ride on them)."""
 
 from __future__ import annotations
 

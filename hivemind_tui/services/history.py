@@ -104,6 +104,6 @@ class History:
         return [r["node_id"] for r in rows if r["low"] > threshold and r["node_id"] in older]
 
     async def row_counts(self) -> tuple[int, int]:
-        raw = await self._store.fetchone("SELECT COUNT(*) FROM node_samples")
-        minutes = await self._store.fetchone("SELECT COUNT(*) FROM node_minutes")
-        return int(raw[0]), int(minutes[0])
+        raw = await self._store.fetchvalue("SELECT COUNT(*) FROM node_samples")
+        minutes = await self._store.fetchvalue("SELECT COUNT(*) FROM node_minutes")
+        return int(raw), int(minutes)

@@ -122,4 +122,4 @@ class PsutilMetrics:
 def _rate(now: Any, then: Any, name: str, span: float) -> float:
     if now is None or then is None:
         return 0.0
-    return max(0.0, (getattr(now, name) - getattr(then, name)) / span)
+    return max(0.0, float(getattr(now, name) - getattr(then, name)) / span)

@@ -47,7 +47,7 @@ class TaskInfo:
 
     @property
     def finished(self) -> bool:
-        """An unknown status counts as not finished (wire-contract.md)."""
+        """An unknown status counts as not finished: a newer pool may report statuses we do not know."""
         return self.status in FINISHED_STATUSES
 
 

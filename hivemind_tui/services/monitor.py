@@ -22,8 +22,7 @@ from hivemind_tui.services.alerts import Alert, Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError
 from hivemind_tui.services.history import History
 from hivemind_tui.services.host_metrics import HostSample, MetricsSource
-from hivemind_tui.services.models import NodeList, PoolHealth, TaskInfo
-from hivemind_tui.services.nodepool_client import ConnectionState
+from hivemind_tui.services.models import ConnectionState, NodeList, PoolHealth, TaskInfo
 from hivemind_tui.services.session import Session
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class ClusterSnapshot:
         return sum(n.online for n in self.nodes.nodes) if self.nodes else 0
 
     def status_json(self) -> dict[str, Any]:
-        """cli.md's `status` shape."""
+        """The `status --json` shape (the README's command line section)."""
         host = self.host
         return {
             "pool": pool_json(self.pool_address, self.health, self.connection),

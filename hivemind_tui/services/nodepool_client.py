@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -23,6 +22,7 @@ from hivemind_tui.core import upload_chunks
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.errors import NotSupportedError
+from hivemind_tui.core.retry import Backoff
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for
@@ -124,7 +124,7 @@ class PoolClient:
         self.health: PoolHealth | None = None
         self._receive_limit = receive_limit or settings.max_upload_bytes + MESSAGE_OVERHEAD
         self._channel: grpc.aio.Channel | None = None
-        self._backoff = BACKOFF_BASE
+        self._backoff = Backoff(base=BACKOFF_BASE, cap=BACKOFF_MAX)
         self._retry_not_before = 0.0
         # Set when the pool answers again after a failure; the session refreshes its token then.
         self.reconnected = False
@@ -151,15 +151,15 @@ class PoolClient:
         return self._channel
 
     @property
-    def users(self) -> pb_grpc.UserServiceStub:
+    def users(self) -> pb_grpc.UserServiceAsyncStub:
         return pb_grpc.UserServiceStub(self._stubs())
 
     @property
-    def master(self) -> pb_grpc.MasterNodeServiceStub:
+    def master(self) -> pb_grpc.MasterNodeServiceAsyncStub:
         return pb_grpc.MasterNodeServiceStub(self._stubs())
 
     @property
-    def nodes(self) -> pb_grpc.NodeManagerServiceStub:
+    def nodes(self) -> pb_grpc.NodeManagerServiceAsyncStub:
         return pb_grpc.NodeManagerServiceStub(self._stubs())
 
     async def close(self) -> None:
@@ -201,7 +201,7 @@ class PoolClient:
 
     def _answered(self, seconds: float) -> None:
         was = self.state.status
-        self._backoff = BACKOFF_BASE
+        self._backoff.reset()
         self._retry_not_before = 0.0
         self.state = ConnectionState(
             "connected", self.clock() if was != "connected" else self.state.since, None, seconds * 1000, 0
@@ -215,8 +215,7 @@ class PoolClient:
     def _failed(self) -> float:
         """Note a failure; return the backoff before the next try (exponential, with jitter)."""
         now = self.clock()
-        delay = self._backoff * (0.5 + random.random())
-        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        delay = self._backoff.next_delay()
         failures = self.state.failures + 1
         since = self.state.since if self.state.status in ("reconnecting", "disconnected") else now
         status = "reconnecting" if failures < 6 else "disconnected"
@@ -273,7 +272,7 @@ class PoolClient:
                 read=False,
             )
         )
-        return reply.message
+        return str(reply.message)
 
     # -- MasterNodeService ------------------------------------------------------------------------
     async def check_health(self, deadline: float | None = None) -> PoolHealth:

@@ -21,6 +21,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -324,7 +325,7 @@ class TaskManager:
                 )
             )
         status, message = overall_status([s.status for s in states], bool(row["stopped"]))
-        updated = [by_id[s.task_id].updated_at for s in states if s.task_id in by_id and by_id[s.task_id].updated_at]
+        updated = [t for s in states if s.task_id in by_id and (t := by_id[s.task_id].updated_at)]
         split = not (len(subs) == 1 and subs[0]["task_id"] == row["parent_id"])
         return ParentState(
             row["parent_id"],
@@ -350,7 +351,7 @@ class TaskManager:
         stopped = []
         for sub in state.subtasks:
             if sub.uploaded and sub.status not in FINISHED_STATUSES:
-                await self.session.call(lambda token, tid=sub.task_id: self.session.client.stop_task(token, tid))
+                await self.session.call(partial(self.session.client.stop_task, task_id=sub.task_id))
                 stopped.append(sub.task_id)
         return stopped
 
@@ -371,7 +372,7 @@ class TaskManager:
             await conn.execute("UPDATE parents SET stopped = 0 WHERE parent_id = ?", (parent_id,))
             for sub in again:
                 new_id = f"{parent_id}.{sub.index:04d}.r{sub.attempt + 1}"
-                row = await (await conn.execute("SELECT * FROM subtasks WHERE task_id = ?", (sub.task_id,))).fetchone()
+                [row] = await conn.execute_fetchall("SELECT * FROM subtasks WHERE task_id = ?", (sub.task_id,))
                 await conn.execute("UPDATE subtasks SET superseded = 1 WHERE task_id = ?", (sub.task_id,))
                 await conn.execute(
                     "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, created_at) "
@@ -390,12 +391,13 @@ class TaskManager:
         state = await self._require(parent_id, tasks)
         parent = await self._parent_row(parent_id)
         results: dict[int, bytes] = {}
-        failed, missing = [], []
+        failed: list[str] = []
+        missing: list[str] = []
         for n, sub in enumerate(state.subtasks):
             if sub.status != "COMPLETED":
                 (failed if sub.status == "FAILED" else missing).append(sub.task_id)
                 continue
-            data = await self.session.call(lambda token, tid=sub.task_id: self.session.client.task_result(token, tid))
+            data = await self.session.call(partial(self.session.client.task_result, task_id=sub.task_id))
             try:
                 await asyncio.to_thread(check_zip, data, self.limits)
             except ZipRejected as exc:

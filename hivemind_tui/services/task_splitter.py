@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from hivemind_tui.core.errors import UsageError
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
@@ -311,7 +311,7 @@ class _ShardZip:
         member = zipfile.ZipInfo(manifest.input, (2024, 1, 1, 0, 0, 0))
         member.compress_type = compress
         member.external_attr = 0o644 << 16
-        self._out: BinaryIO = self._zip.open(member, "w", force_zip64=True)
+        self._out: IO[bytes] = self._zip.open(member, "w", force_zip64=True)
 
     def _meta(self, index: int, total: int) -> dict[str, Any]:
         return {
@@ -355,7 +355,7 @@ class _LineCutter:
         self._weights = weights
         self._header = header
 
-    def cut(self, stream: BinaryIO, open_shard: Any) -> list[Any]:
+    def cut(self, stream: IO[bytes], open_shard: Any) -> list[Any]:
         head = stream.readline() if self._header else b""
         body = max(self._size - len(head), 0)
         targets, acc = [], 0.0

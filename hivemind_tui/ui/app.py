@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -35,11 +35,12 @@ log = logging.getLogger(__name__)
 INTERVALS = (2.0, 5.0, 10.0, 30.0, 60.0)
 
 
-def lazy_screen(module: str, name: str) -> Callable[[], Screen]:
+def lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
     """Sections are imported when first shown, so the login screen paints without them."""
 
-    def make() -> Screen:
-        return getattr(import_module(f"hivemind_tui.ui.screens.{module}"), name)()
+    def make() -> Screen[Any]:
+        screen: Screen[Any] = getattr(import_module(f"hivemind_tui.ui.screens.{module}"), name)()
+        return screen
 
     return make
 
@@ -84,7 +85,7 @@ class HivemindApp(App[None]):
     def readonly(self) -> bool:
         return self.backend.settings.readonly or self.backend.role == "viewer"
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> Screen[Any]:
         """Without a session the first screen is the login itself, so the very first frame shows it."""
         return Screen(id="_default") if self.backend.has_session() else LoginScreen(first=True)
 
@@ -222,7 +223,7 @@ class HivemindApp(App[None]):
         self.copy_to_clipboard(text)
         self.notify(f"copied {what} ({len(text)} characters) to the clipboard")
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield SystemCommand(
             "Dashboard", "Cluster health, alerts and this host (d)", lambda: self.run_action("section('dashboard')")
         )

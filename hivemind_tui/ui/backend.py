@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +25,9 @@ from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.history import History, NodePoint
 from hivemind_tui.services.host_metrics import MetricsSource
-from hivemind_tui.services.models import NodeList, TaskInfo
+from hivemind_tui.services.models import ConnectionState, NodeList, TaskInfo
 from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
-from hivemind_tui.services.nodepool_client import ConnectionState, PoolClient
+from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_manager import ParentState, Progress, ProgressCallback, SubmitOptions, TaskManager
@@ -224,7 +225,7 @@ class LiveBackend:
     async def set_node_state(self, node_ids: list[str], state: str) -> list[str]:
         done = []
         for node_id in node_ids:
-            await self.session.call(lambda token, nid=node_id: self.client.set_node_state(token, nid, state))
+            await self.session.call(partial(self.client.set_node_state, node_id=node_id, state=state))
             await AuditLog(self.store, self.clock).record(self.username, f"node_{state}", node_id)
             done.append(node_id)
         return done
@@ -275,7 +276,7 @@ class LiveBackend:
             if await self.manager.is_parent(task_id):
                 stopped += await self.manager.stop(task_id, tasks)
             else:
-                await self.session.call(lambda token, tid=task_id: self.client.stop_task(token, tid))
+                await self.session.call(partial(self.client.stop_task, task_id=task_id))
                 stopped.append(task_id)
             await AuditLog(self.store, self.clock).record(self.username, "stop", task_id)
         return stopped

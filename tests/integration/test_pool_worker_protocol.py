@@ -6,6 +6,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -21,7 +22,7 @@ class PlayedWorker(pb_grpc.WorkerNodeServiceServicer):
         self.received: asyncio.Queue[tuple[str, bytes, str]] = asyncio.Queue()
 
     async def ExecuteTask(
-        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ExecuteTaskResponse:
         given = dict((m.key, m.value) for m in context.invocation_metadata()).get("x-hivemind-worker-secret", "")
         await self.received.put((request.task_id, request.task_zip, given))

@@ -1,4 +1,4 @@
-"""Rules between rooms (architecture.md): no Textual below ui/, and the pool and client never meet."""
+"""Rules between layers: no Textual below ui/, the pool and the client never meet, core/ sits under all."""
 
 from __future__ import annotations
 

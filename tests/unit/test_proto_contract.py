@@ -1,4 +1,4 @@
-"""The generated stubs match protos/ byte for byte, and every fact of wire-contract.md holds."""
+"""The generated stubs match protos/ byte for byte, and every field of HiveMind's protocol keeps its number."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hivemind_tui.proto import nodepool_pb2 as pb
 ROOT = Path(__file__).resolve().parents[2]
 S, B, BY, I32, I64, FL = F.TYPE_STRING, F.TYPE_BOOL, F.TYPE_BYTES, F.TYPE_INT32, F.TYPE_INT64, F.TYPE_FLOAT
 
-# (message, field, number, type): the HiveMind protocol as wire-contract.md states it.
+# (message, field, number, type): the HiveMind protocol as HiveMind's own nodepool.proto defines it.
 WIRE_FACTS = [
     ("LoginRequest", "username", 1, S),
     ("LoginRequest", "password", 2, S),

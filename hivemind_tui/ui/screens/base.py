@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from hivemind_tui.services.monitor import ClusterSnapshot
+from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class Section(Screen[None]):
 
     @property
     def hive(self) -> HivemindApp:
-        return self.app  # type: ignore[return-value]
+        return hive_of(self)
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()

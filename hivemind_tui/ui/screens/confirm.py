@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -35,3 +37,13 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+def on_yes(action: Callable[[], object]) -> Callable[[bool | None], None]:
+    """A `push_screen` callback that runs `action` (usually a worker) only when the answer was yes."""
+
+    def answered(yes: bool | None) -> None:
+        if yes:
+            action()
+
+    return answered

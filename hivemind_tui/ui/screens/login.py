@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
+from hivemind_tui.ui.hive import hive_of
 
 LOGIN_TIMEOUT = 20.0
 
@@ -38,7 +39,7 @@ class LoginScreen(ModalScreen[bool]):
         self._busy = False
 
     def compose(self) -> ComposeResult:
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         with Vertical(id="login-box"):
             yield Static("[b]HiveMind[/b] · Master Node", id="login-title")
             if not self._first:
@@ -108,9 +109,9 @@ class LoginScreen(ModalScreen[bool]):
     async def log_in(self, address: str, user: str, password: str, remember: bool) -> None:
         error = self.query_one("#login-error", Static)
         try:
-            await self.app.ready()  # type: ignore[attr-defined]
+            await hive_of(self).ready()
             await asyncio.wait_for(
-                self.app.backend.login(address, user, password, remember),  # type: ignore[attr-defined]
+                hive_of(self).backend.login(address, user, password, remember),
                 LOGIN_TIMEOUT,
             )
         except AuthenticationFailedError:
@@ -141,7 +142,7 @@ class LoginScreen(ModalScreen[bool]):
         """The first login is the app's base screen: it stays below the sections, without the password."""
         if self._first:
             self.query_one("#password", Input).value = ""
-            self.app.call_later(self.app.enter)  # type: ignore[attr-defined]
+            hive_of(self).call_later(hive_of(self).enter)
         else:
             self.dismiss(True)
 

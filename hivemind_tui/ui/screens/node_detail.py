@@ -11,6 +11,7 @@ from textual.widgets import Footer, Sparkline, Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, series
+from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 
 WINDOW = 3600.0
@@ -47,7 +48,7 @@ class NodeDetailScreen(Screen[None]):
         if node is None:
             facts.update(f"[b]{self.node_id}[/]: no longer listed by the pool")
             return
-        now = self.app.backend.clock()  # type: ignore[attr-defined]
+        now = hive_of(self).backend.clock()
         online = "[green]online[/]" if node.online else "[red]offline[/]"
         gpu = f"{node.gpu_name} {node.gpu_memory_gb} GB" if node.gpu_name else "n/a"
         facts.update(
@@ -64,7 +65,7 @@ class NodeDetailScreen(Screen[None]):
 
     @work(exclusive=True, group="node-history", exit_on_error=False)
     async def load_history(self) -> None:
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         points = await backend.node_history(self.node_id, backend.clock() - WINDOW)
         for key in ("cpu", "memory", "gpu"):
             values = [getattr(p, key) for p in points]
@@ -78,4 +79,4 @@ class NodeDetailScreen(Screen[None]):
             self.query_one(f"#{key}-title", Static).update(title + summary)
 
     def action_copy_id(self) -> None:
-        self.app.copy(self.node_id, "the node id")  # type: ignore[attr-defined]
+        hive_of(self).copy(self.node_id, "the node id")

@@ -19,7 +19,7 @@ from hivemind_tui.services.models import NodeInfo
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age
 from hivemind_tui.ui.screens.base import Section
-from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
@@ -195,7 +195,7 @@ class NodesScreen(Section):
         verb = ACTIONS[state]
         self.app.push_screen(
             ConfirmScreen(f"{verb.capitalize()} {len(targets)} node(s)?", targets),
-            lambda yes: self.apply_state(targets, state) if yes else None,
+            on_yes(lambda: self.apply_state(targets, state)),
         )
 
     @work(group="node-state", exit_on_error=False)

@@ -20,7 +20,8 @@ from textual.widgets import Footer, Input, Log, ProgressBar, Static
 from hivemind_tui.core.errors import HivemindError, NotSupportedError
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import ParentState, Progress, SubtaskState
-from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
@@ -89,7 +90,7 @@ class TaskDetailScreen(Screen[None]):
 
     @work(exclusive=True, group="task-detail", exit_on_error=False)
     async def load(self, snap: ClusterSnapshot) -> None:
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         self.task_parent = await backend.parent(self.task_id, snap.tasks)
         facts = self.query_one("#task-facts", Static)
         if self.task_parent is not None and self.task_parent.split:
@@ -131,7 +132,7 @@ class TaskDetailScreen(Screen[None]):
         if not self.following:
             self._title()
             return
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         try:
             text, self.log_offset = await backend.log_since(self.log_task, self.log_offset)
         except NotSupportedError:
@@ -179,10 +180,10 @@ class TaskDetailScreen(Screen[None]):
 
     # -- actions ----------------------------------------------------------------------------------
     def _may_change(self) -> bool:
-        hive = self.app
-        if hive.readonly:  # type: ignore[attr-defined]
+        hive = hive_of(self)
+        if hive.readonly:
             self.notify(
-                f"read-only: you are {hive.backend.role}; stop, retry and uploads are disabled",  # type: ignore[attr-defined]
+                f"read-only: you are {hive.backend.role}; stop, retry and uploads are disabled",
                 severity="warning",
             )
             return False
@@ -198,20 +199,18 @@ class TaskDetailScreen(Screen[None]):
             details = running or ["(no subtask is still running)"]
         else:
             details = [self.task_id]
-        self.app.push_screen(
-            ConfirmScreen(f"Stop {self.task_id}? These will stop:", details), lambda yes: self.stop() if yes else None
-        )
+        self.app.push_screen(ConfirmScreen(f"Stop {self.task_id}? These will stop:", details), on_yes(self.stop))
 
     @work(group="task-actions", exit_on_error=False)
     async def stop(self) -> None:
-        snap = self.app.snapshot  # type: ignore[attr-defined]
+        snap = hive_of(self).snapshot
         try:
-            await self.app.backend.stop_tasks([self.task_id], snap.tasks if snap else [])  # type: ignore[attr-defined]
+            await hive_of(self).backend.stop_tasks([self.task_id], snap.tasks if snap else [])
         except HivemindError as exc:
             self.notify(exc.message, severity="error")
             return
         self.notify(f"{self.task_id}: stopping")
-        self.app.action_refresh()  # type: ignore[attr-defined]
+        hive_of(self).action_refresh()
 
     def action_retry(self) -> None:
         if not self._may_change():
@@ -223,22 +222,20 @@ class TaskDetailScreen(Screen[None]):
         if not failed:
             self.notify("no failed subtasks to retry")
             return
-        self.app.push_screen(
-            ConfirmScreen("Retry these subtasks (new ids)?", failed), lambda yes: self.retry() if yes else None
-        )
+        self.app.push_screen(ConfirmScreen("Retry these subtasks (new ids)?", failed), on_yes(self.retry))
 
     @work(group="task-actions", exit_on_error=False)
     async def retry(self) -> None:
-        snap = self.app.snapshot  # type: ignore[attr-defined]
+        snap = hive_of(self).snapshot
         try:
-            new = await self.app.backend.retry_tasks([self.task_id], snap.tasks if snap else [])  # type: ignore[attr-defined]
+            new = await hive_of(self).backend.retry_tasks([self.task_id], snap.tasks if snap else [])
         except HivemindError as exc:
             self.notify(exc.message, severity="error")
             return
         self.notify(f"resubmitted {len(new)} subtask(s)")
 
     def action_download(self) -> None:
-        folder = self.app.backend.settings.upload_folder or "."  # type: ignore[attr-defined]
+        folder = hive_of(self).backend.settings.upload_folder or "."
         default = str(Path(folder).expanduser() / f"{self.task_id}-result.zip")
         field = self.query_one("#log-search", Input)
         field.display = True
@@ -263,12 +260,12 @@ class TaskDetailScreen(Screen[None]):
         def progress(p: Progress) -> None:
             bar.update(total=p.subtasks_total, progress=p.subtasks_done)
 
-        snap = self.app.snapshot  # type: ignore[attr-defined]
+        snap = hive_of(self).snapshot
         try:
-            size = await self.app.backend.download(
+            size = await hive_of(self).backend.download(
                 self.task_id,
                 snap.tasks if snap else [],
-                path,  # type: ignore[attr-defined]
+                path,
                 progress,
             )
         except (HivemindError, OSError) as exc:
@@ -279,7 +276,7 @@ class TaskDetailScreen(Screen[None]):
         self.notify(f"saved {size} bytes to {path}")
 
     def action_copy_id(self) -> None:
-        self.app.copy(self.log_task, "the task id")  # type: ignore[attr-defined]
+        hive_of(self).copy(self.log_task, "the task id")
 
     def action_back(self) -> None:
         field = self.query_one("#log-search", Input)

@@ -18,7 +18,7 @@ from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.backend import TaskRow
 from hivemind_tui.ui.format import age, bar, duration
 from hivemind_tui.ui.screens.base import Section
-from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
@@ -184,7 +184,7 @@ class TasksScreen(Section):
             return
         details = [f"{t} ({self.rows[t].total} subtask(s), {self.rows[t].status})" for t in targets]
         self.app.push_screen(
-            ConfirmScreen(f"Stop {len(targets)} task(s)?", details), lambda yes: self.stop(targets) if yes else None
+            ConfirmScreen(f"Stop {len(targets)} task(s)?", details), on_yes(lambda: self.stop(targets))
         )
 
     @work(group="task-actions", exit_on_error=False)
@@ -211,7 +211,7 @@ class TasksScreen(Section):
             return
         self.app.push_screen(
             ConfirmScreen(f"Retry the failed subtasks of {len(targets)} task(s)?", targets),
-            lambda yes: self.retry(targets) if yes else None,
+            on_yes(lambda: self.retry(targets)),
         )
 
     @work(group="task-actions", exit_on_error=False)

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.ui.hive import hive_of
 
 
 class TextViewScreen(ModalScreen[None]):
@@ -47,7 +48,7 @@ class TextViewScreen(ModalScreen[None]):
         self.query_one("#export-path", Input).display = False
 
     def action_copy(self) -> None:
-        self.app.copy(self._copy, self._title.lower())  # type: ignore[attr-defined]
+        hive_of(self).copy(self._copy, self._title.lower())
 
     def action_export(self) -> None:
         if self._export is None:

@@ -25,6 +25,7 @@ from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.services.task_manager import Progress, SubmitOptions
 from hivemind_tui.services.task_splitter import SplitPlan, read_task
 from hivemind_tui.ui.format import size
+from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 
 TYPES = [
@@ -76,7 +77,7 @@ class UploadScreen(Screen[None]):
     ]
 
     def compose(self) -> ComposeResult:
-        start = Path(self.app.backend.settings.upload_folder or ".").expanduser()  # type: ignore[attr-defined]
+        start = Path(hive_of(self).backend.settings.upload_folder or ".").expanduser()
         yield ConsoleHeader()
         with Horizontal(id="upload-main"):
             with Vertical(id="picker"):
@@ -125,7 +126,7 @@ class UploadScreen(Screen[None]):
 
     @work(exclusive=True, group="manifest", exit_on_error=False)
     async def read_manifest(self, path: Path) -> None:
-        s = self.app.backend.settings  # type: ignore[attr-defined]
+        s = hive_of(self).backend.settings
         error = self.query_one("#form-error", Static)
         try:
             manifest = await asyncio.to_thread(read_task, path, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio))
@@ -157,7 +158,9 @@ class UploadScreen(Screen[None]):
                 field.focus()
                 return None
             values[name] = int(field.value) if field.value.strip() else None
-        resources = {k: values[k] for k in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb")}
+        resources: dict[str, int | str | None] = {
+            k: values[k] for k in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb")
+        }
         resources.update(
             location=self.query_one("#location", Input).value.strip() or None,
             gpu_name=self.query_one("#gpu_name", Input).value.strip() or None,
@@ -176,7 +179,7 @@ class UploadScreen(Screen[None]):
     @work(exclusive=True, group="plan", exit_on_error=False)
     async def preview(self, path: Path, options: SubmitOptions) -> None:
         try:
-            plan = await self.app.backend.plan(path, options)  # type: ignore[attr-defined]
+            plan = await hive_of(self).backend.plan(path, options)
         except (HivemindError, OSError) as exc:
             self.query_one("#plan", Static).update(f"[b red]{getattr(exc, 'message', exc)}[/]")
             return
@@ -187,10 +190,10 @@ class UploadScreen(Screen[None]):
         chosen = self.options()
         if chosen is None:
             return
-        if self.app.readonly:  # type: ignore[attr-defined]
+        if hive_of(self).readonly:
             self.query_one("#form-error", Static).update("[b red]read-only: submitting is disabled[/]")
             return
-        self.app.submit_upload(*chosen)  # type: ignore[attr-defined]
+        hive_of(self).submit_upload(*chosen)
 
     def _progress(self, progress: Progress | None) -> None:
         bar = self.query_one("#upload-progress", ProgressBar)

@@ -21,7 +21,7 @@ from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, check_name, parse_networks, qr_text
 from hivemind_tui.ui.format import age, when
 from hivemind_tui.ui.screens.base import Section
-from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
@@ -157,7 +157,11 @@ class VpnScreen(Section):
     # -- actions ----------------------------------------------------------------------------------
     def action_add(self) -> None:
         if self._may_change():
-            self.app.push_screen(AddPeerScreen(), lambda spec: self.add(*spec) if spec else None)
+            self.app.push_screen(AddPeerScreen(), self._added)
+
+    def _added(self, spec: tuple[str, tuple[str, ...], bool] | None) -> None:
+        if spec is not None:
+            self.add(*spec)
 
     @work(group="vpn-change", exit_on_error=False)
     async def add(self, name: str, networks: tuple[str, ...], keep: bool) -> None:
@@ -212,7 +216,7 @@ class VpnScreen(Section):
                     f"Rekey {peer.name}? Its current config stops working.",
                     [f"{peer.name} ({peer.address}, owner {peer.owner})"],
                 ),
-                lambda yes: self.rekey(peer.name) if yes else None,
+                on_yes(lambda: self.rekey(peer.name)),
             )
 
     @work(group="vpn-change", exit_on_error=False)
@@ -233,7 +237,7 @@ class VpnScreen(Section):
                     f"Revoke {peer.name}? It loses access once applied.",
                     [f"{peer.name} ({peer.address}, owner {peer.owner})"],
                 ),
-                lambda yes: self.revoke(peer.name) if yes else None,
+                on_yes(lambda: self.revoke(peer.name)),
             )
 
     @work(group="vpn-change", exit_on_error=False)
@@ -277,7 +281,7 @@ class VpnScreen(Section):
         if dry_run:
             self.app.push_screen(
                 ConfirmScreen(f"Apply {conf}? These commands will run:", commands),
-                lambda yes: self.apply(dry_run=False) if yes else None,
+                on_yes(lambda: self.apply(dry_run=False)),
             )
         elif loaded:
             self.notify("the server config is loaded into the interface")

@@ -9,6 +9,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from hivemind_tui.ui.format import age, clock_text
+from hivemind_tui.ui.hive import hive_of
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
@@ -30,10 +31,10 @@ class ConsoleHeader(Horizontal):
         self.tick()
 
     def tick(self) -> None:
-        self.query_one("#clock", Static).update(clock_text(self.app.backend.clock()))  # type: ignore[attr-defined]
+        self.query_one("#clock", Static).update(clock_text(hive_of(self).backend.clock()))
 
     def show(self, snap: ClusterSnapshot | None) -> None:
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         state = backend.connection
         now = backend.clock()
         if state.status == "connected":
@@ -58,7 +59,7 @@ class OutageBanner(Static):
         self.watch(self.app, "snapshot", self.show, init=True)
 
     def show(self, snap: ClusterSnapshot | None) -> None:
-        backend = self.app.backend  # type: ignore[attr-defined]
+        backend = hive_of(self).backend
         state = backend.connection
         if snap is None or state.status in ("connected", "unknown"):
             self.display = False
