@@ -62,11 +62,19 @@ def serve(data: Path, port: int, *extra: str) -> subprocess.Popen:
 def admin_login(cli: CLI, hivemind: bool = False) -> str:
     password = (cli.data / "pool" / "admin-password").read_text().strip()
     doc = cli.json("login", "--user", "admin", "--password-stdin", stdin=password + "\n")
-    if hivemind:  # a HiveMind pool sends neither role nor expiry: operator, as cli.md says
+    if hivemind:  # a HiveMind pool sends neither role nor expiry: operator, as the README says
         assert doc["role"] == "operator" and doc["expires_at"] is None
     else:
         assert doc["role"] == "admin" and doc["user"] == "admin" and doc["expires_at"] > time.time()
     return password
+
+
+def wait_for_a_node(cli: CLI, timeout: float = 30) -> None:
+    """Until the pool lists a node (its local worker has registered)."""
+    deadline = time.monotonic() + timeout
+    while not cli.json("nodes", "list")["nodes"]:
+        assert time.monotonic() < deadline, "no node registered"
+        time.sleep(0.2)
 
 
 def wait_for(cli: CLI, task_id: str, statuses: set[str], timeout: float = 60) -> dict:

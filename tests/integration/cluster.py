@@ -74,12 +74,14 @@ class Cluster:
         for proc in self.workers.values():
             if proc.poll() is None:
                 proc.terminate()
+        # Waited for in a thread: the pool runs on this loop, and a worker that reports its last task while
+        # it stops needs the pool to answer.
         for proc in self.workers.values():
             try:
-                proc.wait(timeout=15)
+                await asyncio.to_thread(proc.wait, 15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.wait()
+                await asyncio.to_thread(proc.wait)
         await self.pool.close()
 
 

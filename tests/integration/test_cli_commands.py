@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from tests.helpers import free_port, make_zip
-from tests.integration.cli_harness import CLI, admin_login, serve, wait_for
+from tests.integration.cli_harness import CLI, admin_login, serve, wait_for, wait_for_a_node
 
 
 def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:
@@ -38,10 +38,7 @@ def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:
     assert {"address", "reachable", "latency_ms", "extensions"} <= set(health["pool"])
     assert {"timestamp", "version", "problems"} <= set(health)
 
-    deadline = time.monotonic() + 30
-    while not cli.json("nodes", "list")["nodes"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for_a_node(cli)
     nodes = cli.json("nodes", "list")
     assert nodes["supported"] is True
     node = nodes["nodes"][0]
@@ -99,10 +96,8 @@ def test_commands_and_json_shapes(cli: CLI, tmp_path: Path) -> None:
 
 def test_health_when_pool_is_down_and_never_starts_it(tmp_path: Path) -> None:
     cli = CLI(tmp_path / "nopool")
-    start = time.monotonic()
-    doc = cli.json("health", code=1)
+    doc = cli.json("health", code=1)  # the harness's own timeout fails a health that hangs
     assert doc["status"] == "unhealthy" and doc["pool"]["reachable"] is False
-    assert time.monotonic() - start < 15
     assert not (tmp_path / "nopool" / "pool" / "pool.json").exists()
     remote = cli.json("--pool", f"127.0.0.1:{free_port()}", "health", code=1)
     assert "cannot be reached" in remote["problems"][0]
@@ -204,7 +199,7 @@ def test_result_download_logs_and_stop(cli: CLI, tmp_path: Path) -> None:
 
 def test_watch_runs_bounded_and_records_history(cli: CLI) -> None:
     admin_login(cli)
-    time.sleep(1.0)
+    wait_for_a_node(cli)  # so that the refreshes have a node to sample
     done = cli.json("watch", "--iterations", "3")
     assert done == {"refreshes": 3}
     import sqlite3

@@ -7,13 +7,20 @@ import io
 import json
 import zipfile
 
+import pytest
+
 from hivemind_tui.proto import nodepool_pb2 as pb
 from tests.helpers import make_zip, task_zip
 from tests.integration.cluster import Cluster
 from tests.system import require_root
 
+# Workers here have fixed node ids, and a worker empties its task folder when it starts: these tests
+# share one xdist worker so that two of them never run a node of the same id at once.
+pytestmark = pytest.mark.xdist_group("fixed-node-ids")
+
 PROBE = """
 import json, os
+
 paths = json.load(open("paths.json"))
 seen = {}
 for path in paths:

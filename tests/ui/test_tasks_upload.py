@@ -3,7 +3,6 @@ switch screens during the upload, stop with confirm and cancel, download, follow
 
 from __future__ import annotations
 
-import time
 import zipfile
 from pathlib import Path
 
@@ -112,11 +111,11 @@ async def test_submit_watch_download_and_stop(pool: PoolProcess, tmp_path: Path)
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("n")
-        await settle(pilot)
-        time.sleep(0.5)
+        await settle(pilot)  # a stop, had "no" sent one, would be done once the screen's workers are
         app.action_refresh()
         await settle(pilot)
-        assert row(app, task_id).status == "RUNNING"
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert row(app, task_id).status == "RUNNING" and "stop" not in row(app, task_id).message
         await pilot.press("s")
         await settle(pilot)
         await pilot.press("y")
