@@ -133,7 +133,14 @@ FAST_ENV = {
 }
 
 
-def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1, env: dict[str, str] | None = None):
+def spawn_worker(
+    data_dir: Path,
+    pool_address: str,
+    node_id: str,
+    slots: int = 1,
+    env: dict[str, str] | None = None,
+    extra: tuple[str, ...] = (),
+):
     """A real `hivemind-tui worker` process."""
     import os
     import subprocess
@@ -154,6 +161,7 @@ def spawn_worker(data_dir: Path, pool_address: str, node_id: str, slots: int = 1
             node_id,
             "--slots",
             str(slots),
+            *extra,
         ],
         env=full_env,
         stdin=subprocess.DEVNULL,

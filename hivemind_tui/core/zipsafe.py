@@ -19,7 +19,6 @@ from pathlib import Path, PurePosixPath
 MAX_MEMBERS = 100_000
 # Small members may compress very well for honest reasons (a file of zeros); the ratio rule starts here.
 RATIO_FLOOR_BYTES = 1024 * 1024
-TASK_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class ZipRejected(ValueError):
@@ -30,15 +29,6 @@ class ZipRejected(ValueError):
 class ZipLimits:
     max_total_bytes: int
     max_ratio: int
-
-
-def task_id_problem(task_id: str) -> str | None:
-    """Why `task_id` cannot be a file name on the pool (ids name files in its folders), or None when it can."""
-    if not TASK_ID_PATTERN.match(task_id):
-        return "task id must be 1 to 128 ASCII letters, digits, '.', '-' or '_'"
-    if ".." in task_id:
-        return "task id must not contain '..'"
-    return None
 
 
 def member_problem(info: zipfile.ZipInfo) -> str | None:

@@ -24,7 +24,7 @@ from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.reports import TaskReports
 from hivemind_tui.nodepool.scheduler import Scheduler
-from hivemind_tui.nodepool.servicers import PoolParts, add_servicers
+from hivemind_tui.nodepool.servicers import PoolParts, add_servicers, bind, new_server
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 
@@ -150,15 +150,13 @@ class PoolServer:
         self.parts.nodes.on_change = self.scheduler.wake
         self.parts.reports.on_finish = self.scheduler.wake
         await self.scheduler.requeue_after_restart()
-        self._server = grpc.aio.server(options=grpc_options(self.settings))
+        self._server = new_server(grpc_options(self.settings))
         add_servicers(self._server, self.parts, self.hivemind_compat)
-        if credentials is None:
-            port = self._server.add_insecure_port(self.listen)
-        else:
-            port = self._server.add_secure_port(self.listen, credentials)
-        if port == 0:
+        try:
+            port = bind(self._server, self.listen, credentials)
+        except OSError as exc:
             await self.storage.close()
-            raise UsageError(f"cannot listen on {self.listen}: the port is in use or the address is not here")
+            raise UsageError(str(exc)) from None
         await self._server.start()
         host = self.listen.rpartition(":")[0]
         self.address = f"{host}:{port}"

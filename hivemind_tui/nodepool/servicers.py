@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar, cast
 
@@ -435,6 +435,23 @@ def hivemind_compatible(servicer: Any, service: str) -> Any:
 
             setattr(servicer, method.name, stripped)
     return servicer
+
+
+def new_server(options: Sequence[tuple[str, Any]]) -> grpc.aio.Server:
+    """A gRPC server that owns its port. gRPC sets SO_REUSEPORT by default, which lets a second process listen
+    on a port already taken and answer half of the first one's clients."""
+    return grpc.aio.server(options=[*options, ("grpc.so_reuseport", 0)])
+
+
+def bind(server: grpc.aio.Server, listen: str, credentials: grpc.ServerCredentials | None = None) -> int:
+    """Listen on `listen`; the port, or OSError naming the address when it is taken or not on this host."""
+    try:
+        port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
+    except RuntimeError:  # grpcio raises where it used to return 0
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}: the port is in use or the address is not here")
+    return port
 
 
 class _HandlerCapture:

@@ -19,7 +19,8 @@ import aiosqlite
 
 from hivemind_tui.core.clock import Clock
 from hivemind_tui.core.datadir import fsync_dir
-from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip, task_id_problem
+from hivemind_tui.core.task_rules import task_id_problem, upload_problem
+from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
@@ -99,8 +100,9 @@ class TaskBook:
         for name in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb"):
             if getattr(new, name) < 0:
                 raise PoolRefusal(codes.INVALID_TASK, f"{name} must be 0 or more")
-        if len(new.task_type) > 64 or len(new.location) > 256 or len(new.gpu_name) > 256:
-            raise PoolRefusal(codes.INVALID_TASK, "task_type, location or gpu_name is too long")
+        problem = upload_problem(new.priority, new.task_type, new.location, new.gpu_name)
+        if problem:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, problem)
 
     def _check_size(self, size: int) -> None:
         if size > self._max_upload:

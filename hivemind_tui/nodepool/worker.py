@@ -25,7 +25,14 @@ import psutil
 from hivemind_tui.core.retry import Backoff, retry
 from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
-from hivemind_tui.nodepool.servicers import NODE_ID_HEADER, WORKER_SECRET_HEADER, metadata, not_served_here
+from hivemind_tui.nodepool.servicers import (
+    NODE_ID_HEADER,
+    WORKER_SECRET_HEADER,
+    bind,
+    metadata,
+    new_server,
+    not_served_here,
+)
 from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun, prepare_base_dir
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
@@ -147,11 +154,9 @@ class Worker:
         await asyncio.to_thread(prepare_base_dir, self.config.run.base_dir)
         self._cpu_score = await asyncio.to_thread(cached_cpu_score, self.config.cpu_score_cache)
         psutil.cpu_percent(None)  # primes the counter; later calls measure since the previous one
-        self._server = grpc.aio.server(options=self.config.channel_options)
+        self._server = new_server(self.config.channel_options)
         pb_grpc.add_WorkerNodeServiceServicer_to_server(WorkerServicer(self), self._server)
-        self.port = self._server.add_insecure_port(self.config.listen)
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.config.listen}")
+        self.port = bind(self._server, self.config.listen)
         await self._server.start()
         self._channel = grpc.aio.insecure_channel(self.config.pool_address, options=self.config.channel_options)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())

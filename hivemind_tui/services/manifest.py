@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.task_rules import PRIORITY_MAX, PRIORITY_MIN
 
 MANIFEST = "hivemind.toml"
 SPLIT_TYPES = ("data_processing", "machine_learning", "simulation")
@@ -91,8 +92,8 @@ def parse_manifest(text: str | None) -> Manifest:
     if not isinstance(task_type, str) or not task_type:
         raise _fail("task.type", "a string: data_processing, machine_learning, simulation or another name")
     priority = task.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -1000 <= priority <= 1000:
-        raise _fail("task.priority", "a whole number from -1000 to 1000")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
+        raise _fail("task.priority", f"a whole number from {PRIORITY_MIN} to {PRIORITY_MAX}")
     header = split.get("header", False)
     if not isinstance(header, bool):
         raise _fail("split.header", "true or false")

@@ -85,7 +85,8 @@ class ShardInfo:
 
 def new_task_id(zip_path: Path) -> str:
     """A readable prefix from the file name plus random characters, so ids rarely collide."""
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in zip_path.stem)[:40].strip("-") or "task"
+    stem = "".join(c if (c.isascii() and c.isalnum()) or c in "-_" else "-" for c in zip_path.stem)
+    stem = stem[:40].strip("-_") or "task"
     return f"{stem}-{secrets.token_hex(3)}"
 
 

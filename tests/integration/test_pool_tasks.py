@@ -56,6 +56,12 @@ BAD_UPLOADS = [
     ("too big", dict(task_zip=make_zip({"main.py": os.urandom(300 * 1024)}, zipfile.ZIP_STORED)), "TOO_LARGE"),
     ("negative memory", dict(memory_gb=-1), "INVALID_TASK"),
     ("negative gpu", dict(gpu_score=-3), "INVALID_TASK"),
+    ("dot id", dict(task_id="."), "INVALID_TASK: task id must start with a letter or digit"),
+    ("hidden id", dict(task_id=".hidden"), "INVALID_TASK: task id must start with a letter or digit"),
+    ("dash id", dict(task_id="-rf"), "INVALID_TASK: task id must start with a letter or digit"),
+    ("priority too high", dict(priority=2147483647), "INVALID_ARGUMENT: priority"),
+    ("priority too low", dict(priority=-1001), "INVALID_ARGUMENT: priority"),
+    ("long location", dict(location="x" * 5000), "INVALID_ARGUMENT: location"),
 ]
 
 
