@@ -18,7 +18,7 @@ from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import ROLES, Accounts
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_workers
-from hivemind_tui.nodepool.server import PoolServer
+from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 from hivemind_tui.nodepool.worker import default_node_id
@@ -131,9 +131,12 @@ async def stop(ctx: Context) -> Result:
 
 @asynccontextmanager
 async def _pool_storage(ctx: Context) -> AsyncIterator[PoolStorage]:
-    storage = PoolStorage(PoolPaths(ctx.data_dir.pool))
+    paths = PoolPaths(ctx.data_dir.pool)
+    storage = PoolStorage(paths)
     await storage.open()
     try:
+        if await ensure_first_admin(_accounts(ctx, storage), paths, ctx.settings.new_user_balance):
+            ctx.warn(f"first start: made user 'admin'; its password is in {paths.admin_password}")
         yield storage
     finally:
         await storage.close()

@@ -18,7 +18,7 @@ from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
 from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
-from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
 from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
 from hivemind_tui.services.task_splitter import SubtaskPlan
 
@@ -116,6 +116,8 @@ async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list
 
 
 async def list_tasks(ctx: Context) -> Result:
+    if ctx.args.status and ctx.args.status.upper() not in KNOWN_STATUSES:
+        raise UsageError(f"unknown status {ctx.args.status!r}; one of {', '.join(KNOWN_STATUSES)}")
     async with connect(ctx) as conn:
         _, rows = await overview(ctx, conn)
     if ctx.args.status:
@@ -167,7 +169,11 @@ async def show(ctx: Context) -> Result:
             return Result({"task": data, "subtasks": subs}, "\n".join(lines))
         task = await fetch_task(conn, ctx.args.task_id)
     data = task_json(task)
-    lines = [f"{k:<15} {when(v) if k.endswith('_at') else v}" for k, v in data.items() if k != "progress"]
+    lines = [
+        f"{k:<15} {when(v) if k.endswith('_at') else '-' if v is None else v}"
+        for k, v in data.items()
+        if k != "progress"
+    ]
     return Result({"task": data}, "\n".join(lines))
 
 

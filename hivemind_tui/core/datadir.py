@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivemind_tui.core.config import Settings
+from hivemind_tui.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,14 @@ class DataDir:
         return self.root / "pool"
 
     def ensure(self, *subdirs: str) -> DataDir:
-        """Create the root and the named subfolders (0700) if they are missing."""
+        """Create the root and the named subfolders (0700) if they are missing; a data dir that cannot be
+        a folder (under /proc, below a file, a file itself, no permission) is a setting error."""
         for path in (self.root, *(self.root / s for s in subdirs)):
-            make_private_dir(path)
+            try:
+                make_private_dir(path)
+            except OSError as exc:
+                cause = exc.strerror or type(exc).__name__
+                raise ConfigError(f"the data dir {self.root} cannot be used: {path}: {cause}") from None
         return self
 
 

@@ -1,7 +1,8 @@
 """`pool/pool.json`: how the console and the command line find the data dir's running embedded pool.
 
 Shared by the pool (which writes it) and the client side (which reads it); a file left behind by a dead
-pool is recognised by its pid and by its port not answering.
+pool is recognised by its pid, and a pid that a later, unrelated process reuses by that process's start
+time and command line, which never match what the pool recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class PoolInfo:
     address: str
     pid: int
     started_at: float
+    # The kernel's start time of the pool process (psutil's create_time); 0 in files of older versions.
+    process_started: float = 0.0
 
 
 def pool_json(pool_dir: Path) -> Path:
@@ -30,7 +33,12 @@ def pool_json(pool_dir: Path) -> Path:
 
 
 def write_pool_info(pool_dir: Path, info: PoolInfo) -> None:
-    data = {"address": info.address, "pid": info.pid, "started_at": info.started_at}
+    data = {
+        "address": info.address,
+        "pid": info.pid,
+        "started_at": info.started_at,
+        "process_started": info.process_started,
+    }
     atomic_write(pool_json(pool_dir), json.dumps(data).encode(), mode=0o600)
 
 
@@ -44,23 +52,42 @@ def remove_pool_info(pool_dir: Path, pid: int) -> None:
 def read_pool_info(pool_dir: Path) -> PoolInfo | None:
     try:
         data = json.loads(pool_json(pool_dir).read_text())
-        return PoolInfo(str(data["address"]), int(data["pid"]), float(data.get("started_at", 0)))
+        return PoolInfo(
+            str(data["address"]),
+            int(data["pid"]),
+            float(data.get("started_at", 0)),
+            float(data.get("process_started", 0)),
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def pid_alive(pid: int) -> bool:
-    """True while `pid` runs; a zombie (exited, not yet reaped by its parent) counts as gone."""
+def process_started(pid: int) -> float:
+    """The kernel's start time of process `pid`, to record in pool.json."""
     import psutil  # here, not at the top: the console's first frame should not wait for it
 
-    if pid <= 0:
+    return float(psutil.Process(pid).create_time())
+
+
+def is_our_pool(info: PoolInfo) -> bool:
+    """True while the process pool.json names runs and is that pool: same start time, a hivemind-tui
+    command line. A zombie (exited, not yet reaped by its parent) counts as gone."""
+    import psutil
+
+    if info.pid <= 0:
         return False
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(info.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        if info.process_started and abs(proc.create_time() - info.process_started) > 0.05:
+            return False
+        command = " ".join(proc.cmdline())
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
-        return True
+        return True  # another user's process under our pid file: a pool run by root, say
+    return "hivemind_tui" in command or "hivemind-tui" in command
 
 
 def port_answers(address: str, timeout: float = 1.0) -> bool:
@@ -73,7 +100,7 @@ def port_answers(address: str, timeout: float = 1.0) -> bool:
 def running_pool(pool_dir: Path) -> PoolInfo | None:
     """The pool named by pool.json if it is alive and answering; None otherwise."""
     info = read_pool_info(pool_dir)
-    if info is None or not pid_alive(info.pid) or not port_answers(info.address):
+    if info is None or not is_our_pool(info) or not port_answers(info.address):
         return None
     return info
 
@@ -81,14 +108,14 @@ def running_pool(pool_dir: Path) -> PoolInfo | None:
 def stop_pool(pool_dir: Path, wait: float = 20.0) -> PoolInfo | None:
     """SIGTERM the pool named by pool.json and wait for it; None if none was running (a stale file goes)."""
     info = read_pool_info(pool_dir)
-    if info is None or not pid_alive(info.pid):
+    if info is None or not is_our_pool(info):
         if info is not None:
             pool_json(pool_dir).unlink(missing_ok=True)
         return None
     os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
-    while pid_alive(info.pid) and time.monotonic() < deadline:
+    while is_our_pool(info) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if pid_alive(info.pid):
+    if is_our_pool(info):
         raise TimeoutError(f"the pool (pid {info.pid}) did not stop within {wait:.0f} s")
     return info

@@ -135,9 +135,10 @@ class Accounts:
             if cursor.rowcount == 0:
                 raise PoolRefusal(codes.USER_NOT_FOUND, username)
 
-    async def user_count(self) -> int:
-        row = await self._storage.fetchone("SELECT COUNT(*) FROM users")
-        return int(row[0]) if row else 0
+    async def has_admin(self) -> bool:
+        """Whether any user is an admin, or the user `admin` exists whatever its role now is."""
+        found = "SELECT COUNT(*) FROM users WHERE role = 'admin' OR username = 'admin'"
+        return bool(await self._storage.fetchvalue(found))
 
     # -- login and tokens -------------------------------------------------------------------------
     async def login(self, username: str, password: str) -> IssuedToken:

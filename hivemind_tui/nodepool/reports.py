@@ -80,6 +80,7 @@ class TaskReports:
             status=status,
             message=message,
             exit_code=exit_code,
+            exit_reported=1,
             has_result=int(bool(result_zip)),
             finished_at=now,
         )

@@ -17,7 +17,7 @@ from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import DataDir, atomic_write
 from hivemind_tui.core.errors import UsageError
 from hivemind_tui.core.logging_setup import register_secret
-from hivemind_tui.core.poolfile import PoolInfo, remove_pool_info, write_pool_info
+from hivemind_tui.core.poolfile import PoolInfo, process_started, remove_pool_info, write_pool_info
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import Accounts
 from hivemind_tui.nodepool.ledger import Ledger
@@ -160,21 +160,18 @@ class PoolServer:
         await self._server.start()
         host = self.listen.rpartition(":")[0]
         self.address = f"{host}:{port}"
-        await asyncio.to_thread(write_pool_info, self.paths.root, PoolInfo(self.address, os.getpid(), self.clock()))
+        await asyncio.to_thread(
+            write_pool_info,
+            self.paths.root,
+            PoolInfo(self.address, os.getpid(), self.clock(), process_started(os.getpid())),
+        )
         self._housekeeping = asyncio.create_task(self._housekeep())
         self.scheduler.start()
         log.info("pool listening on %s (data in %s)", self.address, self.paths.root)
         return self.address
 
     async def _first_run_admin(self, accounts: Accounts) -> None:
-        if await accounts.user_count() > 0:
-            return
-        password = secrets.token_urlsafe(12)
-        register_secret(password)
-        await accounts.create_user("admin", password, "admin", self.settings.new_user_balance)
-        await asyncio.to_thread(atomic_write, self.paths.admin_password, (password + "\n").encode(), 0o600)
-        self.first_admin_password = password
-        log.info("created user admin; its password is in %s", self.paths.admin_password)
+        self.first_admin_password = await ensure_first_admin(accounts, self.paths, self.settings.new_user_balance)
 
     async def _housekeep(self) -> None:
         assert self.parts is not None
@@ -198,3 +195,17 @@ class PoolServer:
             await asyncio.to_thread(remove_pool_info, self.paths.root, os.getpid())
         await self.storage.close()
         log.info("pool stopped")
+
+
+async def ensure_first_admin(accounts: Accounts, paths: PoolPaths, balance: int) -> str | None:
+    """Make the user `admin` with a random password in `admin-password` while the pool has no admin; its
+    password, or None when there is one. Every pool command that opens the pool's store calls this, so the
+    first admin never depends on which command ran first."""
+    if await accounts.has_admin():
+        return None
+    password = secrets.token_urlsafe(12)
+    register_secret(password)
+    await accounts.create_user("admin", password, "admin", balance)
+    await asyncio.to_thread(atomic_write, paths.admin_password, (password + "\n").encode(), 0o600)
+    log.info("created user admin; its password is in %s", paths.admin_password)
+    return password

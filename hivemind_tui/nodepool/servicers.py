@@ -174,7 +174,7 @@ def task_info(row: Any) -> pb.TaskInfo:
         priority=row["priority"],
         task_type=row["task_type"],
         parent_task_id=row["parent_task_id"],
-        exit_code=row["exit_code"],
+        exit_code=row["exit_code"] if row["exit_reported"] else None,
     )
 
 

@@ -94,6 +94,8 @@ MIGRATIONS: list[Migration] = [
             registered_at REAL NOT NULL,
             last_heartbeat REAL NOT NULL)""",
     ],
+    # 2: whether a worker reported the exit code; until one has, `exit_code` is unknown, not 0.
+    "ALTER TABLE tasks ADD COLUMN exit_reported INTEGER NOT NULL DEFAULT 0",
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

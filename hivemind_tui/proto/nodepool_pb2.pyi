@@ -786,6 +786,7 @@ class TaskInfo(_message.Message):
     task_type: _builtins.str
     parent_task_id: _builtins.str
     exit_code: _builtins.int
+    """Set once a worker has reported how the task ended; unset while it has not run (and on HiveMind)."""
     def __init__(
         self,
         *,
@@ -803,13 +804,15 @@ class TaskInfo(_message.Message):
         priority: _builtins.int = ...,
         task_type: _builtins.str = ...,
         parent_task_id: _builtins.str = ...,
-        exit_code: _builtins.int = ...,
+        exit_code: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_usage", b"cpu_usage", "created_at", b"created_at", "exit_code", b"exit_code", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "message", b"message", "owner", b"owner", "parent_task_id", b"parent_task_id", "priority", b"priority", "status", b"status", "task_id", b"task_id", "task_type", b"task_type", "updated_at", b"updated_at", "worker_ip", b"worker_ip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cpu_usage", b"cpu_usage", "created_at", b"created_at", "exit_code", b"exit_code", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "message", b"message", "owner", b"owner", "parent_task_id", b"parent_task_id", "priority", b"priority", "status", b"status", "task_id", b"task_id", "task_type", b"task_type", "updated_at", b"updated_at", "worker_ip", b"worker_ip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___TaskInfo: _TypeAlias = TaskInfo  # noqa: Y015
 

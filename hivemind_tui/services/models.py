@@ -39,7 +39,7 @@ class TaskInfo:
     priority: int = 0
     task_type: str = ""
     parent_task_id: str = ""
-    exit_code: int = 0
+    exit_code: int | None = None
     cpu_usage: float = 0.0
     memory_usage: float = 0.0
     gpu_usage: float = 0.0

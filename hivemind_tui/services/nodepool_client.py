@@ -64,7 +64,7 @@ def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
         priority=t.priority,
         task_type=t.task_type,
         parent_task_id=t.parent_task_id,
-        exit_code=t.exit_code,
+        exit_code=t.exit_code if t.HasField("exit_code") else None,
         cpu_usage=t.cpu_usage,
         memory_usage=t.memory_usage,
         gpu_usage=t.gpu_usage,

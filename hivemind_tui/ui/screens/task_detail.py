@@ -111,8 +111,9 @@ class TaskDetailScreen(Screen[None]):
             facts.update(f"[b]{self.task_id}[/]: not listed by the pool (pruned, or not yours)")
             return
         why = f"\n[yellow]{task.message}[/]" if task.message else ""
+        exit_code = "-" if task.exit_code is None else task.exit_code
         facts.update(
-            f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {task.exit_code}  "
+            f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {exit_code}  "
             f"{task.task_type or '-'}  priority {task.priority}  owner {task.owner or '-'}{why}"
         )
 
