@@ -56,7 +56,7 @@ async def connect(ctx: Context, need_login: bool = True, start: bool = True) -> 
     if need_login and not session.logged_in:
         await client.close()
         raise SessionExpiredError(f"not logged in to {address}: run `hivemind-tui login`")
-    store = Store(ctx.data_dir.console_db)
+    store = Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout)
     await store.open()
     try:
         yield Connection(client, session, store, AuditLog(store))

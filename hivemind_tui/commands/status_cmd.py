@@ -65,7 +65,7 @@ async def health(ctx: Context) -> Result:
             await client.close()
     database = {"ok": False, "path": str(ctx.data_dir.console_db)}
     try:
-        async with Store(ctx.data_dir.console_db) as store:
+        async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
             await store.fetchone("SELECT 1")
         database["ok"] = True
     except Exception as exc:  # any failure of the store is a finding, not a crash
@@ -92,7 +92,7 @@ async def status(ctx: Context) -> Result:
     session = Session(client, ctx.data_dir.tokens)
     session.load()
     try:
-        async with Store(ctx.data_dir.console_db) as store:
+        async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
             monitor = Monitor(ctx.settings, session, PsutilMetrics(mounts(ctx)), None, Alerts(store))
             snap = await monitor.refresh()
     finally:
@@ -160,7 +160,7 @@ async def watch(ctx: Context) -> Result:
 
 
 async def alerts(ctx: Context) -> Result:
-    async with Store(ctx.data_dir.console_db) as store:
+    async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
         found = await Alerts(store).list(include_cleared=ctx.args.all)
     rows = [
         (a.kind, a.subject, when(a.raised_at), when(a.cleared_at) if a.cleared_at else "active", a.message)
@@ -184,7 +184,7 @@ def parse_since(text: str, now: float) -> float:
 
 async def audit(ctx: Context) -> Result:
     since = parse_since(ctx.args.since, time.time())
-    async with Store(ctx.data_dir.console_db) as store:
+    async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
         entries = await AuditLog(store).since(since)
     rows = [(when(e.ts), age(e.ts), e.actor, e.action, e.target, e.detail) for e in entries]
     return Result(

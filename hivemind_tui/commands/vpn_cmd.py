@@ -51,7 +51,7 @@ def register(registry: CommandRegistry) -> None:
 
 @asynccontextmanager
 async def wireguard(ctx: Context) -> AsyncIterator[tuple[WireGuard, AuditLog]]:
-    async with Store(ctx.data_dir.console_db) as store:
+    async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
         yield WireGuard(ctx.settings, ctx.data_dir.vpn, store), AuditLog(store)
 
 
@@ -135,9 +135,8 @@ def _write_private(path: Path, data: bytes) -> None:
 async def add(ctx: Context) -> Result:
     actor = _writer(ctx, "add")
     networks = parse_networks(ctx.args.split) if ctx.args.split is not None else ()
-    async with wireguard(ctx) as (wg, audit):
-        made = await wg.add(ctx.args.name, ctx.args.owner or actor, networks, ctx.args.keep_private_key)
-        await audit.record(actor, "vpn_add", made.peer.name, f"{made.peer.address} {made.peer.mode}")
+    async with wireguard(ctx) as (wg, _):
+        made = await wg.add(ctx.args.name, ctx.args.owner or actor, networks, ctx.args.keep_private_key, actor=actor)
         data, text = await _deliver(ctx, made, ctx.args.output, wg)
     return Result(data, text)
 
@@ -187,18 +186,16 @@ async def show(ctx: Context) -> Result:
 
 async def rekey(ctx: Context) -> Result:
     actor = _writer(ctx, "rekey")
-    async with wireguard(ctx) as (wg, audit):
-        made = await wg.rekey(ctx.args.name)
-        await audit.record(actor, "vpn_rekey", made.peer.name)
+    async with wireguard(ctx) as (wg, _):
+        made = await wg.rekey(ctx.args.name, actor=actor)
         data, text = await _deliver(ctx, made, ctx.args.output, wg)
     return Result(data, text)
 
 
 async def revoke(ctx: Context) -> Result:
     actor = _writer(ctx, "revoke")
-    async with wireguard(ctx) as (wg, audit):
-        peer = await wg.revoke(ctx.args.name)
-        await audit.record(actor, "vpn_revoke", peer.name, peer.address)
+    async with wireguard(ctx) as (wg, _):
+        peer = await wg.revoke(ctx.args.name, actor=actor)
     return Result(
         {"revoked": peer.name, "address": peer.address},
         f"revoked {peer.name} ({peer.address}); run `vpn apply` to load the change",

@@ -199,6 +199,9 @@ class Settings:
     task_time_limit: float = knob(3600.0, _positive_seconds, "a task running longer is killed, seconds")
     task_retry_limit: int = knob(2, _number(int, 0, 100, ""), "re-queues of a task whose worker was lost")
     task_user: str = knob("nobody", _text, "unprivileged user that runs tasks when the worker is root")
+    db_busy_timeout: float = knob(
+        30.0, _positive_seconds, "how long a write to console.db waits for another process's write, seconds"
+    )
     token_ttl: float = knob(3600.0, _positive_seconds, "life of a login token, seconds")
     login_delay_base: float = knob(
         1.0, _number(float, 0, 60, "seconds"), "first delay after 5 failed logins; it doubles with each further failure"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,16 +19,26 @@ from typing import Any, Self
 
 import aiosqlite
 
+from hivemind_tui.core.errors import HivemindError
+
 # One statement, or several run in order inside the same transaction (sqlite3 runs one per execute).
 Migration = str | Sequence[str]
+
+
+class StoreBusy(HivemindError):
+    """Another process held the database for longer than the busy timeout; the write did not happen."""
+
+    code = "BUSY"
 
 
 class Database:
     """A SQLite file whose schema version is `PRAGMA user_version`, raised by each migration in turn."""
 
-    def __init__(self, path: Path, migrations: Sequence[Migration]) -> None:
+    def __init__(self, path: Path, migrations: Sequence[Migration], busy_timeout: float = 30.0) -> None:
         self.path = path
         self._migrations = migrations
+        # How long a write waits for another process's write (SQLite's own busy handler); past it, StoreBusy.
+        self._busy_ms = max(int(busy_timeout * 1000), 1)
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
@@ -53,7 +64,7 @@ class Database:
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
-        await conn.execute("PRAGMA busy_timeout=10000")
+        await conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         await conn.execute("PRAGMA foreign_keys=ON")
         await conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -84,7 +95,15 @@ class Database:
         async with self._lock:
             if conn.in_transaction:
                 await asyncio.shield(conn.execute("ROLLBACK"))
-            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                raise StoreBusy(
+                    f"{self.path} is busy: another process kept it for over {self._busy_ms / 1000:g} s; "
+                    "nothing was changed, try again"
+                ) from None
             try:
                 yield conn
             except BaseException:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import aiosqlite
+
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.logging_setup import redact
 from hivemind_tui.services.store import Store
@@ -29,10 +31,16 @@ class AuditLog:
 
     async def record(self, actor: str, action: str, target: str = "", detail: str = "") -> None:
         async with self._store.write() as conn:
-            await conn.execute(
-                "INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
-                (self._clock(), actor or "?", action, target, redact(detail)),
-            )
+            await self.record_in(conn, actor, action, target, detail)
+
+    async def record_in(
+        self, conn: aiosqlite.Connection, actor: str, action: str, target: str = "", detail: str = ""
+    ) -> None:
+        """Record inside the caller's write transaction, so the change and its audit row land together."""
+        await conn.execute(
+            "INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (self._clock(), actor or "?", action, target, redact(detail)),
+        )
 
     async def since(self, ts: float, limit: int = 1000) -> list[AuditEntry]:
         rows = await self._store.fetchall(

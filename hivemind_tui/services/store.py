@@ -66,5 +66,5 @@ MIGRATIONS: list[Migration] = [
 class Store(Database):
     """The console's database; open it inside the running loop."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, MIGRATIONS)
+    def __init__(self, path: Path, busy_timeout: float = 30.0) -> None:
+        super().__init__(path, MIGRATIONS, busy_timeout)

@@ -30,6 +30,7 @@ from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import atomic_write, make_private_dir
 from hivemind_tui.core.errors import HivemindError, UsageError
 from hivemind_tui.core.logging_setup import register_secret
+from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.store import Store
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class WireGuard:
         self.dir = vpn_dir
         self.store = store
         self.clock = clock
+        self._audit = AuditLog(store, clock)
 
     @property
     def _server_json(self) -> Path:
@@ -260,9 +262,10 @@ class WireGuard:
         return _peer(row)
 
     async def add(
-        self, name: str, owner: str, networks: tuple[str, ...] = (), keep_private_key: bool = False
+        self, name: str, owner: str, networks: tuple[str, ...] = (), keep_private_key: bool = False, *, actor: str
     ) -> NewPeer:
-        """Take the lowest free address inside one write transaction, so concurrent adds never collide."""
+        """Take the lowest free address, insert the peer and its audit row in one write transaction, so
+        concurrent adds never collide and a failed add leaves nothing."""
         check_name(name)
         server = await self.server()
         private = generate_private_key()
@@ -307,6 +310,8 @@ class WireGuard:
                     ),
                 )
                 row = await (await conn.execute("SELECT * FROM vpn_peers WHERE id = ?", (cursor.lastrowid,))).fetchone()
+                mode = "split" if networks else "full"
+                await self._audit.record_in(conn, actor, "vpn_add", name, f"{address} {mode}")
         except sqlite3.IntegrityError:
             raise VpnError(f"a peer named {name!r} exists", code="EXISTS") from None
         peer = _peer(row)
@@ -332,7 +337,7 @@ class WireGuard:
         register_secret(private)
         return self.client_config(await self.server(), peer, private)
 
-    async def rekey(self, name: str) -> NewPeer:
+    async def rekey(self, name: str, *, actor: str) -> NewPeer:
         peer = await self.peer(name)
         private = generate_private_key()
         psk = generate_preshared_key()
@@ -342,16 +347,18 @@ class WireGuard:
                 (public_key(private), psk, peer.id),
             )
             row = await (await conn.execute("SELECT * FROM vpn_peers WHERE id = ?", (peer.id,))).fetchone()
+            await self._audit.record_in(conn, actor, "vpn_rekey", name)
         fresh = _peer(row)
         if fresh.key_kept:
             await asyncio.to_thread(self._keep_key, name, private)
         log.info("VPN peer %s rekeyed", name)
         return NewPeer(fresh, private, self.client_config(await self.server(), fresh, private))
 
-    async def revoke(self, name: str) -> Peer:
+    async def revoke(self, name: str, *, actor: str) -> Peer:
         peer = await self.peer(name)
         async with self.store.write() as conn:
             await conn.execute("UPDATE vpn_peers SET revoked_at = ? WHERE id = ?", (self.clock(), peer.id))
+            await self._audit.record_in(conn, actor, "vpn_revoke", name, peer.address)
         await asyncio.to_thread(self._peer_key(name).unlink, True)
         log.info("VPN peer %s revoked", name)
         return peer

@@ -134,7 +134,7 @@ class LiveBackend:
         self._address = address
         self._embedded = embedded
         self._metrics = metrics
-        self.store = Store(data_dir.console_db)
+        self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.client = PoolClient(settings, address, clock)
         self.session = Session(self.client, data_dir.tokens, clock)
         self.session.load()
@@ -333,18 +333,13 @@ class LiveBackend:
         return peers, await wg.status() if shutil.which("wg") else None
 
     async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer:
-        made = await self.wireguard.add(name, self.username, networks, keep_key)
-        await AuditLog(self.store, self.clock).record(self.username, "vpn_add", name, made.peer.address)
-        return made
+        return await self.wireguard.add(name, self.username, networks, keep_key, actor=self.username)
 
     async def vpn_rekey(self, name: str) -> NewPeer:
-        made = await self.wireguard.rekey(name)
-        await AuditLog(self.store, self.clock).record(self.username, "vpn_rekey", name)
-        return made
+        return await self.wireguard.rekey(name, actor=self.username)
 
     async def vpn_revoke(self, name: str) -> None:
-        await self.wireguard.revoke(name)
-        await AuditLog(self.store, self.clock).record(self.username, "vpn_revoke", name)
+        await self.wireguard.revoke(name, actor=self.username)
 
     async def vpn_config(self, name: str) -> str:
         return await self.wireguard.kept_config(name)

@@ -119,7 +119,7 @@ async def test_tunnel_carries_traffic_until_the_client_is_revoked(namespaces: Na
     async with Store(tmp_path / "console.db") as store:
         wg = WireGuard(settings, tmp_path / "vpn", store)
         await wg.init()
-        client = await wg.add("client", "test", ("10.213.0.0/24",))
+        client = await wg.add("client", "test", ("10.213.0.0/24",), actor="test")
         namespaces.load(namespaces.a, namespaces.wa, await wg.server_config(), tmp_path)
         namespaces.load(namespaces.b, namespaces.wb, client.config, tmp_path)
         namespaces.run(namespaces.a, "ip", "addr", "add", "10.213.0.1/24", "dev", namespaces.wa)
@@ -129,6 +129,6 @@ async def test_tunnel_carries_traffic_until_the_client_is_revoked(namespaces: Na
         assert namespaces.ping(namespaces.b, "10.213.0.1", tries=10), "no ping across the tunnel"
         dump = namespaces.run(namespaces.a, "wg", "show", namespaces.wa, "dump").stdout
         assert client.peer.public_key in dump
-        await wg.revoke("client")
+        await wg.revoke("client", actor="test")
         namespaces.load(namespaces.a, namespaces.wa, await wg.server_config(), tmp_path)
         assert not namespaces.ping(namespaces.b, "10.213.0.1", tries=3), "the revoked client still reaches the server"

@@ -67,7 +67,7 @@ async def adds(count: int) -> float:
             await wg.init()
             start = time.perf_counter()
             for i in range(count):
-                await wg.add(f"peer-{i}", "bench")
+                await wg.add(f"peer-{i}", "bench", actor="test")
             return time.perf_counter() - start
     finally:
         shutil.rmtree(work, ignore_errors=True)

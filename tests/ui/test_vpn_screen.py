@@ -83,8 +83,8 @@ async def test_others_see_their_own_peers_and_why_actions_are_disabled(pool: Poo
     vpn_init(app.backend.data_dir.root)
     wg = app.backend.wireguard
     await app.backend.store.open()
-    await wg.add("olga-phone", "olga")
-    await wg.add("admin-laptop", "admin")
+    await wg.add("olga-phone", "olga", actor="test")
+    await wg.add("admin-laptop", "admin", actor="test")
     await app.backend.store.close()
     async with app.run_test(size=(110, 40)) as pilot:
         await settle(pilot)
