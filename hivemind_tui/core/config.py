@@ -219,6 +219,7 @@ class Settings:
         4096 * MIB, _number(int, 1024, 2**62, "bytes"), "largest total uncompressed size of a zip that is read"
     )
     max_zip_ratio: int = knob(200, _number(int, 1, 100000, ""), "largest compression ratio of a zip member")
+    max_subtasks: int = knob(10_000, _number(int, 1, 1_000_000, ""), "most subtasks one submit may make")
     shard_compression: str = knob(
         "stored",
         _choice("stored", "deflated"),

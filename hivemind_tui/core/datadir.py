@@ -69,6 +69,13 @@ def make_private_dir(path: Path) -> Path:
     return path
 
 
+def create_private_file(path: Path) -> Path:
+    """Create (or empty) `path` with mode 0600 before anything writes into it, e.g. a zip a library opens."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
+    return path
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
 

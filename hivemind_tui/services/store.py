@@ -60,6 +60,8 @@ MIGRATIONS: list[Migration] = [
         "CREATE UNIQUE INDEX vpn_peers_active_name ON vpn_peers(name) WHERE revoked_at IS NULL",
         "CREATE UNIQUE INDEX vpn_peers_active_address ON vpn_peers(address) WHERE revoked_at IS NULL",
     ],
+    # 5: a subtask the pool refused for good (a bad value, too large): its reason; it is never sent again.
+    "ALTER TABLE subtasks ADD COLUMN rejected TEXT NOT NULL DEFAULT ''",
 ]
 
 

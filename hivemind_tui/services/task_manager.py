@@ -27,7 +27,9 @@ from typing import Any
 
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
+from hivemind_tui.core.datadir import create_private_file, make_private_dir
 from hivemind_tui.core.errors import HivemindError, UsageError
+from hivemind_tui.core.task_rules import upload_problem
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
 from hivemind_tui.services.manifest import Manifest
@@ -39,6 +41,8 @@ from hivemind_tui.services.task_splitter import SplitPlan, new_task_id, read_tas
 log = logging.getLogger(__name__)
 
 NOT_SENT = "NOT_SENT"
+# Refusals that sending again cannot change: the subtask is marked FAILED with the pool's reason.
+REFUSED_FOR_GOOD = ("INVALID_TASK", "INVALID_ARGUMENT", "TOO_LARGE")
 RESOURCE_KEYS = ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb", "location", "gpu_name")
 
 
@@ -138,12 +142,18 @@ class TaskManager:
         self, zip_path: Path, options: SubmitOptions, nodes: NodeList | None, out_dir: Path, parent_id: str
     ) -> tuple[Manifest, SplitPlan]:
         manifest = await asyncio.to_thread(read_task, zip_path, self.limits)
-        if options.task_type is not None or options.priority is not None:
-            manifest = replace(
-                manifest,
-                task_type=options.task_type or manifest.task_type,
-                priority=manifest.priority if options.priority is None else options.priority,
-            )
+        manifest = replace(
+            manifest,
+            task_type=options.task_type or manifest.task_type,
+            priority=manifest.priority if options.priority is None else options.priority,
+            resources={**manifest.resources, **{k: v for k, v in options.resources.items() if v is not None}},
+        )
+        res = manifest.resources
+        problem = upload_problem(
+            manifest.priority, manifest.task_type, str(res.get("location") or ""), str(res.get("gpu_name") or "")
+        )
+        if problem:  # the pool would refuse every subtask: refuse before anything is split or recorded
+            raise UsageError(problem)
         if manifest.task_type == "data_processing" and not manifest.input:
             raise UsageError("--type data_processing needs [split] input in hivemind.toml")
         plan = await asyncio.to_thread(
@@ -157,6 +167,7 @@ class TaskManager:
             parent_id,
             self.limits,
             self.settings.shard_compression == "stored",
+            self.settings.max_subtasks,
         )
         return manifest, plan
 
@@ -179,15 +190,17 @@ class TaskManager:
         """Split, record, upload. Raises (with nothing recorded) if a subtask would exceed the limit."""
         parent_id = new_task_id(zip_path)
         staging = self.staging_root / parent_id
+        await asyncio.to_thread(make_private_dir, self.staging_root)
         manifest, plan = await self.plan(zip_path, options, nodes, staging, parent_id)
         if not plan.ok:
             await asyncio.to_thread(shutil.rmtree, staging, True)
             raise HivemindError("; ".join(plan.problems), code="TOO_LARGE")
         if not plan.split:
             single = staging / "0000.zip"
+            await asyncio.to_thread(create_private_file, single)
             await asyncio.to_thread(shutil.copyfile, zip_path, single)
             plan.subtasks[0] = replace(plan.subtasks[0], path=single)
-        resources = {**manifest.resources, **{k: v for k, v in options.resources.items() if v is not None}}
+        resources = manifest.resources
         ids = [parent_id] if not plan.split else [f"{parent_id}.{s.index:04d}" for s in plan.subtasks]
         now = self.clock()
         async with self.store.write() as conn:
@@ -226,7 +239,8 @@ class TaskManager:
         """Parents of this pool with subtasks not yet uploaded."""
         rows = await self.store.fetchall(
             "SELECT DISTINCT p.parent_id FROM parents p JOIN subtasks s ON s.parent_id = p.parent_id "
-            "WHERE p.pool = ? AND s.uploaded = 0 AND s.superseded = 0 AND p.stopped = 0 ORDER BY p.created_at",
+            "WHERE p.pool = ? AND s.uploaded = 0 AND s.rejected = '' AND s.superseded = 0 AND p.stopped = 0 "
+            "ORDER BY p.created_at",
             (self.pool,),
         )
         return [r["parent_id"] for r in rows]
@@ -245,7 +259,8 @@ class TaskManager:
         )
         resources = json.loads(parent["resources"])
         split = parent["total"] > 1 or rows[0]["task_id"] != parent_id
-        pending = [r for r in rows if not r["uploaded"]]
+        pending = [r for r in rows if not r["uploaded"] and not r["rejected"]]
+        refused: list[str] = []
         total_bytes = sum(r["size"] for r in rows)
         done_bytes = sum(r["size"] for r in rows if r["uploaded"])
         done = len(rows) - len(pending)
@@ -267,6 +282,13 @@ class TaskManager:
                         lambda token: self.session.client.upload_task(token, row["task_id"], data, **fields)
                     )
                 except RejectedError as exc:
+                    if exc.code in REFUSED_FOR_GOOD:
+                        async with self.store.write() as conn:
+                            await conn.execute(
+                                "UPDATE subtasks SET rejected = ? WHERE task_id = ?", (exc.message, row["task_id"])
+                            )
+                        refused.append(exc.message)
+                        return
                     if exc.code != "TASK_EXISTS":
                         raise
                 async with self.store.write() as conn:
@@ -280,6 +302,10 @@ class TaskManager:
         if on_progress is not None:
             on_progress(Progress(done_bytes, total_bytes, done, len(rows)))
         await asyncio.gather(*(send(r) for r in pending))
+        if refused:
+            raise HivemindError(
+                f"the pool refused {len(refused)} subtask(s) of {parent_id} for good: {refused[0]}", code="REFUSED"
+            )
         return len(pending)
 
     # -- status -----------------------------------------------------------------------------------
@@ -310,7 +336,10 @@ class TaskManager:
         states = []
         for sub in subs:
             task = by_id.get(sub["task_id"])
-            status = NOT_SENT if not sub["uploaded"] else task.status if task else "UNKNOWN"
+            if sub["rejected"]:
+                status = "FAILED"
+            else:
+                status = NOT_SENT if not sub["uploaded"] else task.status if task else "UNKNOWN"
             states.append(
                 SubtaskState(
                     sub["task_id"],
@@ -318,7 +347,7 @@ class TaskManager:
                     sub["attempt"],
                     bool(sub["uploaded"]),
                     status,
-                    task.message if task else "",
+                    sub["rejected"] or (task.message if task else ""),
                     task.worker if task else "",
                     sub["size"],
                     json.loads(sub["params"]),

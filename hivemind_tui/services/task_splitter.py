@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from hivemind_tui.core.datadir import create_private_file, make_private_dir
 from hivemind_tui.core.errors import UsageError
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.manifest import MANIFEST, Manifest, parse_manifest
@@ -141,15 +142,26 @@ def split_task(
     parent_id: str,
     limits: ZipLimits,
     store_shards: bool = True,
+    max_subtasks: int = 10_000,
 ) -> SplitPlan:
-    """Write the subtask zips into `out_dir` and return the plan (sizes, weights, limit problems)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write the subtask zips into `out_dir` and return the plan (sizes, weights, limit problems).
+
+    The number of subtasks is counted first (a grid from its parameters' lengths, never by making its
+    combinations), and more than `max_subtasks` is refused before anything is written.
+    """
+    count = shards or manifest.shards or default_shard_count(nodes)
+    made = subtask_count(manifest, count)
+    if made > max_subtasks:
+        raise SplitError(
+            f"this would make {made} subtasks; max_subtasks allows at most {max_subtasks} "
+            "(fewer shards, a smaller grid, or split.max_subtasks)"
+        )
+    make_private_dir(out_dir)
     plan = SplitPlan(parent_id, manifest.task_type, manifest, [], limit_bytes)
     if not manifest.splits:
         size = zip_path.stat().st_size
         plan.subtasks.append(SubtaskPlan(0, size, None, None, 1.0, zip_path))
     else:
-        count = shards or manifest.shards or default_shard_count(nodes)
         with zipfile.ZipFile(zip_path) as source:
             if manifest.task_type == "data_processing":
                 _split_lines(source, out_dir, manifest, count, nodes, plan, limits, store_shards)
@@ -157,6 +169,25 @@ def split_task(
                 _split_params(source, out_dir, manifest, count, nodes, plan)
     _check_limits(plan)
     return plan
+
+
+def grid_size(manifest: Manifest) -> int:
+    return math.prod(len(values) for values in manifest.grid.values())
+
+
+def subtask_count(manifest: Manifest, count: int) -> int:
+    """How many subtasks the split makes, from the manifest alone."""
+    if not manifest.splits:
+        return 1
+    if manifest.task_type == "data_processing":
+        return count
+    if manifest.task_type == "machine_learning":
+        size = grid_size(manifest)
+        return size if manifest.max_subtasks is None else min(size, manifest.max_subtasks)
+    if manifest.runs is not None:
+        return min(count, manifest.runs)
+    assert manifest.seeds is not None
+    return min(count, manifest.seeds[1] - manifest.seeds[0] + 1)
 
 
 def _check_limits(plan: SplitPlan) -> None:
@@ -183,7 +214,7 @@ def _code_members(source: zipfile.ZipFile, skip: str) -> list[zipfile.ZipInfo]:
 def _start_subtask(
     path: Path, source: zipfile.ZipFile, code: Sequence[zipfile.ZipInfo], meta: dict[str, Any]
 ) -> zipfile.ZipFile:
-    out = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+    out = zipfile.ZipFile(create_private_file(path), "w", zipfile.ZIP_DEFLATED, allowZip64=True)
     for member in code:
         info = zipfile.ZipInfo(member.filename, member.date_time)
         info.compress_type = member.compress_type
@@ -197,14 +228,14 @@ def _start_subtask(
 def _split_params(
     source: zipfile.ZipFile, out_dir: Path, manifest: Manifest, count: int, nodes: NodeList | None, plan: SplitPlan
 ) -> None:
-    params = list(_param_sets(manifest, count, plan))
-    weights = plan_weights(len(params), nodes)
+    total = subtask_count(manifest, count)
+    weights = plan_weights(total, nodes)
     code = _code_members(source, "")
-    for index, values in enumerate(params):
+    for index, values in enumerate(_param_sets(manifest, count, plan)):
         path = out_dir / f"{index:04d}.zip"
         meta = {
             "index": index,
-            "total": len(params),
+            "total": total,
             "parent_task_id": plan.parent_id,
             "params": values,
             "task_type": manifest.task_type,
@@ -216,11 +247,11 @@ def _split_params(
 def _param_sets(manifest: Manifest, count: int, plan: SplitPlan) -> Iterator[dict[str, Any]]:
     if manifest.task_type == "machine_learning":
         names = sorted(manifest.grid)
-        combos = list(itertools.product(*(manifest.grid[n] for n in names)))
-        cap = manifest.max_subtasks
-        if cap is not None and len(combos) > cap:
-            plan.notes.append(f"capped: {cap} of {len(combos)} combinations (split.max_subtasks)")
-            combos = combos[:cap]
+        combos: Iterator[tuple[Any, ...]] = itertools.product(*(manifest.grid[n] for n in names))
+        size, cap = grid_size(manifest), manifest.max_subtasks
+        if cap is not None and size > cap:
+            plan.notes.append(f"capped: {cap} of {size} combinations (split.max_subtasks)")
+            combos = itertools.islice(combos, cap)
         for combo in combos:
             yield dict(zip(names, combo, strict=True))
         return

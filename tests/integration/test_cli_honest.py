@@ -92,3 +92,8 @@ def test_a_task_that_has_not_run_has_no_exit_code(cli: CLI, tmp_path: Path) -> N
     task = cli.json("tasks", "show", submitted["task_id"])["task"]
     assert task["status"] == "PENDING" and task["exit_code"] is None
     assert "exit_code       -\n" in cli("tasks", "show", submitted["task_id"]).stdout
+    # Its staged copy waits for it, as private as the rest of the data dir.
+    staging = cli.data / "staging"
+    modes = {p.relative_to(staging).as_posix(): p.stat().st_mode & 0o777 for p in staging.rglob("*")}
+    assert staging.stat().st_mode & 0o777 == 0o700
+    assert modes == {submitted["task_id"]: 0o700, f"{submitted['task_id']}/0000.zip": 0o600}

@@ -14,8 +14,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from tests.helpers import make_zip
-from tests.integration.cli_harness import CLI, admin_login
+import pytest
+
+from tests.helpers import free_port, make_zip
+from tests.integration.cli_harness import CLI, admin_login, serve
 from tests.proxy import FaultProxy
 
 DP_MAIN = """
@@ -259,3 +261,47 @@ def test_submit_errors(cli: CLI, tmp_path: Path) -> None:
     assert done["status"] == "COMPLETED" and done["subtasks"] == []
     (row,) = cli.json("tasks", "list")["tasks"]
     assert row["task_id"] == done["task_id"] and row["progress"] == {"done": 1, "total": 1}
+
+
+def test_submits_that_would_be_refused_change_nothing(cli: CLI, tmp_path: Path) -> None:
+    """Too many subtasks, or a value the pool refuses: a clear error before anything is recorded or sent."""
+    admin_login(cli)
+    grid = "".join(f"p{n} = [{', '.join(str(v) for v in range(100))}]\n" for n in range(6))
+    cases = {
+        "grid.zip": ('[task]\ntype = "machine_learning"\n[split.grid]\n' + grid, (), "1000000000000 subtasks"),
+        "sim.zip": ('[task]\ntype = "simulation"\n[split]\nruns = 1000000\nshards = 100000\n', (), "100000 subtasks"),
+        "far.zip": ("", ("--location", "x" * 5000), "location must be at most 256"),
+        "urgent.zip": ("", ("--priority", "5000"), "priority must be from -1000 to 1000"),
+    }
+    for name, (manifest, flags, words) in cases.items():
+        files = {"main.py": "print(1)", **({"hivemind.toml": manifest} if manifest else {})}
+        (tmp_path / name).write_bytes(make_zip(files))
+        err = cli.json("tasks", "submit", str(tmp_path / name), *flags, code=2)["error"]
+        assert words in err["message"], (name, err)
+    assert cli.json("tasks", "list")["tasks"] == []
+    assert not list((cli.data / "staging").glob("*/*"))
+    with sqlite3.connect(cli.data / "console.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM parents").fetchone()[0] == 0
+
+
+def test_a_subtask_the_pool_refuses_for_good_fails_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool takes less than this client believes (1 MiB against 64): TOO_LARGE is final, not retried."""
+    import os
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("HIVEMIND_MAX_UPLOAD_BYTES", str(1 << 20))
+    proc = serve(data, port := free_port())
+    monkeypatch.setenv("HIVEMIND_MAX_UPLOAD_BYTES", str(64 << 20))
+    cli = CLI(data)
+    try:
+        admin_login(cli)
+        big = tmp_path / "big.zip"
+        big.write_bytes(make_zip({"main.py": "print(1)", "blob.bin": os.urandom(2 << 20)}, zipfile.ZIP_STORED))
+        err = cli.json("--pool", f"127.0.0.1:{port}", "tasks", "submit", str(big), code=1)["error"]
+        assert err["code"] == "REFUSED" and "TOO_LARGE" in err["message"]
+        (row,) = cli.json("--pool", f"127.0.0.1:{port}", "tasks", "list")["tasks"]
+        assert row["status"] == "FAILED"
+        assert cli.json("--pool", f"127.0.0.1:{port}", "tasks", "resume")["resumed"] == []
+    finally:
+        cli("pool", "stop")
+        proc.wait(timeout=20)

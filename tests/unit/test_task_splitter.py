@@ -204,3 +204,54 @@ def test_missing_input_and_bad_zips(tmp_path: Path) -> None:
     bomb = write_zip(tmp_path, {"main.py": "", "z": b"\0" * (8 << 20)}, "bomb.zip")
     with pytest.raises(SplitError, match="zip bomb"):
         read_task(bomb, LIMITS)
+
+
+def huge_grid(tmp_path: Path, cap: int | None = None) -> Path:
+    grid = "".join(f"p{n} = [{', '.join(str(v) for v in range(100))}]\n" for n in range(6))
+    split = f"[split]\nmax_subtasks = {cap}\n" if cap else ""
+    manifest = f'[task]\ntype = "machine_learning"\n{split}[split.grid]\n{grid}'
+    return write_zip(tmp_path, {"main.py": "", "hivemind.toml": manifest})
+
+
+def test_a_huge_grid_is_refused_from_its_size_alone(tmp_path: Path) -> None:
+    """6 parameters x 100 values: 10^12 combinations are counted, never made."""
+    import tracemalloc
+
+    zip_path = huge_grid(tmp_path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(SplitError, match=r"1000000000000 subtasks.*at most 10000"):
+            split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), None, None, BIG, "p", LIMITS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * 1024 * 1024
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_capped_huge_grid_streams_its_first_combinations(tmp_path: Path) -> None:
+    zip_path = huge_grid(tmp_path, cap=30)
+    plan = split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), None, None, BIG, "p", LIMITS)
+    assert len(plan.subtasks) == 30 and plan.subtasks[1].params == {f"p{n}": int(n == 5) for n in range(6)}
+    assert "30 of 1000000000000 combinations" in plan.notes[0]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "shards", "count"),
+    [
+        ('[task]\ntype = "simulation"\n[split]\nruns = 1000000\nshards = 100000\n', None, 100000),
+        ('[task]\ntype = "simulation"\n[split]\nruns = 1000000\n', 20000, 20000),
+        (dp_manifest(), 10001, 10001),
+    ],
+)
+def test_more_subtasks_than_max_subtasks_is_refused_before_anything_is_written(
+    tmp_path: Path, manifest: str, shards: int | None, count: int
+) -> None:
+    zip_path = write_zip(tmp_path, {"main.py": "", "hivemind.toml": manifest, "data/in.csv": "a\nb\n"})
+    with pytest.raises(SplitError, match=f"{count} subtasks"):
+        split_task(zip_path, tmp_path / "o", read_task(zip_path, LIMITS), shards, None, BIG, "p", LIMITS)
+    assert not (tmp_path / "o").exists()
+    plan = split_task(
+        zip_path, tmp_path / "ok", read_task(zip_path, LIMITS), 3, None, BIG, "p", LIMITS, max_subtasks=count
+    )
+    assert len(plan.subtasks) <= 3
