@@ -214,7 +214,9 @@ async def stop(ctx: Context) -> Result:
         tasks_manager = manager(ctx, conn)
         if await tasks_manager.is_parent(ctx.args.task_id):
             tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-            stopped = await tasks_manager.stop(ctx.args.task_id, tasks)
+            stopped = await tasks_manager.stop(
+                ctx.args.task_id, tasks, lambda done, total: ctx.warn(f"stopping {ctx.args.task_id}: {done}/{total}")
+            )
             await conn.audit.record(conn.user, "stop", ctx.args.task_id, f"{len(stopped)} subtask(s)")
             return Result(
                 {"task_id": ctx.args.task_id, "status": "STOPPED", "stopped": stopped},

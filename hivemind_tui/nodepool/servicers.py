@@ -39,6 +39,7 @@ EXTENSIONS = (
     "GetTasklogSince",
     "Health",
     "UploadTaskStream",
+    "StopTasks",
     "task-fields",
     "updated_since",
     "roles",
@@ -47,6 +48,8 @@ EXTENSIONS = (
 )
 
 R = TypeVar("R")
+# Ids one StopTasks call may carry; a client sends a long list in batches of this size.
+MAX_STOP_BATCH = 1000
 
 
 @dataclass
@@ -227,6 +230,18 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         status = await self.p.tasks.stop(caller, request.task_id)
         return pb.StopTaskResponse(success=True, message=f"ok: {status}")
 
+    @refusals_as(pb.StopTasksResponse)
+    async def StopTasks(
+        self, request: pb.StopTasksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StopTasksResponse:
+        caller = await self.caller(request.token)
+        if len(request.task_ids) > MAX_STOP_BATCH:
+            raise PoolRefusal(codes.INVALID_ARGUMENT, f"at most {MAX_STOP_BATCH} task ids per call")
+        stopped = await self.p.tasks.stop_many(caller, list(request.task_ids))
+        return pb.StopTasksResponse(
+            success=True, message="ok", tasks=[pb.StoppedTask(task_id=t, status=s) for t, s in stopped]
+        )
+
     @refusals_as(pb.GetTaskResultResponse)
     async def GetTaskResult(
         self, request: pb.GetTaskResultRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -397,7 +412,9 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 
 
-EXTENSION_RPCS = frozenset({"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream"})
+EXTENSION_RPCS = frozenset(
+    {"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream", "StopTasks"}
+)
 
 
 def strip_extensions(message: Any) -> Any:
@@ -412,7 +429,9 @@ def strip_extensions(message: Any) -> Any:
     return message
 
 
-_OUR_MESSAGES = frozenset({"NodeInfo", "GetNodeListResponse", "HealthResponse", "TasklogSinceResponse"})
+_OUR_MESSAGES = frozenset(
+    {"NodeInfo", "GetNodeListResponse", "HealthResponse", "TasklogSinceResponse", "StopTasksResponse", "StoppedTask"}
+)
 
 
 def hivemind_compatible(servicer: Any, service: str) -> Any:

@@ -7,11 +7,12 @@ every rpc answers TASK_NOT_FOUND, the same as for an id nobody uses.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from hivemind_tui.nodepool.storage import FINISHED, PoolStorage
 log = logging.getLogger(__name__)
 
 LOG_CHUNK = 1024 * 1024
+# Ids per SQL IN (...) list, well under SQLite's limit on bound parameters.
+ID_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -176,29 +179,51 @@ class TaskBook:
 
     async def stop(self, caller: Caller, task_id: str) -> str:
         """Stop a task: PENDING at once; ASSIGNED or RUNNING through its worker. Returns the new status."""
-        row = await self.visible(caller, task_id)
+        await self.visible(caller, task_id)
+        [(_, status)] = await self.stop_many(caller, [task_id])
+        return status
+
+    async def stop_many(self, caller: Caller, task_ids: Sequence[str]) -> builtins.list[tuple[str, str]]:
+        """Stop every task of `task_ids` the caller may see, in one transaction; each id's new status
+        (NOT_FOUND for one it may not see). Running ones are stopped through their workers at once."""
         if not caller.may_change:
             raise PoolRefusal(codes.PERMISSION_DENIED, f"a {caller.role} may not stop tasks")
-        if row["status"] in FINISHED:
-            return str(row["status"])
+        wanted = [t for t in dict.fromkeys(task_ids) if task_id_problem(t) is None]
+        mine = [
+            r["task_id"]
+            for r in await self._rows(wanted)
+            if (r["owner"] == caller.username or caller.is_admin) and r["status"] not in FINISHED
+        ]
         now = self._clock()
         async with self._storage.write() as conn:
-            cursor = await conn.execute(
+            await conn.executemany(
                 "UPDATE tasks SET status = 'STOPPED', message = ?, finished_at = ?, updated_at = ? "
                 "WHERE task_id = ? AND status = 'PENDING'",
-                (f"stopped by {caller.username}", now, now, task_id),
+                [(f"stopped by {caller.username}", now, now, t) for t in mine],
             )
-            if cursor.rowcount == 0:
-                await conn.execute(
-                    "UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? WHERE task_id = ?",
-                    (f"stopping (asked by {caller.username})", now, task_id),
-                )
-        current = await self._storage.task(task_id)
-        if current is not None and current["status"] in ("ASSIGNED", "RUNNING"):
-            await self.stop_running(current)
-        self.on_change()
-        current = await self._storage.task(task_id)
-        return str(current["status"]) if current else "STOPPED"
+            await conn.executemany(
+                "UPDATE tasks SET stop_requested = 1, message = ?, updated_at = ? "
+                "WHERE task_id = ? AND status IN ('ASSIGNED', 'RUNNING')",
+                [(f"stopping (asked by {caller.username})", now, t) for t in mine],
+            )
+        running = [r for r in await self._rows(mine) if r["status"] in ("ASSIGNED", "RUNNING")]
+        await asyncio.gather(*(self.stop_running(r) for r in running))
+        if mine:
+            self.on_change()
+        found = {
+            r["task_id"]: str(r["status"])
+            for r in await self._rows(wanted)
+            if r["owner"] == caller.username or caller.is_admin
+        }
+        return [(t, found.get(t, "NOT_FOUND")) for t in task_ids]
+
+    async def _rows(self, task_ids: Sequence[str]) -> builtins.list[aiosqlite.Row]:
+        rows: builtins.list[aiosqlite.Row] = []
+        for start in range(0, len(task_ids), ID_BATCH):
+            batch = builtins.list(task_ids[start : start + ID_BATCH])
+            marks = ",".join("?" * len(batch))
+            rows += await self._storage.fetchall(f"SELECT * FROM tasks WHERE task_id IN ({marks})", batch)  # noqa: S608
+        return rows
 
     async def result(self, caller: Caller, task_id: str) -> bytes:
         row = await self.visible(caller, task_id)

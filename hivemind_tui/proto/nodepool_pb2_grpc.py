@@ -509,6 +509,11 @@ class MasterNodeServiceStub:
                 request_serializer=nodepool__pb2.StopTaskRequest.SerializeToString,
                 response_deserializer=nodepool__pb2.StopTaskResponse.FromString,
                 _registered_method=True)
+        self.StopTasks = channel.unary_unary(
+                '/nodepool.MasterNodeService/StopTasks',
+                request_serializer=nodepool__pb2.StopTasksRequest.SerializeToString,
+                response_deserializer=nodepool__pb2.StopTasksResponse.FromString,
+                _registered_method=True)
         self.GetTasklog = channel.unary_unary(
                 '/nodepool.MasterNodeService/GetTasklog',
                 request_serializer=nodepool__pb2.TasklogRequest.SerializeToString,
@@ -555,6 +560,13 @@ class MasterNodeServiceServicer:
 
     def StopTask(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StopTasks(self, request, context):
+        """Extension: stop many tasks in one call (a parent's subtasks); each is answered as StopTask would be.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -610,6 +622,11 @@ def add_MasterNodeServiceServicer_to_server(servicer, server):
                     servicer.StopTask,
                     request_deserializer=nodepool__pb2.StopTaskRequest.FromString,
                     response_serializer=nodepool__pb2.StopTaskResponse.SerializeToString,
+            ),
+            'StopTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopTasks,
+                    request_deserializer=nodepool__pb2.StopTasksRequest.FromString,
+                    response_serializer=nodepool__pb2.StopTasksResponse.SerializeToString,
             ),
             'GetTasklog': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTasklog,
@@ -741,6 +758,33 @@ class MasterNodeService:
             '/nodepool.MasterNodeService/StopTask',
             nodepool__pb2.StopTaskRequest.SerializeToString,
             nodepool__pb2.StopTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodepool.MasterNodeService/StopTasks',
+            nodepool__pb2.StopTasksRequest.SerializeToString,
+            nodepool__pb2.StopTasksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -174,6 +174,8 @@ class MasterNodeServiceStub:
     GetTaskResult: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.GetTaskResultRequest, _nodepool_pb2.GetTaskResultResponse]
     GetAllUserTasks: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.GetAllUserTasksRequest, _nodepool_pb2.GetAllTasksResponse]
     StopTask: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.StopTaskRequest, _nodepool_pb2.StopTaskResponse]
+    StopTasks: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.StopTasksRequest, _nodepool_pb2.StopTasksResponse]
+    """Extension: stop many tasks in one call (a parent's subtasks); each is answered as StopTask would be."""
     GetTasklog: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.TasklogRequest, _nodepool_pb2.TasklogResponse]
     GetTasklogSince: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.TasklogSinceRequest, _nodepool_pb2.TasklogSinceResponse]
     """Extension: the log from a byte offset, so a follower never misses output."""
@@ -194,6 +196,8 @@ class MasterNodeServiceAsyncStub(MasterNodeServiceStub):
     GetTaskResult: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.GetTaskResultRequest, _nodepool_pb2.GetTaskResultResponse]  # type: ignore[assignment]
     GetAllUserTasks: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.GetAllUserTasksRequest, _nodepool_pb2.GetAllTasksResponse]  # type: ignore[assignment]
     StopTask: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.StopTaskRequest, _nodepool_pb2.StopTaskResponse]  # type: ignore[assignment]
+    StopTasks: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.StopTasksRequest, _nodepool_pb2.StopTasksResponse]  # type: ignore[assignment]
+    """Extension: stop many tasks in one call (a parent's subtasks); each is answered as StopTask would be."""
     GetTasklog: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.TasklogRequest, _nodepool_pb2.TasklogResponse]  # type: ignore[assignment]
     GetTasklogSince: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.TasklogSinceRequest, _nodepool_pb2.TasklogSinceResponse]  # type: ignore[assignment]
     """Extension: the log from a byte offset, so a follower never misses output."""
@@ -235,6 +239,14 @@ class MasterNodeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _nodepool_pb2.StopTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_nodepool_pb2.StopTaskResponse, _abc.Awaitable[_nodepool_pb2.StopTaskResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def StopTasks(
+        self,
+        request: _nodepool_pb2.StopTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nodepool_pb2.StopTasksResponse, _abc.Awaitable[_nodepool_pb2.StopTasksResponse]]:
+        """Extension: stop many tasks in one call (a parent's subtasks); each is answered as StopTask would be."""
 
     @_abc_1.abstractmethod
     def GetTasklog(

@@ -360,6 +360,17 @@ class PoolClient:
         )
         return reply.message.partition(":")[2].strip() or "STOPPED"
 
+    async def stop_tasks(self, token: str, task_ids: list[str]) -> list[tuple[str, str]]:
+        """StopTasks (extension): many ids in one call; each id with its status after the call."""
+        reply = _check(
+            await self._call(
+                "StopTasks",
+                lambda d: self.master.StopTasks(pb.StopTasksRequest(token=token, task_ids=task_ids), timeout=d),
+                read=False,
+            )
+        )
+        return [(t.task_id, t.status) for t in reply.tasks]
+
     async def task_result(self, token: str, task_id: str) -> bytes:
         reply = _check(
             await self._call(

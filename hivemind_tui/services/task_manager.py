@@ -28,7 +28,7 @@ from typing import Any
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import create_private_file, make_private_dir
-from hivemind_tui.core.errors import HivemindError, UsageError
+from hivemind_tui.core.errors import HivemindError, NotSupportedError, UsageError
 from hivemind_tui.core.task_rules import upload_problem
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 NOT_SENT = "NOT_SENT"
 # Refusals that sending again cannot change: the subtask is marked FAILED with the pool's reason.
 REFUSED_FOR_GOOD = ("INVALID_TASK", "INVALID_ARGUMENT", "TOO_LARGE")
+# Subtask ids per StopTasks call (the pool takes up to 1000).
+STOP_BATCH = 500
 RESOURCE_KEYS = ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb", "location", "gpu_name")
 
 
@@ -372,16 +374,28 @@ class TaskManager:
         )
 
     # -- stop and retry ---------------------------------------------------------------------------
-    async def stop(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:
-        """Stop every unfinished subtask; unsent ones are never sent."""
+    async def stop(
+        self, parent_id: str, tasks: list[TaskInfo], on_progress: Callable[[int, int], None] | None = None
+    ) -> list[str]:
+        """Stop every unfinished subtask, STOP_BATCH ids per call (StopTasks), or one by one on a pool
+        without it; unsent ones are never sent. `on_progress(done, total)` after each batch."""
         state = await self._require(parent_id, tasks)
         async with self.store.write() as conn:
             await conn.execute("UPDATE parents SET stopped = 1 WHERE parent_id = ?", (parent_id,))
-        stopped = []
-        for sub in state.subtasks:
-            if sub.uploaded and sub.status not in FINISHED_STATUSES:
-                await self.session.call(partial(self.session.client.stop_task, task_id=sub.task_id))
-                stopped.append(sub.task_id)
+        targets = [s.task_id for s in state.subtasks if s.uploaded and s.status not in FINISHED_STATUSES]
+        stopped: list[str] = []
+        client = self.session.client
+        for start in range(0, len(targets), STOP_BATCH):
+            batch = targets[start : start + STOP_BATCH]
+            try:
+                answers = await self.session.call(partial(client.stop_tasks, task_ids=batch))
+                stopped += [t for t, status in answers if status != "NOT_FOUND"]
+            except NotSupportedError:
+                for task_id in batch:
+                    await self.session.call(partial(client.stop_task, task_id=task_id))
+                    stopped.append(task_id)
+            if on_progress is not None:
+                on_progress(start + len(batch), len(targets))
         return stopped
 
     async def retry(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:

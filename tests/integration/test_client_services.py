@@ -165,6 +165,8 @@ async def test_hivemind_compatible_pool_degrades(tmp_path: Path) -> None:
         with pytest.raises(NotSupportedError):
             await session.call(lambda tok: client.task_log_since(tok, "hm-1", 0))
         assert await session.call(lambda tok: client.task_log(tok, "hm-1")) == ""
+        with pytest.raises(NotSupportedError):  # the task manager then stops subtasks one by one
+            await session.call(lambda tok: client.stop_tasks(tok, ["hm-1"]))
         empty = await client.list_tasks("bad-token")  # HiveMind: an empty list, no error
         assert empty.tasks == []
         await session.logout()  # Logout is UNIMPLEMENTED: the token is simply forgotten

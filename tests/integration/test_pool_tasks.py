@@ -272,6 +272,36 @@ async def test_stop_pending_and_viewer_may_not_stop(pool: Pool) -> None:
     assert not no_result.success and no_result.message.startswith("NO_RESULT")
 
 
+async def test_stop_tasks_stops_many_in_one_call(pool: Pool) -> None:
+    alice = await pool.add_user("alice")
+    bob = await pool.add_user("bob")
+    viewer = await pool.add_user("vic", role="viewer")
+    for n in range(5):
+        await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"a{n}", task_zip=task_zip(), token=alice))
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="b0", task_zip=task_zip(), token=bob))
+    await pool.master.StopTask(pb.StopTaskRequest(task_id="a4", token=alice))
+    ids = ["a0", "a1", "a2", "a3", "a4", "b0", "ghost", "..", "a0"]
+    reply = await pool.master.StopTasks(pb.StopTasksRequest(token=alice, task_ids=ids))
+    assert reply.success, reply.message
+    assert [(t.task_id, t.status) for t in reply.tasks] == [
+        ("a0", "STOPPED"),
+        ("a1", "STOPPED"),
+        ("a2", "STOPPED"),
+        ("a3", "STOPPED"),
+        ("a4", "STOPPED"),
+        ("b0", "NOT_FOUND"),  # bob's: not alice's to see, and left alone
+        ("ghost", "NOT_FOUND"),
+        ("..", "NOT_FOUND"),
+        ("a0", "STOPPED"),
+    ]
+    (b0,) = (await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=bob))).tasks
+    assert b0.status == "PENDING"
+    refused = await pool.master.StopTasks(pb.StopTasksRequest(token=viewer, task_ids=["a0"]))
+    assert not refused.success and refused.message.startswith("PERMISSION_DENIED")
+    too_many = await pool.master.StopTasks(pb.StopTasksRequest(token=alice, task_ids=["x"] * 1001))
+    assert not too_many.success and too_many.message.startswith("INVALID_ARGUMENT")
+
+
 async def test_worker_calls_need_the_secret(pool: Pool) -> None:
     reg = pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h", port=6000, cpu_cores=2, memory_gb=4)
     w = pool.nodes

@@ -305,3 +305,18 @@ def test_a_subtask_the_pool_refuses_for_good_fails_once(tmp_path: Path, monkeypa
     finally:
         cli("pool", "stop")
         proc.wait(timeout=20)
+
+
+def test_stopping_a_big_parent_goes_in_batches_with_progress(cli: CLI, tmp_path: Path) -> None:
+    admin_login(cli)
+    job = tmp_path / "many.zip"
+    manifest = '[task]\ntype = "simulation"\n[split]\nruns = 1200\nshards = 1200\n'
+    job.write_bytes(make_zip({"main.py": "print(1)", "hivemind.toml": manifest}))
+    parent = cli.json("tasks", "submit", str(job), "--memory-gb", "100000")["task_id"]  # stays PENDING
+    proc = cli("tasks", "stop", parent, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["stopped"]) == 1200
+    progress = proc.stderr.strip().splitlines()
+    assert progress == [f"stopping {parent}: {n}/1200" for n in (500, 1000, 1200)]
+    statuses = {s["status"] for s in cli.json("tasks", "show", parent)["subtasks"]}
+    assert statuses == {"STOPPED"}

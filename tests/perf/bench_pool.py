@@ -7,6 +7,7 @@
 - MB/s of a 50 MiB upload by our client (UploadTaskStream: 1 MiB chunks, written and fsync-ed as they arrive)
   next to a bare grpc.aio unary call carrying the same bytes (the ratio), with HiveMind's one-message
   UploadTask and a bare grpc.aio stream of the same chunks (no disk) beside them for comparison;
+- subtasks stopped per second by StopTasks (batches of 500), next to StopTask one id at a time;
 - GetNodeList latency with 1,000 registered nodes.
 The pool and the bare server each run in their own process, as they would in production.
 """
@@ -187,6 +188,35 @@ async def upload_rate(address: str, token: str, bare_port: int, disk: Path) -> d
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+async def stop_rates(
+    channel: grpc.aio.Channel, token: str, count: int = 5000, one_by_one: int = 500
+) -> tuple[float, float]:
+    """Tasks that cannot be placed (100,000 GB of memory) stay PENDING; stop them in batches, then one by one."""
+    master = pb_grpc.MasterNodeServiceStub(channel)
+    code = task_zip("print('never runs')")
+    gate = asyncio.Semaphore(16)
+
+    async def upload(task_id: str) -> None:
+        async with gate:
+            reply = await master.UploadTask(
+                pb.UploadTaskRequest(task_id=task_id, task_zip=code, token=token, memory_gb=100_000)
+            )
+            assert reply.success, reply.message
+
+    ids = [f"stop-{i:05d}" for i in range(count + one_by_one)]
+    await asyncio.gather(*(upload(t) for t in ids))
+    start = time.perf_counter()
+    for n in range(0, count, 500):
+        reply = await master.StopTasks(pb.StopTasksRequest(token=token, task_ids=ids[n : min(n + 500, count)]))
+        assert reply.success and all(t.status == "STOPPED" for t in reply.tasks)
+    batched = count / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for task_id in ids[count:]:
+        assert (await master.StopTask(pb.StopTaskRequest(task_id=task_id, token=token))).success
+    single = one_by_one / (time.perf_counter() - start)
+    return batched, single
+
+
 async def node_list_latency(channel: grpc.aio.Channel, token: str, data: Path) -> float:
     secret = (data / "pool" / "worker-secret").read_text().strip()
     meta = (("x-hivemind-worker-secret", secret),)
@@ -265,6 +295,11 @@ async def run(count: int) -> None:
                 f"{rates['unary UploadTask']:.0f} MB/s, bare grpc.aio stream of the same chunks (no disk) "
                 f"{rates['bare stream']:.0f} MB/s, ratio {ours / rates['bare stream']:.2f}; the pool's disk "
                 f"alone (write + fsync) {rates['disk alone']:.0f} MB/s"
+            )
+            batched, single = await stop_rates(channel, token)
+            print(
+                f"stop: {batched:.0f} subtasks/s with StopTasks (batches of 500; goal >= 2,000), "
+                f"{single:.0f}/s with StopTask one id at a time"
             )
             nodes = await node_list_latency(channel, token, data)
             print(f"GetNodeList with 1,000 registered nodes: median {nodes * 1000:.1f} ms")
