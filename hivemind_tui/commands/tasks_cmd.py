@@ -16,9 +16,9 @@ from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
-from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
+from hivemind_tui.services.task_actions import TaskActions
 from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
 from hivemind_tui.services.task_splitter import SubtaskPlan
 
@@ -40,6 +40,9 @@ def register(registry: CommandRegistry) -> CommandRegistry:
     result_cmd.add_argument("task_id", metavar="ID")
     result_cmd.add_argument("--output", "-o", required=True, type=Path, metavar="PATH")
     result_cmd.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    result_cmd.add_argument(
+        "--partial", action="store_true", help="a parent not every subtask of which completed: write what exists"
+    )
     submit_cmd = tasks.command("submit", submit, "split a task zip by its manifest, upload it, track it")
     submit_cmd.add_argument("zip", type=Path, metavar="FILE.zip")
     submit_cmd.add_argument("--type", dest="task_type", help="data_processing, machine_learning, simulation, ...")
@@ -104,6 +107,10 @@ def parent_json(parent: ParentState) -> dict[str, Any]:
 
 def manager(ctx: Context, conn: Connection) -> TaskManager:
     return TaskManager(ctx.settings, conn.session, conn.store, ctx.data_dir.root / "staging")
+
+
+def actions(ctx: Context, conn: Connection) -> TaskActions:
+    return TaskActions(manager(ctx, conn), conn.audit, conn.user)
 
 
 async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
@@ -209,22 +216,17 @@ async def logs(ctx: Context) -> Result:
 
 
 async def stop(ctx: Context) -> Result:
+    task_id = ctx.args.task_id
     async with connect(ctx) as conn:
         require_change(ctx, conn, "stop tasks")
-        tasks_manager = manager(ctx, conn)
-        if await tasks_manager.is_parent(ctx.args.task_id):
-            tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-            stopped = await tasks_manager.stop(
-                ctx.args.task_id, tasks, lambda done, total: ctx.warn(f"stopping {ctx.args.task_id}: {done}/{total}")
-            )
-            await conn.audit.record(conn.user, "stop", ctx.args.task_id, f"{len(stopped)} subtask(s)")
-            return Result(
-                {"task_id": ctx.args.task_id, "status": "STOPPED", "stopped": stopped},
-                f"{ctx.args.task_id}: stopped {len(stopped)} subtask(s)",
-            )
-        status = await conn.session.call(lambda token: conn.client.stop_task(token, ctx.args.task_id))
-        await conn.audit.record(conn.user, "stop", ctx.args.task_id, status)
-    return Result({"task_id": ctx.args.task_id, "status": status}, f"{ctx.args.task_id}: {status}")
+        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        done = await actions(ctx, conn).stop(
+            task_id, tasks, lambda n, total: ctx.warn(f"stopping {task_id}: {n}/{total}")
+        )
+    if done.split:
+        data = {"task_id": task_id, "status": done.status, "stopped": done.stopped}
+        return Result(data, f"{task_id}: stopped {len(done.stopped)} subtask(s)")
+    return Result({"task_id": task_id, "status": done.status}, f"{task_id}: {done.status}")
 
 
 async def result(ctx: Context) -> Result:
@@ -232,22 +234,15 @@ async def result(ctx: Context) -> Result:
     if await asyncio.to_thread(path.exists) and not ctx.args.force:
         raise UsageError(f"{path} exists; pass --force to overwrite it")
     async with connect(ctx) as conn:
-        tasks_manager = manager(ctx, conn)
-        if await tasks_manager.is_parent(ctx.args.task_id):
-            tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-            summary = await tasks_manager.aggregate(ctx.args.task_id, tasks, path)
-            await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
-            size = (await asyncio.to_thread(path.stat)).st_size
-            return Result(
-                {"task_id": ctx.args.task_id, "path": str(path), "bytes": size, "aggregate": summary},
-                f"saved {size} bytes to {path} ({summary['completed']}/{summary['total']} subtasks)",
-            )
-        data = await conn.session.call(lambda token: conn.client.task_result(token, ctx.args.task_id))
-        await asyncio.to_thread(atomic_write, path, data, 0o644)
-        await conn.audit.record(conn.user, "download", ctx.args.task_id, str(path))
-    return Result(
-        {"task_id": ctx.args.task_id, "path": str(path), "bytes": len(data)}, f"saved {len(data)} bytes to {path}"
-    )
+        tasks = (await conn.session.call(conn.client.list_tasks)).tasks
+        got = await actions(ctx, conn).download(ctx.args.task_id, tasks, path, ctx.args.partial)
+    data: dict[str, Any] = {"task_id": got.task_id, "path": str(path), "bytes": got.size}
+    text = f"saved {got.size} bytes to {path}"
+    if got.summary is not None:
+        data["aggregate"] = got.summary
+        partial_note = " (partial)" if got.summary["completed"] < got.summary["total"] else ""
+        text += f" ({got.summary['completed']}/{got.summary['total']} subtasks{partial_note})"
+    return Result(data, text)
 
 
 def _options(ctx: Context) -> SubmitOptions:
@@ -301,8 +296,8 @@ async def submit(ctx: Context) -> Result:
                     f"uploaded {p.subtasks_done}/{p.subtasks_total} subtasks, {p.bytes_done}/{p.bytes_total} bytes"
                 )
 
-        parent_id, plan, ids = await tasks_manager.submit(zip_path, options, nodes, progress)
-        await conn.audit.record(conn.user, "submit", parent_id, f"{len(ids)} subtask(s) from {zip_path.name}")
+        submitted = await TaskActions(tasks_manager, conn.audit, conn.user).submit(zip_path, options, nodes, progress)
+        parent_id, plan, ids = submitted.parent_id, submitted.plan, submitted.task_ids
         status = "PENDING"
         if ctx.args.wait:
             status = await _wait(conn, tasks_manager, parent_id)
@@ -347,8 +342,7 @@ async def retry(ctx: Context) -> Result:
     async with connect(ctx) as conn:
         require_change(ctx, conn, "retry tasks")
         tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-        new_ids = await manager(ctx, conn).retry(ctx.args.task_id, tasks)
-        await conn.audit.record(conn.user, "retry", ctx.args.task_id, f"{len(new_ids)} subtask(s)")
+        new_ids = await actions(ctx, conn).retry(ctx.args.task_id, tasks)
     return Result(
         {"task_id": ctx.args.task_id, "resubmitted": new_ids},
         f"{ctx.args.task_id}: resubmitted {len(new_ids)} subtask(s)",

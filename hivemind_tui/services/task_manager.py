@@ -512,3 +512,12 @@ class TaskManager:
 
     async def is_parent(self, task_id: str) -> bool:
         return await self.store.fetchone("SELECT 1 FROM parents WHERE parent_id = ?", (task_id,)) is not None
+
+    async def is_split(self, task_id: str) -> bool:
+        """A parent split into subtasks; a plain task this client submitted is its own only subtask."""
+        row = await self.store.fetchone(
+            "SELECT total, (SELECT task_id FROM subtasks WHERE parent_id = p.parent_id ORDER BY idx LIMIT 1) AS first "
+            "FROM parents p WHERE parent_id = ?",
+            (task_id,),
+        )
+        return row is not None and not (row["total"] == 1 and row["first"] == task_id)

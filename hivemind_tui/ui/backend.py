@@ -19,7 +19,7 @@ from typing import Protocol
 
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.datadir import DataDir, atomic_write
+from hivemind_tui.core.datadir import DataDir
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
@@ -30,6 +30,7 @@ from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
+from hivemind_tui.services.task_actions import TaskActions
 from hivemind_tui.services.task_manager import ParentState, Progress, ProgressCallback, SubmitOptions, TaskManager
 from hivemind_tui.services.task_splitter import SplitPlan
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard
@@ -172,6 +173,10 @@ class LiveBackend:
         return TaskManager(self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock)
 
     @property
+    def actions(self) -> TaskActions:
+        return TaskActions(self.manager, AuditLog(self.store, self.clock), self.username)
+
+    @property
     def wireguard(self) -> WireGuard:
         return WireGuard(self.settings, self.data_dir.vpn, self.store, self.clock)
 
@@ -271,21 +276,15 @@ class LiveBackend:
         return await self.manager.parent(task_id, tasks)
 
     async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
-        stopped = []
+        stopped: list[str] = []
         for task_id in task_ids:
-            if await self.manager.is_parent(task_id):
-                stopped += await self.manager.stop(task_id, tasks)
-            else:
-                await self.session.call(partial(self.client.stop_task, task_id=task_id))
-                stopped.append(task_id)
-            await AuditLog(self.store, self.clock).record(self.username, "stop", task_id)
+            stopped += (await self.actions.stop(task_id, tasks)).stopped
         return stopped
 
     async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
-        new = []
+        new: list[str] = []
         for task_id in task_ids:
-            new += await self.manager.retry(task_id, tasks)
-            await AuditLog(self.store, self.clock).record(self.username, "retry", task_id)
+            new += await self.actions.retry(task_id, tasks)
         return new
 
     async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
@@ -294,14 +293,7 @@ class LiveBackend:
     async def download(
         self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None
     ) -> int:
-        parent = await self.manager.parent(task_id, tasks) if await self.manager.is_parent(task_id) else None
-        if parent is not None and parent.split:
-            await self.manager.aggregate(task_id, tasks, path, on_progress)
-        else:
-            data = await self.session.call(lambda token: self.client.task_result(token, task_id))
-            await asyncio.to_thread(atomic_write, path, data, 0o644)
-        await AuditLog(self.store, self.clock).record(self.username, "download", task_id, str(path))
-        return (await asyncio.to_thread(path.stat)).st_size
+        return (await self.actions.download(task_id, tasks, path, on_progress=on_progress)).size
 
     async def _nodes(self) -> NodeList | None:
         try:
@@ -313,9 +305,7 @@ class LiveBackend:
         return await self.manager.dry_run(zip_path, options, await self._nodes())
 
     async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str:
-        parent_id, _, ids = await self.manager.submit(zip_path, options, await self._nodes(), on_progress)
-        await AuditLog(self.store, self.clock).record(self.username, "submit", parent_id, f"{len(ids)} subtask(s)")
-        return parent_id
+        return (await self.actions.submit(zip_path, options, await self._nodes(), on_progress)).parent_id
 
     async def resume(self, on_progress: ProgressCallback) -> list[str]:
         return await self.manager.resume(on_progress)

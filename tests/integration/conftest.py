@@ -12,14 +12,27 @@ from tests.integration.cli_harness import CLI, serve
 from tests.integration.cluster import Cluster, cluster_settings
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    settings = cluster_settings(tmp_path, task_retry_limit=1)
+async def _cluster(tmp_path: Path, **overrides: object) -> AsyncIterator[Cluster]:
+    settings = cluster_settings(tmp_path, task_retry_limit=1, **overrides)
     pool = await start_pool(settings)
     running = Cluster(pool, settings.data_path)
     running.token = await pool.add_user("alice")
     yield running
     await running.close()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async for running in _cluster(tmp_path):
+        yield running
+
+
+@pytest.fixture
+async def patient_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    """The production heartbeat timeout (30 s): a worker starved of CPU by the tests running beside this
+    one is not taken for lost, so a test of exactly-once runs sees no re-queue it did not cause."""
+    async for running in _cluster(tmp_path, heartbeat_timeout=30.0):
+        yield running
 
 
 @pytest.fixture

@@ -151,7 +151,7 @@ def test_failing_subtask_and_its_retry(cli: CLI, tmp_path: Path) -> None:
     (row,) = [r for r in cli.json("tasks", "list")["tasks"] if r["task_id"] == parent]
     assert row["progress"] == {"done": 2, "total": 3} and "1 of 3 subtasks failed" in row["message"]
     partial = tmp_path / "partial.zip"
-    summary = cli.json("tasks", "result", parent, "--output", str(partial))["aggregate"]
+    summary = cli.json("tasks", "result", parent, "--output", str(partial), "--partial")["aggregate"]
     assert summary["failed"] == [f"{parent}.0001"] and summary["completed"] == 2
     retried = cli.json("tasks", "retry", parent)
     assert retried["resubmitted"] == [f"{parent}.0001.r1"]
@@ -320,3 +320,38 @@ def test_stopping_a_big_parent_goes_in_batches_with_progress(cli: CLI, tmp_path:
     assert progress == [f"stopping {parent}: {n}/1200" for n in (500, 1000, 1200)]
     statuses = {s["status"] for s in cli.json("tasks", "show", parent)["subtasks"]}
     assert statuses == {"STOPPED"}
+
+
+def test_results_of_unfinished_tasks_are_refused_and_nothing_is_written(cli: CLI, tmp_path: Path) -> None:
+    admin_login(cli)
+    waiting = tmp_path / "waiting.zip"
+    waiting.write_bytes(make_zip({"main.py": "print(1)"}))
+    plain = cli.json("tasks", "submit", str(waiting), "--memory-gb", "100000")["task_id"]
+    out = tmp_path / "r.zip"
+    for task_id, words in ((plain, "PENDING"), ("no-such-task", "not known to the pool")):
+        err = cli.json("tasks", "result", task_id, "--output", str(out), code=1)["error"]
+        assert words in err["message"], err
+        assert not out.exists()
+    cli.json("tasks", "stop", plain)
+    assert "STOPPED" in cli.json("tasks", "result", plain, "--output", str(out), code=1)["error"]["message"]
+    assert not out.exists()
+
+    # A parent with one subtask failing: refused whole, written in part with --partial.
+    job = tmp_path / "half.zip"
+    main = (
+        "import json, os, sys\n"
+        "meta = json.load(open('hivemind-subtask.json'))\n"
+        "os.makedirs('output', exist_ok=True)\n"
+        "open('output/o.txt', 'w').write(str(meta['index']) + '\\n')\n"
+        "sys.exit(3 if meta['index'] == 1 else 0)\n"
+    )
+    manifest = '[task]\ntype = "simulation"\n[split]\nruns = 3\nshards = 3\n[merge]\nconcat = ["output/o.txt"]\n'
+    job.write_bytes(make_zip({"main.py": main, "hivemind.toml": manifest}))
+    parent = cli.json("tasks", "submit", str(job), "--wait", code=1)["task_id"]
+    err = cli.json("tasks", "result", parent, "--output", str(out), code=1)["error"]
+    assert "2 of 3 subtasks completed" in err["message"] and "--partial" in err["message"]
+    assert not out.exists()
+    done = cli.json("tasks", "result", parent, "--output", str(out), "--partial")
+    assert done["aggregate"]["completed"] == 2 and done["aggregate"]["failed"] == [f"{parent}.0001"]
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("output/o.txt").decode().split() == ["0", "2"]

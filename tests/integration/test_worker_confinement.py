@@ -61,7 +61,8 @@ async def test_task_runs_unprivileged_and_cannot_read_secrets(cluster: Cluster) 
         assert seen[path] == "PermissionError", (path, seen[path])
 
 
-async def test_200_tasks_from_4_clients_complete_exactly_once(cluster: Cluster) -> None:
+async def test_200_tasks_from_4_clients_complete_exactly_once(patient_cluster: Cluster) -> None:
+    cluster = patient_cluster
     cluster.worker("w1", slots=4)
     cluster.worker("w2", slots=4)
     await cluster.wait_online("w1", "w2")
