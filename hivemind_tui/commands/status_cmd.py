@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from pathlib import Path
@@ -19,8 +20,11 @@ from hivemind_tui.services.history import History
 from hivemind_tui.services.host_metrics import PsutilMetrics
 from hivemind_tui.services.monitor import Monitor, pool_json
 from hivemind_tui.services.nodepool_client import PoolClient
+from hivemind_tui.services.retention import PRUNE_EVERY, prune_store
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def register(registry: CommandRegistry) -> None:
@@ -31,6 +35,7 @@ def register(registry: CommandRegistry) -> None:
     watch_cmd.set_defaults(process_kind="watch")
     alerts_cmd = registry.command("alerts", alerts, "active alerts (--all: also cleared ones)")
     alerts_cmd.add_argument("--all", action="store_true")
+    registry.command("prune", prune, "remove parents finished, audit rows and cleared alerts older than retention_days")
     audit_cmd = registry.command("audit", audit, "the audit log")
     audit_cmd.add_argument("--since", default="24h", help="unix time, or an age like 30m, 24h, 7d (default 24h)")
 
@@ -141,7 +146,12 @@ async def watch(ctx: Context) -> Result:
             ctx.settings, conn.session, PsutilMetrics(mounts(ctx)), History(conn.store), Alerts(conn.store)
         )
         seen_failed: set[str] = set()
+        pruned_at = 0.0
         while not stop.is_set():
+            if time.monotonic() - pruned_at >= PRUNE_EVERY or not pruned_at:
+                pruned_at = time.monotonic()
+                pruned = await prune_store(conn.store, time.time(), ctx.settings.retention_days)
+                log.info("%s", pruned.text)
             snap = await monitor.refresh()
             for task in snap.tasks:
                 if task.status == "FAILED" and task.task_id not in seen_failed:
@@ -157,6 +167,12 @@ async def watch(ctx: Context) -> Result:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), ctx.settings.refresh_interval)
     return Result({"refreshes": count}, f"watched {count} refresh(es)")
+
+
+async def prune(ctx: Context) -> Result:
+    async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
+        pruned = await prune_store(store, time.time(), ctx.settings.retention_days)
+    return Result(pruned.as_json(), pruned.text)
 
 
 async def alerts(ctx: Context) -> Result:

@@ -62,6 +62,12 @@ MIGRATIONS: list[Migration] = [
     ],
     # 5: a subtask the pool refused for good (a bad value, too large): its reason; it is never sent again.
     "ALTER TABLE subtasks ADD COLUMN rejected TEXT NOT NULL DEFAULT ''",
+    # 6: when the client first saw a parent finished, so that old ones can be pruned (services/retention.py).
+    [
+        "ALTER TABLE parents ADD COLUMN finished_at REAL",
+        "CREATE INDEX parents_finished ON parents(finished_at) WHERE finished_at IS NOT NULL",
+        "CREATE INDEX alerts_cleared ON alerts(cleared_at) WHERE cleared_at IS NOT NULL",
+    ],
 ]
 
 

@@ -323,7 +323,33 @@ class TaskManager:
         grouped: dict[str, list[Any]] = {}
         for sub in subs:
             grouped.setdefault(sub["parent_id"], []).append(sub)
-        return [self._state(row, grouped.get(row["parent_id"], []), by_id) for row in rows]
+        states = [self._state(row, grouped.get(row["parent_id"], []), by_id) for row in rows]
+        await self._settle(rows, grouped, states)
+        return states
+
+    async def _settle(self, rows: list[Any], grouped: dict[str, list[Any]], states: list[ParentState]) -> None:
+        """Note when a parent is first seen finished (pruning goes by it), and delete the staged zip of every
+        completed subtask: only unsent, failed or unfinished subtasks can need theirs again (resume, retry)."""
+        finished: list[str] = []
+        completed: list[Any] = []
+        for row, state in zip(rows, states, strict=True):
+            if state.finished and row["finished_at"] is None:
+                finished.append(state.parent_id)
+            for sub, sub_state in zip(grouped.get(row["parent_id"], []), state.subtasks, strict=True):
+                if sub_state.status == "COMPLETED" and sub["zip_path"]:
+                    completed.append(sub)
+        if not finished and not completed:
+            return
+        for sub in completed:
+            await asyncio.to_thread(Path(sub["zip_path"]).unlink, True)
+        now = self.clock()
+        async with self.store.write() as conn:
+            await conn.executemany(
+                "UPDATE parents SET finished_at = ? WHERE parent_id = ?", [(now, p) for p in finished]
+            )
+            await conn.executemany(
+                "UPDATE subtasks SET zip_path = '' WHERE task_id = ?", [(s["task_id"],) for s in completed]
+            )
 
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
@@ -412,7 +438,7 @@ class TaskManager:
         new_ids = []
         now = self.clock()
         async with self.store.write() as conn:
-            await conn.execute("UPDATE parents SET stopped = 0 WHERE parent_id = ?", (parent_id,))
+            await conn.execute("UPDATE parents SET stopped = 0, finished_at = NULL WHERE parent_id = ?", (parent_id,))
             for sub in again:
                 new_id = f"{parent_id}.{sub.index:04d}.r{sub.attempt + 1}"
                 [row] = await conn.execute_fetchall("SELECT * FROM subtasks WHERE task_id = ?", (sub.task_id,))

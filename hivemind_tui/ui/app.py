@@ -114,6 +114,10 @@ class HivemindApp(App[None]):
         self._timer = self.set_interval(self.refresh_interval, self.action_refresh)
         self.action_refresh()
         self.resume_uploads()
+        from hivemind_tui.services.retention import PRUNE_EVERY  # here: the login's first frame does without it
+
+        self.set_interval(PRUNE_EVERY, self.run_prune)
+        self.run_prune()
 
     async def on_unmount(self) -> None:
         if self._opened is not None:
@@ -147,6 +151,16 @@ class HivemindApp(App[None]):
     def _ask_login(self) -> None:
         if not isinstance(self.screen, LoginScreen):
             self.push_screen(LoginScreen(first=False), lambda ok: self.action_refresh() if ok else None)
+
+    @work(group="prune", exclusive=True, exit_on_error=False)
+    async def run_prune(self) -> None:
+        """The store stays bounded while the console runs for weeks (services/retention.py)."""
+        try:
+            pruned = await self.backend.prune()
+        except HivemindError as exc:
+            log.warning("prune failed: %s", exc.message)
+            return
+        log.info("%s", pruned.text)
 
     @work(group="uploads", exit_on_error=False)
     async def resume_uploads(self) -> None:

@@ -28,6 +28,7 @@ from hivemind_tui.services.host_metrics import MetricsSource
 from hivemind_tui.services.models import ConnectionState, NodeList, TaskInfo
 from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
 from hivemind_tui.services.nodepool_client import PoolClient
+from hivemind_tui.services.retention import Pruned, prune_store
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_actions import TaskActions
@@ -97,6 +98,7 @@ class ConsoleBackend(Protocol):
     async def plan(self, zip_path: Path, options: SubmitOptions) -> SplitPlan: ...
     async def submit(self, zip_path: Path, options: SubmitOptions, on_progress: ProgressCallback) -> str: ...
     async def resume(self, on_progress: ProgressCallback) -> list[str]: ...
+    async def prune(self) -> Pruned: ...
     async def vpn_server(self) -> ServerIdentity | None: ...
     async def vpn_peers(self) -> tuple[list[Peer], dict[str, PeerStatus] | None]: ...
     async def vpn_add(self, name: str, networks: tuple[str, ...], keep_key: bool) -> NewPeer: ...
@@ -309,6 +311,9 @@ class LiveBackend:
 
     async def resume(self, on_progress: ProgressCallback) -> list[str]:
         return await self.manager.resume(on_progress)
+
+    async def prune(self) -> Pruned:
+        return await prune_store(self.store, self.clock(), self.settings.retention_days)
 
     async def vpn_server(self) -> ServerIdentity | None:
         try:

@@ -355,3 +355,41 @@ def test_results_of_unfinished_tasks_are_refused_and_nothing_is_written(cli: CLI
     assert done["aggregate"]["completed"] == 2 and done["aggregate"]["failed"] == [f"{parent}.0001"]
     with zipfile.ZipFile(out) as zf:
         assert zf.read("output/o.txt").decode().split() == ["0", "2"]
+
+
+HALF_FAILING_MAIN = (
+    "import json, os, sys\n"
+    "meta = json.load(open('hivemind-subtask.json'))\n"
+    "os.makedirs('output', exist_ok=True)\n"
+    "open('output/o.txt', 'w').write(str(meta['index']) + '\\n')\n"
+    "sys.exit(3 if meta['index'] == 1 else 0)\n"
+)
+
+
+def test_staged_zips_go_once_completed_and_prune_bounds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIVEMIND_RETENTION_DAYS", "0.00001")  # under a second: finished parents age at once
+    data = tmp_path / "data"
+    proc = serve(data, port := free_port())
+    cli = CLI(data)
+    try:
+        admin_login(cli)
+        job = tmp_path / "half.zip"
+        manifest = '[task]\ntype = "simulation"\n[split]\nruns = 3\nshards = 3\n'
+        job.write_bytes(make_zip({"main.py": HALF_FAILING_MAIN, "hivemind.toml": manifest}))
+        parent = cli.json("--pool", f"127.0.0.1:{port}", "tasks", "submit", str(job), "--wait", code=1)["task_id"]
+        cli.json("--pool", f"127.0.0.1:{port}", "tasks", "list")
+        # Only the failed subtask's zip is kept: `tasks retry` needs it.
+        assert sorted(p.name for p in (data / "staging" / parent).iterdir()) == ["0001.zip"]
+        deadline = time.monotonic() + 30
+        total = {"parents": 0, "subtasks": 0, "audit": 0, "alerts": 0}
+        while total["parents"] == 0:
+            assert time.monotonic() < deadline, total
+            pruned = cli.json("prune")
+            total = {k: v + pruned[k] for k, v in total.items()}
+        assert total["parents"] == 1 and total["subtasks"] == 3 and total["audit"] >= 1
+        assert not (data / "staging" / parent).exists()
+    finally:
+        cli("pool", "stop")
+        proc.wait(timeout=20)

@@ -19,6 +19,7 @@ from hivemind_tui.services.manifest import Manifest
 from hivemind_tui.services.models import NodeInfo, NodeList, PoolHealth, TaskInfo
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.nodepool_client import ConnectionState
+from hivemind_tui.services.retention import Pruned
 from hivemind_tui.services.task_manager import ParentState, ProgressCallback, SubmitOptions, SubtaskState
 from hivemind_tui.services.task_splitter import SplitPlan, SubtaskPlan
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard, public_key
@@ -376,6 +377,9 @@ class DemoBackend:
 
     async def resume(self, on_progress: ProgressCallback) -> list[str]:
         return []
+
+    async def prune(self) -> Pruned:
+        return Pruned(0, 0, 0, 0)
 
     async def vpn_server(self) -> ServerIdentity | None:
         return DEMO_SERVER
