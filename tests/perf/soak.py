@@ -228,7 +228,7 @@ async def run(tasks: int, clients: int, workers: int, crashes: int) -> None:
         elapsed = time.monotonic() - started
         lost = [t for t in ids if t not in known]
         stuck = [t for t, info in known.items() if info.status not in ("COMPLETED", "FAILED")]
-        failed = [t for t, info in known.items() if info.status == "FAILED"]
+        failed = [f"{t} ({info.message[:120]})" for t, info in known.items() if info.status == "FAILED"]
         wrong = await check_outputs(soak, admin.token, [t for t, i in known.items() if i.status == "COMPLETED"])
         sampler.cancel()
     finally:
