@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -124,6 +125,18 @@ class HivemindApp(App[None]):
             with contextlib.suppress(Exception):
                 await self._opened
         await self.backend.close()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Toasts carry text from pools, tasks and users: never markup, whatever the caller asks."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- refresh ----------------------------------------------------------------------------------
     def action_refresh(self) -> None:

@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
+from textual.markup import escape
+
 from hivemind_tui.core.timefmt import age
 
 __all__ = ["age", "bar", "clock_text", "duration", "rate", "series", "size", "when"]
 
 ASCII = os.environ.get("HIVEMIND_ASCII", "") == "1"
 FULL, EMPTY = ("#", "-") if ASCII else ("█", "░")
+
+
+def plain(value: object) -> str:
+    """Text from a user, a task, a node or a pool, made safe to place inside console markup: shown as it
+    is, never parsed (a peer named `ops[/i]box` or a message holding `[@click=app.quit]` stays text)."""
+    return escape(str(value))
 
 
 def clock_text(ts: float) -> str:

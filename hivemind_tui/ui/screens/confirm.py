@@ -10,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from hivemind_tui.ui.format import plain
+
 
 class ConfirmScreen(ModalScreen[bool]):
     CSS_PATH = "confirm.tcss"
@@ -23,8 +25,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         shown = self._details[:12] + ([f"… and {len(self._details) - 12} more"] if len(self._details) > 12 else [])
         with Vertical(id="confirm-box"):
-            yield Static(f"[b]{self._question}[/b]", id="question")
-            yield Static("\n".join(f"  • {d}" for d in shown), id="details")
+            yield Static(f"[b]{plain(self._question)}[/b]", id="question")
+            yield Static("\n".join(f"  • {plain(d)}" for d in shown), id="details")
             with Horizontal(id="buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")

@@ -9,7 +9,7 @@ from textual.widgets import Sparkline, Static
 
 from hivemind_tui.services.models import KNOWN_STATUSES
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.format import age, bar, rate, series, size
+from hivemind_tui.ui.format import age, bar, plain, rate, series, size
 from hivemind_tui.ui.screens.base import Section
 
 TREND_WINDOW = 3600.0
@@ -51,11 +51,11 @@ class DashboardScreen(Section):
         balance = "-" if snap.balance is None else f"[b]{snap.balance:,}[/] CPT"
         self.query_one("#card-balance", Static).update(f"[b]Balance[/]\n{balance}")
         health = snap.health
-        latency = f"[b]{health.latency_ms:.1f}[/] ms\n{health.version}" if health else "[red]unreachable[/]"
+        latency = f"[b]{health.latency_ms:.1f}[/] ms\n{plain(health.version)}" if health else "[red]unreachable[/]"
         self.query_one("#card-latency", Static).update(f"[b]Pool[/]\n{latency}")
         alerts = snap.active_alerts
         lines = [f"[b]Alerts ({len(alerts)})[/]"] + [
-            f"[yellow]▲[/] {a.message} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]
+            f"[yellow]▲[/] {plain(a.message)} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]
         ]
         if not alerts:
             lines.append("[green]none[/]")
@@ -76,7 +76,7 @@ class DashboardScreen(Section):
             f"cores  {cores}",
             f"memory {bar(h.memory_percent, 12)} {h.memory_percent:3.0f}% of {size(h.memory_total_bytes)}   "
             f"swap {h.swap_percent:.0f}%",
-            (f"disk   {bar(disk.percent, 12)} {disk.percent:3.0f}% {disk.mount}" if disk else "disk   -")
+            (f"disk   {bar(disk.percent, 12)} {disk.percent:3.0f}% {plain(disk.mount)}" if disk else "disk   -")
             + f"   io r {rate(h.disk_read_rate)} w {rate(h.disk_write_rate)}",
             f"net    ↑ {rate(h.net_sent_rate)}  ↓ {rate(h.net_recv_rate)}   console CPU {h.process_cpu_percent:.1f}%"
             f"  RSS {size(h.process_rss_bytes)}",

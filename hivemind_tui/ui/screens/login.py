@@ -18,6 +18,7 @@ from textual.widgets import Input, Label, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
+from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
 
 LOGIN_TIMEOUT = 20.0
@@ -56,7 +57,8 @@ class LoginScreen(ModalScreen[bool]):
             yield Static("", id="login-error")
             if backend.embedded and backend.admin_password_file is not None:
                 yield Static(
-                    f"Embedded pool: the first-run password of [b]admin[/b] is in\n{backend.admin_password_file}",
+                    "Embedded pool: the first-run password of [b]admin[/b] is in\n"
+                    + plain(backend.admin_password_file),
                     id="login-hint",
                 )
 
@@ -119,15 +121,17 @@ class LoginScreen(ModalScreen[bool]):
         except NotConnectedError as exc:
             if "deadline" in exc.message:
                 error.update(
-                    f"[b red]The Node Pool at {address} did not answer in time.[/] It may be overloaded "
+                    f"[b red]The Node Pool at {plain(address)} did not answer in time.[/] It may be overloaded "
                     "or the network drops packets."
                 )
             else:
-                error.update(f"[b red]Cannot reach the Node Pool at {address}.[/] Check the address and that it runs.")
+                error.update(
+                    f"[b red]Cannot reach the Node Pool at {plain(address)}.[/] Check the address and that it runs."
+                )
         except TimeoutError:
-            error.update(f"[b red]The Node Pool at {address} did not answer in time.[/]")
+            error.update(f"[b red]The Node Pool at {plain(address)} did not answer in time.[/]")
         except HivemindError as exc:
-            error.update(f"[b red]{exc.message}[/]")
+            error.update(f"[b red]{plain(exc.message)}[/]")
         else:
             self._succeeded()
             return

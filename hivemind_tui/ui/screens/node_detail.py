@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Sparkline, Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.format import age, series
+from hivemind_tui.ui.format import age, plain, series
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 
@@ -46,21 +46,23 @@ class NodeDetailScreen(Screen[None]):
         node = next((n for n in snap.nodes.nodes if n.node_id == self.node_id), None)
         facts = self.query_one("#node-facts", Static)
         if node is None:
-            facts.update(f"[b]{self.node_id}[/]: no longer listed by the pool")
+            facts.update(f"[b]{plain(self.node_id)}[/]: no longer listed by the pool")
             return
         now = hive_of(self).backend.clock()
         online = "[green]online[/]" if node.online else "[red]offline[/]"
-        gpu = f"{node.gpu_name} {node.gpu_memory_gb} GB" if node.gpu_name else "n/a"
+        gpu = f"{plain(node.gpu_name)} {node.gpu_memory_gb} GB" if node.gpu_name else "n/a"
         facts.update(
-            f"[b]{node.node_id}[/]  {online}  state {node.state}  status {node.status}  heartbeat "
+            f"[b]{plain(node.node_id)}[/]  {online}  state {plain(node.state)}  status {plain(node.status)}  heartbeat "
             f"{age(node.last_heartbeat, now)} ago\n"
-            f"host {node.hostname}:{node.port}  {node.cpu_cores} cores  {node.memory_gb} GB  cpu score "
-            f"{node.cpu_score}  GPU {gpu}  location {node.location or '-'}\n"
+            f"host {plain(node.hostname)}:{node.port}  {node.cpu_cores} cores  {node.memory_gb} GB  cpu score "
+            f"{node.cpu_score}  GPU {gpu}  location {plain(node.location or '-')}\n"
             f"now: CPU {node.cpu_usage:.0f}%  memory {node.memory_usage:.0f}%  GPU {node.gpu_usage:.0f}%  "
             f"tasks {node.running_tasks}/{node.slots}"
         )
         running = [t for t in snap.tasks if t.worker == self.node_id and t.status in ("ASSIGNED", "RUNNING")]
-        lines = [f"[b]Running tasks ({len(running)})[/]"] + [f"  {t.task_id}  {t.status}  {t.owner}" for t in running]
+        lines = [f"[b]Running tasks ({len(running)})[/]"] + [
+            f"  {plain(t.task_id)}  {plain(t.status)}  {plain(t.owner)}" for t in running
+        ]
         self.query_one("#node-tasks", Static).update("\n".join(lines) if running else "[b]Running tasks[/]: none")
 
     @work(exclusive=True, group="node-history", exit_on_error=False)

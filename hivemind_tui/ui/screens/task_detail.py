@@ -20,6 +20,7 @@ from textual.widgets import Footer, Input, Log, ProgressBar, Static
 from hivemind_tui.core.errors import HivemindError, NotSupportedError
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import ParentState, Progress, SubtaskState
+from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
@@ -96,8 +97,8 @@ class TaskDetailScreen(Screen[None]):
         if self.task_parent is not None and self.task_parent.split:
             p = self.task_parent
             facts.update(
-                f"[b]{p.parent_id}[/]  {p.status}  {p.done}/{p.total} subtasks done  {p.task_type}  "
-                f"priority {p.priority}  owner {p.owner}\n{p.message}"
+                f"[b]{plain(p.parent_id)}[/]  {plain(p.status)}  {p.done}/{p.total} subtasks done  "
+                f"{plain(p.task_type)}  priority {p.priority}  owner {plain(p.owner)}\n{plain(p.message)}"
             )
             table = self.query_one("#subtasks", VirtualTable)
             table.display = True
@@ -108,13 +109,13 @@ class TaskDetailScreen(Screen[None]):
             return
         task = next((t for t in snap.tasks if t.task_id == self.task_id), None)
         if task is None:
-            facts.update(f"[b]{self.task_id}[/]: not listed by the pool (pruned, or not yours)")
+            facts.update(f"[b]{plain(self.task_id)}[/]: not listed by the pool (pruned, or not yours)")
             return
-        why = f"\n[yellow]{task.message}[/]" if task.message else ""
+        why = f"\n[yellow]{plain(task.message)}[/]" if task.message else ""
         exit_code = "-" if task.exit_code is None else task.exit_code
         facts.update(
-            f"[b]{task.task_id}[/]  {task.status}  worker {task.worker or '-'}  exit {exit_code}  "
-            f"{task.task_type or '-'}  priority {task.priority}  owner {task.owner or '-'}{why}"
+            f"[b]{plain(task.task_id)}[/]  {plain(task.status)}  worker {plain(task.worker or '-')}  exit {exit_code}  "
+            f"{plain(task.task_type or '-')}  priority {task.priority}  owner {plain(task.owner or '-')}{why}"
         )
 
     @on(VirtualTable.CursorMoved, "#subtasks")
@@ -140,7 +141,7 @@ class TaskDetailScreen(Screen[None]):
             title.update("this Node Pool cannot read logs from an offset; see `hivemind-tui tasks logs`")
             return
         except HivemindError as exc:
-            title.update(f"log unavailable: {exc.message}")
+            title.update(f"log unavailable: {plain(exc.message)}")
             return
         if text:
             text = self._partial + text
@@ -152,7 +153,7 @@ class TaskDetailScreen(Screen[None]):
     def _title(self) -> None:
         state = "following" if self.following else "paused (f follows)"
         self.query_one("#log-title", Static).update(
-            f"log of [b]{self.log_task}[/] · {state} · {len(self.log_lines)} lines kept"
+            f"log of [b]{plain(self.log_task)}[/] · {state} · {len(self.log_lines)} lines kept"
         )
 
     def action_follow(self) -> None:

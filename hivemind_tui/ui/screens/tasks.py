@@ -16,7 +16,7 @@ from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.models import KNOWN_STATUSES
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.backend import TaskRow
-from hivemind_tui.ui.format import age, bar, duration
+from hivemind_tui.ui.format import age, bar, duration, plain
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
@@ -116,7 +116,7 @@ class TasksScreen(Section):
             bits.append(f"{len(t.marked)} marked")
         if self.hive.readonly:
             bits.append("read-only: stop and retry are disabled")
-        self.query_one("#task-status", Static).update(" · ".join(bits))
+        self.query_one("#task-status", Static).update(plain(" · ".join(bits)))
 
     def _apply_filter(self) -> None:
         status, search = self._status_filter, self._search.lower()

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
 
 
@@ -37,7 +38,7 @@ class TextViewScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="view-box"):
-            yield Static(f"[b]{self._title}[/]", id="view-title")
+            yield Static(f"[b]{plain(self._title)}[/]", id="view-title")
             with VerticalScroll(id="view-scroll"):
                 yield Static(self._text, id="view-text", markup=False)
             yield Input(self._default, id="export-path", placeholder="export to this path (0600), enter to write")

@@ -24,7 +24,7 @@ from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.services.task_manager import Progress, SubmitOptions
 from hivemind_tui.services.task_splitter import SplitPlan, read_task
-from hivemind_tui.ui.format import size
+from hivemind_tui.ui.format import plain, size
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 
@@ -131,9 +131,9 @@ class UploadScreen(Screen[None]):
         try:
             manifest = await asyncio.to_thread(read_task, path, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio))
         except (HivemindError, OSError) as exc:
-            error.update(f"[b red]{path.name}: {getattr(exc, 'message', exc)}[/]")
+            error.update(f"[b red]{plain(path.name)}: {plain(getattr(exc, 'message', exc))}[/]")
             return
-        error.update(f"[green]{path.name}[/]: manifest read ({manifest.task_type})")
+        error.update(f"[green]{plain(path.name)}[/]: manifest read ({plain(manifest.task_type)})")
         known = [value for _, value in TYPES]
         self.query_one("#task_type", Select).value = manifest.task_type if manifest.task_type in known else "other"
         self.query_one("#priority", Input).value = str(manifest.priority)
@@ -181,7 +181,7 @@ class UploadScreen(Screen[None]):
         try:
             plan = await hive_of(self).backend.plan(path, options)
         except (HivemindError, OSError) as exc:
-            self.query_one("#plan", Static).update(f"[b red]{getattr(exc, 'message', exc)}[/]")
+            self.query_one("#plan", Static).update(f"[b red]{plain(getattr(exc, 'message', exc))}[/]")
             return
         self.query_one("#plan", Static).update(plan_text(plan))
 
@@ -206,20 +206,24 @@ class UploadScreen(Screen[None]):
 
 def plan_text(plan: SplitPlan) -> str:
     head = (
-        f"[b]{len(plan.subtasks)} subtask(s)[/] of {plan.task_type}, limit {size(plan.limit_bytes)} each"
+        f"[b]{len(plan.subtasks)} subtask(s)[/] of {plain(plan.task_type)}, limit {size(plan.limit_bytes)} each"
         if plan.split
-        else f"[b]one task[/] ({plan.task_type}: not split), {size(plan.subtasks[0].size_bytes)}"
+        else f"[b]one task[/] ({plain(plan.task_type)}: not split), {size(plan.subtasks[0].size_bytes)}"
     )
     rows = [
         f"  #{s.index:<3} {size(s.size_bytes):>9}  "
         + (f"{s.lines} lines  " if s.lines is not None else "")
         + (f"weight {s.weight:.2f}  " if plan.split else "")
-        + (" ".join(f"{k}={v}" for k, v in (s.params or {}).items()) if plan.task_type != "data_processing" else "")
+        + (
+            " ".join(f"{plain(k)}={plain(v)}" for k, v in (s.params or {}).items())
+            if plan.task_type != "data_processing"
+            else ""
+        )
         for s in plan.subtasks[:12]
     ]
     if len(plan.subtasks) > 12:
         rows.append(f"  … {len(plan.subtasks) - 12} more")
-    notes = [f"[dim]note: {n}[/]" for n in plan.notes]
-    problems = [f"[b red]{p}[/]" for p in plan.problems]
+    notes = [f"[dim]note: {plain(n)}[/]" for n in plan.notes]
+    problems = [f"[b red]{plain(p)}[/]" for p in plan.problems]
     placement = "[dim]the pool places each subtask; weights follow free slots x CPU score[/]" if plan.split else ""
     return "\n".join([head, *rows, *notes, *problems, placement])

@@ -19,7 +19,7 @@ from textual.widgets import Button, Checkbox, Input, Label, Static
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, check_name, parse_networks, qr_text
-from hivemind_tui.ui.format import age, when
+from hivemind_tui.ui.format import age, plain, when
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.screens.text_view import TextViewScreen
@@ -69,7 +69,7 @@ class AddPeerScreen(ModalScreen[tuple[str, tuple[str, ...], bool] | None]):
             check_name(name)
             networks = parse_networks(nets_text) if nets_text else ()
         except HivemindError as exc:
-            error.update(f"[b red]{exc.message}[/]")
+            error.update(f"[b red]{plain(exc.message)}[/]")
             return
         self.dismiss((name, networks, self.query_one("#peer-keep", Checkbox).value))
 
@@ -136,11 +136,12 @@ class VpnScreen(Section):
         pool = ipaddress.ip_network(server.pool)
         free = pool.num_addresses - 3 - len(peers)
         box.update(
-            f"[b]{server.interface}[/]  endpoint {server.endpoint or '[red]not set[/]'}:{server.listen_port}  "
-            f"address {server.address}  pool {server.pool} ({free} free)\npublic key {server.public_key}"
+            f"[b]{plain(server.interface)}[/]  endpoint {plain(server.endpoint) or '[red]not set[/]'}:"
+            f"{server.listen_port}  address {server.address}  pool {server.pool} ({free} free)\n"
+            f"public key {server.public_key}"
         )
         self.peers_table.set_rows(peers)
-        mine = "" if backend.role == "admin" else f" (yours, {backend.username})"
+        mine = "" if backend.role == "admin" else f" (yours, {plain(backend.username)})"
         self.query_one("#vpn-status", Static).update(f"{len(peers)} peer(s){mine}{why}")
 
     def _may_change(self, quiet: bool = False) -> bool:

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from hivemind_tui.ui.format import age, clock_text
+from hivemind_tui.ui.format import age, clock_text, plain
 from hivemind_tui.ui.hive import hive_of
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ class ConsoleHeader(Horizontal):
             words = f"[b red]○ disconnected {age(state.since, now)}[/]"
         else:
             words = "[dim]… connecting[/]"
-        self.query_one("#pool", Static).update(f"{backend.address}  {words}")
+        self.query_one("#pool", Static).update(f"{plain(backend.address)}  {words}")
         role = backend.role or "-"
-        self.query_one("#who", Static).update(f"{backend.username or 'not logged in'} ({role})")
+        self.query_one("#who", Static).update(f"{plain(backend.username or 'not logged in')} ({plain(role)})")
         self.tick()
 
 
@@ -69,7 +69,7 @@ class OutageBanner(Static):
         shown = f"Showing data from {age(last, now)} ago" if last else "No data from it yet"
         retry = max(0, int((state.next_retry_at or now) - now))
         self.update(
-            f"⚠ The Node Pool at {backend.address} cannot be reached (since {age(state.since, now)} ago). "
+            f"⚠ The Node Pool at {plain(backend.address)} cannot be reached (since {age(state.since, now)} ago). "
             f"{shown}; next try in {retry} s."
         )
         self.display = True
