@@ -25,6 +25,7 @@ from textual.timer import Timer
 
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.ui.screens.login import LoginScreen
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
@@ -46,7 +47,7 @@ def lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
     return make
 
 
-class HivemindApp(App[None]):
+class HivemindApp(ReportsWorkerErrors, App[None]):
     # The login's styles are the app's own: as the first screen it is not pushed, and only pushed screens
     # load their CSS_PATH.
     CSS_PATH = ["app.tcss", "screens/login.tcss"]
@@ -72,6 +73,7 @@ class HivemindApp(App[None]):
     snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True)
     paused = reactive(False)
     upload_progress: reactive[Progress | None] = reactive(None)
+    download_progress: reactive[Progress | None] = reactive(None)
 
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
         super().__init__()
@@ -112,7 +114,7 @@ class HivemindApp(App[None]):
     async def enter(self) -> None:
         """Into the start section, once a session exists (the first login calls this)."""
         await self.switch_mode(self.start_section)
-        self._timer = self.set_interval(self.refresh_interval, self.action_refresh)
+        self._timer = self.set_interval(self.refresh_interval, self.scheduled_refresh)
         self.action_refresh()
         self.resume_uploads()
         from hivemind_tui.services.retention import PRUNE_EVERY  # here: the login's first frame does without it
@@ -139,9 +141,15 @@ class HivemindApp(App[None]):
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # -- refresh ----------------------------------------------------------------------------------
+    def scheduled_refresh(self) -> None:
+        """The timer's refresh: none while paused."""
+        if not self.paused:
+            self.action_refresh()
+
     def action_refresh(self) -> None:
-        """Start a refresh unless one is still running: a slow one (an outage) is never cut short."""
-        if self.paused or not self.backend.has_session():
+        """Start a refresh unless one is still running: a slow one (an outage) is never cut short. `r` asks
+        for one even while paused."""
+        if not self.backend.has_session():
             return
         if any(w.group == "refresh" and not w.is_finished for w in self.workers):
             return
@@ -206,6 +214,24 @@ class HivemindApp(App[None]):
         self.notify(f"submitted {task_id}", title="Upload done")
         self.action_refresh()
 
+    @work(group="downloads", exit_on_error=False)
+    async def download_result(self, task_id: str, path: Path) -> None:
+        """An app-level worker, like uploads: leaving the task's screen does not cancel the download."""
+        self.notify(f"downloading the result of {task_id}…")
+
+        def progress(p: Progress) -> None:
+            self.download_progress = p
+
+        snap = self.snapshot
+        try:
+            size = await self.backend.download(task_id, snap.tasks if snap else [], path, progress)
+        except (HivemindError, OSError) as exc:
+            self.notify(f"download failed: {getattr(exc, 'message', exc)}", severity="error", timeout=10)
+            return
+        finally:
+            self.download_progress = None
+        self.notify(f"saved {size} bytes to {path}", title="Download done")
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         self.notify("refresh paused (p resumes)" if self.paused else "refresh resumed")
@@ -216,7 +242,7 @@ class HivemindApp(App[None]):
         self.refresh_interval = seconds
         if self._timer is not None:
             self._timer.stop()
-            self._timer = self.set_interval(seconds, self.action_refresh)
+            self._timer = self.set_interval(seconds, self.scheduled_refresh)
         self.notify(f"refresh every {seconds:g} s")
 
     # -- navigation -------------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from textual.widgets import Footer
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
     from hivemind_tui.ui.app import HivemindApp
 
 
-class Section(Screen[None]):
+class Section(ReportsWorkerErrors, Screen[None]):
     """A section: subclasses yield their body from `body()` and render snapshots in `show()`."""
 
     @property

@@ -8,6 +8,7 @@ Checkbox and a Button: their styles cost the first frame about a tenth of its ti
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -15,16 +16,18 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
+from textual.worker import Worker
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.errors import AuthenticationFailedError, NotConnectedError
 from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 LOGIN_TIMEOUT = 20.0
 
 
-class LoginScreen(ModalScreen[bool]):
+class LoginScreen(ReportsWorkerErrors, ModalScreen[bool]):
     """At start without a remembered session (as the app's first screen), and over any screen when the session
     ran out (as a modal)."""
 
@@ -141,6 +144,10 @@ class LoginScreen(ModalScreen[bool]):
         password_field = self.query_one("#password", Input)
         password_field.value = ""
         password_field.focus()
+
+    def worker_failed(self, worker: Worker[Any]) -> None:
+        self._set_busy(False)
+        self.query_one("#login-error", Static).update("[b red]Logging in failed unexpectedly (details in the log).[/]")
 
     def _succeeded(self) -> None:
         """The first login is the app's base screen: it stays below the sections, without the password."""

@@ -13,11 +13,12 @@ from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, plain, series
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 WINDOW = 3600.0
 
 
-class NodeDetailScreen(Screen[None]):
+class NodeDetailScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "node_detail.tcss"
     BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("y", "copy_id", "Copy id")]
 

@@ -15,16 +15,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Log, ProgressBar, Static
+from textual.widgets import Footer, Input, Log, Static
 
 from hivemind_tui.core.errors import HivemindError, NotSupportedError
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.services.task_manager import ParentState, Progress, SubtaskState
+from hivemind_tui.services.task_manager import ParentState, SubtaskState
 from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 LOG_LINES = 5000
 LOG_POLL = 1.0
@@ -36,7 +37,7 @@ SUB_COLUMNS = [
 ]
 
 
-class TaskDetailScreen(Screen[None]):
+class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "task_detail.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
@@ -72,12 +73,10 @@ class TaskDetailScreen(Screen[None]):
             yield Static("", id="log-title")
             yield Input(placeholder="search the log", id="log-search")
         yield Log(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
-        yield ProgressBar(id="download-progress", show_eta=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#log-search", Input).display = False
-        self.query_one("#download-progress", ProgressBar).display = False
         self.query_one("#subtasks", VirtualTable).display = False
         self.watch(self.app, "snapshot", self.show, init=True)
         self.poll_log()
@@ -252,30 +251,7 @@ class TaskDetailScreen(Screen[None]):
         event.input.remove_class("download")
         event.input.display = False
         event.input.placeholder = "search the log"
-        self.download(Path(event.value.strip()).expanduser())
-
-    @work(group="downloads", exit_on_error=False)
-    async def download(self, path: Path) -> None:
-        bar = self.query_one("#download-progress", ProgressBar)
-        bar.display = True
-
-        def progress(p: Progress) -> None:
-            bar.update(total=p.subtasks_total, progress=p.subtasks_done)
-
-        snap = hive_of(self).snapshot
-        try:
-            size = await hive_of(self).backend.download(
-                self.task_id,
-                snap.tasks if snap else [],
-                path,
-                progress,
-            )
-        except (HivemindError, OSError) as exc:
-            self.notify(f"download failed: {getattr(exc, 'message', exc)}", severity="error")
-            return
-        finally:
-            bar.display = False
-        self.notify(f"saved {size} bytes to {path}")
+        hive_of(self).download_result(self.task_id, Path(event.value.strip()).expanduser())
 
     def action_copy_id(self) -> None:
         hive_of(self).copy(self.log_task, "the task id")

@@ -15,9 +15,10 @@ from textual.widgets import Input, Static
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 
-class TextViewScreen(ModalScreen[None]):
+class TextViewScreen(ReportsWorkerErrors, ModalScreen[None]):
     CSS_PATH = "text_view.tcss"
     BINDINGS = [Binding("escape", "dismiss", "Close"), Binding("y", "copy", "Copy"), Binding("e", "export", "Export")]
 

@@ -27,6 +27,7 @@ from hivemind_tui.services.task_splitter import SplitPlan, read_task
 from hivemind_tui.ui.format import plain, size
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 TYPES = [
     ("data_processing", "data_processing"),
@@ -68,7 +69,7 @@ def _complete(value: str) -> str | None:
     return value + names[0][len(stem) :] if names else None
 
 
-class UploadScreen(Screen[None]):
+class UploadScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "upload.tcss"
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),

@@ -21,11 +21,15 @@ class ConsoleHeader(Horizontal):
     def compose(self) -> ComposeResult:
         yield Static("HiveMind", id="brand")
         yield Static("", id="pool")
+        yield Static("", id="transfers")
         yield Static("", id="who")
         yield Static("", id="clock")
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshot", self.show, init=True)
+        self.watch(self.app, "paused", lambda _: self.show(hive_of(self).snapshot), init=False)
+        self.watch(self.app, "upload_progress", lambda _: self.show_transfers(), init=False)
+        self.watch(self.app, "download_progress", lambda _: self.show_transfers(), init=False)
         if not getattr(self.app, "deterministic", False):
             self.set_interval(1.0, self.tick)
         self.tick()
@@ -46,10 +50,23 @@ class ConsoleHeader(Horizontal):
             words = f"[b red]○ disconnected {age(state.since, now)}[/]"
         else:
             words = "[dim]… connecting[/]"
+        if hive_of(self).paused:
+            last = snap.tasks_at or snap.nodes_at if snap else None
+            data = f", data {age(last, now)} old" if last else ""
+            words = f"[b yellow]❚❚ paused[/] (p resumes, r refreshes once{data})"
         self.query_one("#pool", Static).update(f"{plain(backend.address)}  {words}")
         role = backend.role or "-"
         self.query_one("#who", Static).update(f"{plain(backend.username or 'not logged in')} ({plain(role)})")
         self.tick()
+
+    def show_transfers(self) -> None:
+        app = hive_of(self)
+        parts = [
+            f"{arrow} {p.subtasks_done}/{p.subtasks_total}"
+            for arrow, p in (("↑", app.upload_progress), ("↓", app.download_progress))
+            if p is not None
+        ]
+        self.query_one("#transfers", Static).update(" " + "  ".join(parts) + " " if parts else "")
 
 
 class OutageBanner(Static):
