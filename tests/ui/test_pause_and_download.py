@@ -8,8 +8,8 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from hivemind_tui.core.config import Settings
-from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import Progress, ProgressCallback
 from hivemind_tui.ui.app import HivemindApp
 from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
@@ -33,7 +33,7 @@ class CountingBackend(DemoBackend):
         if on_progress is not None:
             on_progress(Progress(1, 2, 1, 2))
         await self.release.wait()
-        path.write_bytes(b"result")
+        await asyncio.to_thread(path.write_bytes, b"result")
         return 6
 
 
