@@ -382,6 +382,8 @@ class TaskManager:
                 )
             )
         status, message = overall_status([s.status for s in states], bool(row["stopped"]))
+        if status == "PENDING" and not message:  # why it waits, in the pool's words (its first pending subtask)
+            message = next((s.message for s in states if s.status == "PENDING" and s.message), "")
         updated = [t for s in states if s.task_id in by_id and (t := by_id[s.task_id].updated_at)]
         split = not (len(subs) == 1 and subs[0]["task_id"] == row["parent_id"])
         return ParentState(

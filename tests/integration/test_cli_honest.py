@@ -91,6 +91,8 @@ def test_a_task_that_has_not_run_has_no_exit_code(cli: CLI, tmp_path: Path) -> N
     submitted = cli.json("tasks", "submit", str(job), "--memory-gb", "100000")
     task = cli.json("tasks", "show", submitted["task_id"])["task"]
     assert task["status"] == "PENDING" and task["exit_code"] is None
+    (listed,) = cli.json("tasks", "list")["tasks"]  # the list says why it waits, as `show` does
+    assert listed["message"] == task["message"] and "100000 GB memory" in listed["message"]
     assert "exit_code       -\n" in cli("tasks", "show", submitted["task_id"]).stdout
     # Its staged copy waits for it, as private as the rest of the data dir.
     staging = cli.data / "staging"

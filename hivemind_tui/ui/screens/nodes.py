@@ -127,14 +127,7 @@ class NodesScreen(Section):
             return
         now = self.hive.backend.clock()
         rows = [NodeRow(n, age(n.last_heartbeat, now)) for n in snap.nodes.nodes]
-        if self.table.total_count == 0:
-            self.table.set_rows(rows)
-        else:
-            known = {r.node.node_id for r in rows}
-            gone = [k for k in self.table.visible_keys() if k not in known]
-            if gone:
-                self.table.remove_rows(gone)
-            self.table.update_rows(rows)
+        self.table.replace_rows(rows)
         self._status()
 
     def _status(self) -> None:

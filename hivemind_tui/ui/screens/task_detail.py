@@ -101,10 +101,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
             )
             table = self.query_one("#subtasks", VirtualTable)
             table.display = True
-            if table.total_count == 0:
-                table.set_rows(p.subtasks)
-            else:
-                table.update_rows(p.subtasks)
+            table.replace_rows(p.subtasks)
             return
         task = next((t for t in snap.tasks if t.task_id == self.task_id), None)
         if task is None:

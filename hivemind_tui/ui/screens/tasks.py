@@ -22,25 +22,28 @@ from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
-    Column("id", "TASK", 20),
+    Column("id", "TASK", 20, middle=True),
     Column("type", "TYPE", 10),
     Column("status", "STATUS", 9),
     Column("progress", "PROGRESS", 14),
-    Column("prio", "PRI", 3, right=True),
+    Column("prio", "PRI", 5, right=True),
     Column("owner", "OWNER", 8),
-    Column("age", "AGE", 4, right=True),
+    Column("age", "AGE", 6, right=True),
     Column("message", "WHY / MESSAGE", 40),
 ]
+# The split types in a word, so the TYPE column never shows a cut one ("data_proce").
+SHORT_TYPES = {"data_processing": "data", "machine_learning": "ml grid", "simulation": "simulation"}
 FILTERS = ("", *KNOWN_STATUSES)
+FINISHED = ("COMPLETED", "FAILED", "STOPPED")
 
 
 def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
     progress = f"{bar(100 * row.done / max(row.total, 1), 6)} {row.done}/{row.total}"
-    finished = row.status in ("COMPLETED", "FAILED", "STOPPED")
+    finished = row.status in FINISHED
     when = duration(row.created_at, row.updated_at) if finished else age(row.created_at, now)
     return (
         row.task_id,
-        (row.task_type or "-")[:10],
+        SHORT_TYPES.get(row.task_type, row.task_type or "-"),
         row.status,
         progress,
         row.priority,
@@ -85,6 +88,8 @@ class TasksScreen(Section):
 
     def on_mount(self) -> None:
         super().on_mount()
+        if not self.hive.deterministic:
+            self.set_interval(1.0, self.tick_ages)
         self.query_one("#task-search", Input).display = False
         self.query_one("#task-header", Static).update(" " + self.table.header_text())
         self.table.focus()
@@ -96,14 +101,12 @@ class TasksScreen(Section):
     async def load_rows(self, snap: ClusterSnapshot) -> None:
         rows = await self.hive.backend.task_rows(snap.tasks)
         self.rows = {r.task_id: r for r in rows}
-        if self.table.total_count == 0:
-            self.table.set_rows(rows)
-        else:
-            gone = [k for k in list(self.table.visible_keys()) if k not in self.rows]
-            if gone:
-                self.table.remove_rows(gone)
-            self.table.update_rows(rows)
+        self.table.replace_rows(rows)
         self._status()
+
+    def tick_ages(self) -> None:
+        """Unfinished tasks' ages grow with the clock, not with refreshes."""
+        self.table.repaint(k for k, r in self.rows.items() if r.status not in FINISHED)
 
     def _status(self) -> None:
         t = self.table

@@ -140,7 +140,7 @@ class VpnScreen(Section):
             f"{server.listen_port}  address {server.address}  pool {server.pool} ({free} free)\n"
             f"public key {server.public_key}"
         )
-        self.peers_table.set_rows(peers)
+        self.peers_table.replace_rows(peers)
         mine = "" if backend.role == "admin" else f" (yours, {plain(backend.username)})"
         self.query_one("#vpn-status", Static).update(f"{len(peers)} peer(s){mine}{why}")
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from textual.binding import Binding
 from textual.geometry import Size
@@ -29,6 +30,8 @@ class Column:
     label: str
     width: int
     right: bool = False
+    # Ids keep their unique end: cut in the middle (`very-lo…-491a66`) instead of at the end.
+    middle: bool = False
 
 
 class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
@@ -116,40 +119,34 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
     def visible_keys(self) -> list[Hashable]:
         return list(self._order)
 
-    def set_rows(self, rows: Iterable[RowT]) -> None:
-        """Replace every row (the first load); the cursor stays on its key when it can."""
-        keep = self.cursor_key
-        self._rows = {self._key_of(r): r for r in rows}
-        self._text.clear()
-        self.marked &= set(self._rows)
-        self._rebuild(keep)
-
-    def update_rows(self, rows: Iterable[RowT]) -> int:
-        """Update rows in place (and add new ones); only changed rows are re-rendered. Returns the count."""
+    def replace_rows(self, rows: Iterable[RowT]) -> int:
+        """A refresh: these rows, in this order, are now the whole model (rows not among them are gone,
+        whether or not a filter shows them); only changed rows are re-rendered. Returns how many changed."""
+        fresh: dict[Hashable, RowT] = {}
         changed = 0
-        added = False
         for row in rows:
             key = self._key_of(row)
-            old = self._rows.get(key)
-            if old == row:
-                continue
-            added |= old is None
-            self._rows[key] = row
+            fresh[key] = row
+            if self._rows.get(key) != row:
+                self._text.pop(key, None)
+                changed += 1
+        gone = self._rows.keys() - fresh.keys()
+        for key in gone:
             self._text.pop(key, None)
-            changed += 1
-        if changed:
-            if added or self._sort is not None or self._filter is not None:
-                self._rebuild(self.cursor_key)
-            else:
-                self.refresh()
-        return changed
+        same_order = not gone and list(fresh) == list(self._rows)
+        self.marked &= set(fresh)
+        self._rows = fresh
+        if same_order and self._sort is None and self._filter is None:
+            self.refresh()  # the same rows in the same order: only the changed lines repaint
+        else:
+            self._rebuild(self.cursor_key)
+        return changed + len(gone)
 
-    def remove_rows(self, keys: Iterable[Hashable]) -> None:
+    def repaint(self, keys: Iterable[Hashable]) -> None:
+        """Render these rows again (their cells depend on the time, say) though the rows did not change."""
         for key in keys:
-            self._rows.pop(key, None)
             self._text.pop(key, None)
-            self.marked.discard(key)
-        self._rebuild(self.cursor_key)
+        self.refresh()
 
     def sort_by(self, column: str, reverse: bool = False) -> None:
         self._sort = (column, reverse)
@@ -181,14 +178,16 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
             label = c.label
             if self._sort and self._sort[0] == c.key:
                 label += "▼" if self._sort[1] else "▲"
-            parts.append(_fit(label, c.width, c.right))
+            parts.append(_fit(label, c.width, c.right, False))
         return " ".join(parts)
 
     def _line(self, key: Hashable) -> str:
         text = self._text.get(key)
         if text is None:
             cells = self._cells_of(self._rows[key])
-            text = " ".join(_fit(_show(v), c.width, c.right) for v, c in zip(cells, self.columns, strict=True))
+            text = " ".join(
+                _fit(_show(v), c.width, c.right, c.middle) for v, c in zip(cells, self.columns, strict=True)
+            )
             self._text[key] = text
         return text
 
@@ -257,10 +256,17 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _fit(text: str, width: int, right: bool) -> str:
-    if len(text) > width:
-        text = text[: max(width - 1, 0)] + "…"
-    return text.rjust(width) if right else text.ljust(width)
+def _fit(text: str, width: int, right: bool, middle: bool) -> str:
+    """`text` in exactly `width` terminal cells (wide characters count two), cut with an ellipsis."""
+    if cell_len(text) > width:
+        if middle and width >= 5:
+            tail = width // 2 - 1
+            text = set_cell_size(text, width - tail - 1) + "…" + text[-tail:]
+            text = set_cell_size(text, width)
+        else:
+            text = set_cell_size(text, max(width - 1, 0)) + "…"
+    padding = " " * (width - cell_len(text))
+    return padding + text if right else text + padding
 
 
 def _sort_key(value: Any) -> tuple[int, Any]:

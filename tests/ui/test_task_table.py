@@ -1,0 +1,73 @@
+"""The tasks table: rows follow the model (deleted rows stay deleted under a filter, new ones come in where
+the list puts them), ages move with the clock, and cut values keep what matters."""
+
+from __future__ import annotations
+
+from hivemind_tui.core.config import Settings
+from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.ui.app import HivemindApp
+from hivemind_tui.ui.backend import TaskRow
+from hivemind_tui.ui.screens.tasks import TasksScreen
+from hivemind_tui.ui.widgets.virtual_table import VirtualTable, _fit
+from tests.ui.demo import DEMO_NOW, DemoBackend
+from tests.ui.demo_shots import settle
+
+
+class NewestFirstBackend(DemoBackend):
+    """Rows newest first, as the live backend gives them."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings(refresh_interval=3600.0))
+
+    async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
+        rows = await super().task_rows(tasks)
+        return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+
+
+def table(app: HivemindApp) -> VirtualTable[TaskRow]:
+    return app.screen.query_one("#task-table", VirtualTable)
+
+
+async def test_rows_follow_the_model_through_filters_and_new_tasks_come_first() -> None:
+    backend = NewestFirstBackend()
+    app = HivemindApp(backend, deterministic=True, start="tasks")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, TasksScreen)
+        assert "montecarlo-5d" in table(app).visible_keys()
+        await pilot.press("f", "f", "f", "f")  # status filter: COMPLETED
+        await settle(pilot)
+        assert app.screen._status_filter == "COMPLETED"
+        backend.tasks = [t for t in backend.tasks if t.task_id != "montecarlo-5d"]  # pruned while filtered
+        app.action_refresh()
+        await settle(pilot)
+        await pilot.press("escape")  # clear the filter
+        await settle(pilot)
+        assert "montecarlo-5d" not in table(app).visible_keys()
+        backend.tasks.append(TaskInfo("fresh-01", "PENDING", "", "", "alice", DEMO_NOW - 5, DEMO_NOW - 5, 5000))
+        app.action_refresh()
+        await settle(pilot)
+        assert table(app).visible_keys()[0] == "fresh-01"
+
+
+async def test_ages_move_with_the_clock_and_wide_values_fit() -> None:
+    backend = NewestFirstBackend()
+    backend.tasks.append(TaskInfo("fresh-01", "PENDING", "", "", "alice", DEMO_NOW - 2, DEMO_NOW - 2, 5000))
+    app = HivemindApp(backend, deterministic=True, start="tasks")
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        line = table(app)._line("fresh-01")
+        assert " 5000 " in line and "    2s " in line
+        backend.clock.now += 31
+        screen.tick_ages()
+        assert "   33s " in table(app)._line("fresh-01")
+        finished = table(app)._line("montecarlo-5d")
+        assert " 10m00s " in finished  # a finished task shows how long it ran, whole
+
+
+def test_cells_are_cut_by_terminal_width_and_ids_in_the_middle() -> None:
+    assert _fit("very-long-task-name-491a66", 20, False, True) == "very-long-…me-491a66"
+    assert _fit("数据数据数据数据", 9, False, False) == "数据数据…"  # wide characters count two cells
+    assert _fit("é", 3, True, False) == "  é"
