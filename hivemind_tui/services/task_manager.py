@@ -354,7 +354,13 @@ class TaskManager:
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
         parents = await self.parents(tasks)
+        replaced = await self.store.fetchall(  # subtasks a retry replaced: still the parent's, never loose
+            "SELECT s.task_id FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
+            "WHERE p.pool = ? AND s.superseded = 1",
+            (self.pool,),
+        )
         owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
+        owned |= {r["task_id"] for r in replaced}
         return parents, [t for t in tasks if t.task_id not in owned]
 
     async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:

@@ -162,6 +162,8 @@ def test_failing_subtask_and_its_retry(cli: CLI, tmp_path: Path) -> None:
             break
         assert time.monotonic() < deadline, row
         time.sleep(0.3)
+    # The replaced subtask stays the parent's: it is not listed as a task of its own.
+    assert [r["task_id"] for r in cli.json("tasks", "list")["tasks"]] == [parent]
     with aggregated(cli, parent, tmp_path) as zf:
         assert zf.read("output/r.txt").decode().split() == [str(i) for i in range(30)]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -33,6 +35,18 @@ class DashboardScreen(Section):
             yield Static(id="alerts")
         yield Static(id="host")
 
+    @work(exclusive=True, group="task-counts", exit_on_error=False)
+    async def count_tasks(self, snap: ClusterSnapshot) -> None:
+        """Tasks counted as the tasks screen lists them: parents and plain tasks, subtasks beside them."""
+        rows = await self.hive.backend.task_rows(snap.tasks)
+        counts = Counter(r.status for r in rows)
+        order = [s for s in KNOWN_STATUSES if s in counts] + sorted(s for s in counts if s not in KNOWN_STATUSES)
+        cells = [f"{plain(s.lower()[:4])} [b]{counts[s]}[/b]" for s in order]
+        tasks = "\n".join("  ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
+        subtasks = sum(1 for t in snap.tasks if t.parent_task_id)
+        beside = f" [dim]· {subtasks} sub[/]" if subtasks else ""
+        self.query_one("#card-tasks", Static).update(f"[b]Tasks[/]{beside}\n{tasks}")
+
     def show(self, snap: ClusterSnapshot) -> None:
         now = self.hive.backend.clock()
         nodes = snap.nodes
@@ -43,11 +57,7 @@ class DashboardScreen(Section):
         else:
             node_text = f"[b]{snap.nodes_online}[/] online\nof {len(nodes.nodes)}"
         self.query_one("#card-nodes", Static).update(f"[b]Nodes[/]\n{node_text}")
-        counts = snap.task_counts
-        order = [s for s in KNOWN_STATUSES if s in counts] + sorted(s for s in counts if s not in KNOWN_STATUSES)
-        cells = [f"{s.lower()[:4]} [b]{counts[s]:<4}[/b]" for s in order]
-        tasks = "\n".join("  ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
-        self.query_one("#card-tasks", Static).update(f"[b]Tasks[/]\n{tasks}")
+        self.count_tasks(snap)
         balance = "-" if snap.balance is None else f"[b]{snap.balance:,}[/] CPT"
         self.query_one("#card-balance", Static).update(f"[b]Balance[/]\n{balance}")
         health = snap.health
