@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 from hivemind_tui.commands.base import Context, Result
 from hivemind_tui.core.logging_setup import configure_logging
@@ -43,45 +44,24 @@ def run_console(ctx: Context) -> Result:
     )
     HivemindApp(backend).run()
     if started:
-        return Result({"pool": address}, _tidy(ctx, address, backend.unfinished_at_close))
+        return Result({"pool": address}, exit_note(ctx.data_dir.pool, address, ctx.args.keep_pool))
     return Result({"pool": address}, "")
 
 
-def _tidy(ctx: Context, address: str, unfinished: int | None) -> str:
-    """`unfinished` as the console counted them at close; without a session then, a remembered one counts."""
-    if ctx.args.keep_pool:
-        return f"the embedded pool keeps running at {address} (--keep-pool); `hivemind-tui pool stop` ends it"
-    if unfinished is None:
-        unfinished = asyncio.run(_unfinished(ctx, address))
-    if unfinished is None:
-        return (
-            f"the embedded pool keeps running at {address}: its tasks could not be checked; "
-            "`hivemind-tui pool stop` ends it"
-        )
-    if unfinished:
-        return (
-            f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); "
-            "`hivemind-tui pool stop` ends it"
-        )
+def exit_note(pool_dir: Path, address: str, keep_pool: bool) -> str:
+    """After the console: stop the embedded pool it started unless that pool has unfinished tasks (asked of
+    the pool's own database, so it does not matter whether anyone logged in) or --keep-pool was given; a
+    pool left running is named, with the command that stops it."""
     from hivemind_tui.core.poolfile import stop_pool
+    from hivemind_tui.nodepool.storage import PoolPaths, unfinished_tasks
 
-    stop_pool(ctx.data_dir.pool)
+    stop_hint = "`hivemind-tui pool stop` ends it"
+    if keep_pool:
+        return f"the embedded pool keeps running at {address} (--keep-pool); {stop_hint}"
+    unfinished = unfinished_tasks(PoolPaths(pool_dir))
+    if unfinished is None:
+        return f"the embedded pool keeps running at {address}: its tasks could not be checked; {stop_hint}"
+    if unfinished:
+        return f"the embedded pool keeps running at {address}: {unfinished} unfinished task(s); {stop_hint}"
+    stop_pool(pool_dir)
     return "the embedded pool this console started is stopped"
-
-
-async def _unfinished(ctx: Context, address: str) -> int | None:
-    from hivemind_tui.core.errors import HivemindError
-    from hivemind_tui.services.nodepool_client import PoolClient
-    from hivemind_tui.services.session import Session
-
-    client = PoolClient(ctx.settings, address)
-    session = Session(client, ctx.data_dir.tokens)
-    try:
-        if not session.load():
-            return None
-        tasks = (await session.call(client.list_tasks)).tasks
-        return sum(not t.finished for t in tasks)
-    except HivemindError:
-        return None
-    finally:
-        await client.close()

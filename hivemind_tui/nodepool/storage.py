@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import os
+import sqlite3
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,3 +266,15 @@ def _read_from(path: Path, offset: int, max_bytes: int) -> tuple[str, int]:
     text = decoder.decode(data, final=False)
     pending = len(decoder.getstate()[0])
     return text, offset + len(data) - pending
+
+
+def unfinished_tasks(paths: PoolPaths) -> int | None:
+    """Tasks of the pool not yet COMPLETED, FAILED or STOPPED, read from its database (read-only, beside a
+    running pool); None when it cannot be read."""
+    marks = ",".join("?" * len(FINISHED))
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{paths.db}?mode=ro", uri=True, timeout=5)) as db:
+            row = db.execute(f"SELECT COUNT(*) FROM tasks WHERE status NOT IN ({marks})", FINISHED).fetchone()  # noqa: S608
+    except sqlite3.Error:
+        return None
+    return int(row[0])

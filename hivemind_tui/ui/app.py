@@ -68,6 +68,8 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         Binding("p", "pause", "Pause"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
+        Binding("colon", "jump", "Jump", key_display=":", show=False),
+        Binding("ctrl+c", "copy_or_quit", "Quit", show=False, priority=True),
     ]
 
     snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True)
@@ -246,6 +248,44 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         self.notify(f"refresh every {seconds:g} s")
 
     # -- navigation -------------------------------------------------------------------------------
+    def action_copy_or_quit(self) -> None:
+        """ctrl+c copies selected text, as in a terminal; with nothing selected it quits, as ctrl+q does."""
+        selected = self.screen.get_selected_text()
+        if selected:
+            self.copy_to_clipboard(selected)
+            self.notify(f"copied {len(selected)} characters")
+        else:
+            self.exit()
+
+    def action_jump(self) -> None:
+        if not self.backend.has_session():
+            return
+        from hivemind_tui.ui.screens.jump import JumpScreen
+
+        self.push_screen(JumpScreen(), self._jump_to)
+
+    async def _jump_to(self, target: str | None) -> None:
+        if not target:
+            return
+        from hivemind_tui.ui.screens.jump import resolve
+
+        snap = self.snapshot
+        tasks = {t.task_id for t in snap.tasks} if snap else set()
+        nodes = {n.node_id for n in snap.nodes.nodes} if snap and snap.nodes else set()
+        found = resolve(target, tasks, nodes)
+        if found is None:
+            self.notify(f"no section, task or node {target!r}", severity="warning")
+        elif found[0] == "section":
+            await self.action_section(found[1])
+        elif found[0] == "task":
+            from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
+
+            self.push_screen(TaskDetailScreen(found[1]))
+        else:
+            from hivemind_tui.ui.screens.node_detail import NodeDetailScreen
+
+            self.push_screen(NodeDetailScreen(found[1]))
+
     async def action_section(self, name: str) -> None:
         if self.backend.has_session() and self.current_mode != name:
             await self.switch_mode(name)

@@ -8,8 +8,6 @@ app's loop (`open()` in `on_mount`), never before `App.run()`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import shutil
 from dataclasses import dataclass, field
@@ -20,7 +18,6 @@ from typing import Protocol
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import DataDir
-from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.history import History, NodePoint
@@ -110,9 +107,6 @@ class ConsoleBackend(Protocol):
     async def vpn_export(self, path: Path, text: str) -> None: ...
 
 
-CLOSE_CHECK_SECONDS = 3.0
-
-
 def finished_per_interval(series: list[tuple[float, dict[str, int]]]) -> list[float]:
     """Tasks that finished between consecutive samples (counts of COMPLETED + FAILED, never negative)."""
     totals = [counts.get("COMPLETED", 0) + counts.get("FAILED", 0) for _, counts in series]
@@ -144,7 +138,6 @@ class LiveBackend:
         self._monitor: Monitor | None = None
         # Counted at close for an embedded pool, so the console can stop a pool it started (a session that
         # was not remembered leaves no token file to count them with afterwards).
-        self.unfinished_at_close: int | None = None
 
     @property
     def address(self) -> str:
@@ -189,10 +182,6 @@ class LiveBackend:
         )
 
     async def close(self) -> None:
-        if self._embedded and self.session.logged_in:
-            with contextlib.suppress(HivemindError, TimeoutError):
-                tasks = (await asyncio.wait_for(self.session.call(self.client.list_tasks), CLOSE_CHECK_SECONDS)).tasks
-                self.unfinished_at_close = sum(not t.finished for t in tasks)
         await self.client.close()
         await self.store.close()
 

@@ -91,10 +91,6 @@ class DeferredBackend:
         return ConnectionState()
 
     @property
-    def unfinished_at_close(self) -> int | None:
-        return self._live.unfinished_at_close if self._live else None
-
-    @property
     def admin_password_file(self) -> Path | None:
         return self._data_dir.pool / "admin-password" if self.embedded else None
 

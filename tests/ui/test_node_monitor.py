@@ -151,3 +151,15 @@ async def test_an_expired_session_asks_for_the_password_over_the_current_screen(
         await settle(pilot)
         assert isinstance(app.screen, NodesScreen)  # back where it was
         assert app.screen.query_one("#node-table", VirtualTable).row_count == 12
+
+
+def test_a_drained_node_that_still_beats_shows_draining_not_offline() -> None:
+    from dataclasses import replace
+
+    from hivemind_tui.ui.screens.nodes import NodeRow
+    from tests.ui.demo import demo_nodes
+
+    drained = replace(demo_nodes(10)[9], online=False, state="draining", running_tasks=0)
+    assert NodeRow(drained, "1s", alive=True).status == "draining"
+    assert NodeRow(drained, "10m", alive=False).status == "offline"
+    assert NodeRow(replace(drained, state="active"), "1s", alive=True).status == "offline"

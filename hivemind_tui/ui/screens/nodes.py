@@ -39,11 +39,13 @@ ACTIONS = {"cordoned": "cordon", "draining": "drain", "active": "activate", "for
 class NodeRow:
     node: NodeInfo
     beat: str
+    # Heard from within the heartbeat timeout: a drained node the pool counts offline is still alive.
+    alive: bool = True
 
     @property
     def status(self) -> str:
         if not self.node.online:
-            return "offline"
+            return "draining" if self.node.state == "draining" and self.alive else "offline"
         return self.node.state if self.node.state != "active" else (self.node.status or "online").lower()
 
 
@@ -126,7 +128,10 @@ class NodesScreen(Section):
         if snap.nodes is None:
             return
         now = self.hive.backend.clock()
-        rows = [NodeRow(n, age(n.last_heartbeat, now)) for n in snap.nodes.nodes]
+        timeout = self.hive.backend.settings.heartbeat_timeout
+        rows = [
+            NodeRow(n, age(n.last_heartbeat, now), now - (n.last_heartbeat or 0) < timeout) for n in snap.nodes.nodes
+        ]
         self.table.replace_rows(rows)
         self._status()
 

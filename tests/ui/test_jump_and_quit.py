@@ -1,0 +1,53 @@
+"""`:` jumps to a section, a task or a node; ctrl+c quits when no text is selected."""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from hivemind_tui.ui.screens.jump import resolve
+from hivemind_tui.ui.screens.node_detail import NodeDetailScreen
+from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
+from hivemind_tui.ui.screens.tasks import TasksScreen
+from tests.ui.demo_shots import demo_app, settle
+
+
+async def jump(pilot: Pilot[None], target: str) -> None:
+    await pilot.press("colon")
+    await settle(pilot)
+    pilot.app.screen.query_one("#jump-input", Input).value = target
+    await pilot.press("enter")
+    await settle(pilot)
+
+
+async def test_colon_jumps_to_sections_tasks_and_nodes() -> None:
+    app = demo_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await jump(pilot, "ta")
+        assert isinstance(app.screen, TasksScreen)
+        await jump(pilot, "render-b81e04")
+        assert isinstance(app.screen, TaskDetailScreen) and app.screen.task_id == "render-b81e04"
+        await pilot.press("escape")
+        await jump(pilot, "worker-00003")
+        assert isinstance(app.screen, NodeDetailScreen) and app.screen.node_id == "worker-00003"
+        await pilot.press("escape")
+        await jump(pilot, "nothing-here")
+        assert any("no section, task or node" in n.message for n in app._notifications)
+
+
+def test_resolve_prefers_an_unambiguous_section() -> None:
+    assert resolve("d", set(), set()) == ("section", "dashboard")
+    assert resolve(":vpn", set(), set()) == ("section", "vpn")
+    assert resolve("job-1", {"job-1"}, set()) == ("task", "job-1")
+    assert resolve("w1", set(), {"w1"}) == ("node", "w1")
+    assert resolve("x", {"y"}, {"z"}) is None
+
+
+async def test_ctrl_c_quits_when_nothing_is_selected() -> None:
+    app = demo_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert not app.is_running
