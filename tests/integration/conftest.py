@@ -29,9 +29,10 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 
 @pytest.fixture
 async def patient_cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    """The production heartbeat timeout (30 s): a worker starved of CPU by the tests running beside this
-    one is not taken for lost, so a test of exactly-once runs sees no re-queue it did not cause."""
-    async for running in _cluster(tmp_path, heartbeat_timeout=30.0):
+    """The production heartbeat timeout and rpc deadline (30 s, 10 s): a worker starved of CPU by the tests
+    running beside this one is not taken for lost, nor an ExecuteTask for refused, so a test of exactly-once
+    runs sees no re-queue it did not cause."""
+    async for running in _cluster(tmp_path, heartbeat_timeout=30.0, rpc_deadline=10.0):
         yield running
 
 

@@ -51,3 +51,17 @@ async def test_ctrl_c_quits_when_nothing_is_selected() -> None:
         await pilot.press("ctrl+c")
         await pilot.pause()
         assert not app.is_running
+
+
+async def test_help_lists_the_screens_keys_then_the_apps_then_textuals() -> None:
+    from textual.widgets import Static
+
+    app = demo_app(start="tasks")
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+        text = str(app.screen.query_one("#help-text", Static).render())
+        headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
+        assert headings[:3] == ["Tasks: keys", "Everywhere", "Also"]
+        assert text.index("Status filter") < text.index("Dashboard") < text.index("Focus Next")
