@@ -49,6 +49,11 @@ class DataDir:
     def pool(self) -> Path:
         return self.root / "pool"
 
+    @property
+    def exports(self) -> Path:
+        """Where the console saves peer configs and results by default: private, never a git checkout."""
+        return self.root / "exports"
+
     def ensure(self, *subdirs: str) -> DataDir:
         """Create the root and the named subfolders (0700) if they are missing; a data dir that cannot be
         a folder (under /proc, below a file, a file itself, no permission) is a setting error."""

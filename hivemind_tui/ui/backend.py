@@ -8,6 +8,7 @@ app's loop (`open()` in `on_mount`), never before `App.run()`.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
 from dataclasses import dataclass, field
@@ -74,6 +75,8 @@ class ConsoleBackend(Protocol):
     def connection(self) -> ConnectionState: ...
     @property
     def admin_password_file(self) -> Path | None: ...
+    @property
+    def exports_dir(self) -> Path: ...
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -164,6 +167,10 @@ class LiveBackend:
         return self.data_dir.pool / "admin-password" if self._embedded else None
 
     @property
+    def exports_dir(self) -> Path:
+        return self.data_dir.exports
+
+    @property
     def manager(self) -> TaskManager:
         return TaskManager(self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock)
 
@@ -176,6 +183,7 @@ class LiveBackend:
         return WireGuard(self.settings, self.data_dir.vpn, self.store, self.clock)
 
     async def open(self) -> None:
+        await asyncio.to_thread(self.data_dir.ensure, "exports")
         await self.store.open()
         self._monitor = Monitor(
             self.settings, self.session, self._metrics, History(self.store), Alerts(self.store), self.clock

@@ -94,6 +94,10 @@ class DeferredBackend:
     def admin_password_file(self) -> Path | None:
         return self._data_dir.pool / "admin-password" if self.embedded else None
 
+    @property
+    def exports_dir(self) -> Path:
+        return self._data_dir.exports
+
     def has_session(self) -> bool:
         return self._live.has_session() if self._live else bool(self._remembered)
 

@@ -206,6 +206,10 @@ class DemoBackend:
     def admin_password_file(self) -> Path | None:
         return Path("~/.local/share/hivemind-tui/pool/admin-password")
 
+    @property
+    def exports_dir(self) -> Path:
+        return Path("~/.local/share/hivemind-tui/exports")
+
     async def open(self) -> None:
         return None
 

@@ -84,3 +84,21 @@ async def test_a_download_goes_on_after_escape(tmp_path: Path) -> None:
         assert target.read_bytes() == b"result"
         assert any("saved 6 bytes" in n.message for n in app._notifications)
         assert "↓" not in header(app)
+
+
+async def test_exports_and_results_default_to_the_data_dirs_exports_folder() -> None:
+    app = HivemindApp(CountingBackend(), deterministic=True, start="vpn")
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter", "e")
+        await settle(pilot)
+        assert (
+            app.screen.query_one("#export-path", Input).value == "~/.local/share/hivemind-tui/exports/laptop-alice.conf"
+        )
+        await pilot.press("escape", "t")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("o")
+        value = app.screen.query_one("#log-search", Input).value
+        assert value == "~/.local/share/hivemind-tui/exports/etl-7f3a2c-result.zip"

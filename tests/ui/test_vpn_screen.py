@@ -33,6 +33,8 @@ async def test_admin_adds_shows_rekeys_and_revokes(pool: PoolProcess, tmp_path: 
         await settle(pilot)
         await log_in(pilot, app, "admin", pool.admin_password)
         await wait_until(pilot, lambda: app.snapshot is not None)
+        exports = app.backend.data_dir.root / "exports"  # the default target of exports, private
+        assert exports.is_dir() and exports.stat().st_mode & 0o777 == 0o700
         await pilot.press("v")
         await settle(pilot)
         assert isinstance(app.screen, VpnScreen)

@@ -233,8 +233,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         self.notify(f"resubmitted {len(new)} subtask(s)")
 
     def action_download(self) -> None:
-        folder = hive_of(self).backend.settings.upload_folder or "."
-        default = str(Path(folder).expanduser() / f"{self.task_id}-result.zip")
+        default = str(hive_of(self).backend.exports_dir / f"{self.task_id}-result.zip")
         field = self.query_one("#log-search", Input)
         field.display = True
         field.placeholder = "save the result to (enter)"

@@ -182,7 +182,7 @@ class VpnScreen(Section):
                 made.config + note + "\n" + qr_text(made.config),
                 made.config,
                 self.hive.backend.vpn_export,
-                f"{made.peer.name}.conf",
+                str(self.hive.backend.exports_dir / f"{made.peer.name}.conf"),
             )
         )
 
@@ -205,7 +205,7 @@ class VpnScreen(Section):
                 config + "\n" + qr_text(config),
                 config,
                 self.hive.backend.vpn_export,
-                f"{peer.name}.conf",
+                str(self.hive.backend.exports_dir / f"{peer.name}.conf"),
             )
         )
 
@@ -264,7 +264,11 @@ class VpnScreen(Section):
             return
         self.app.push_screen(
             TextViewScreen(
-                "Server config (holds the server's private key)", text, text, self.hive.backend.vpn_export, "wg0.conf"
+                "Server config (holds the server's private key)",
+                text,
+                text,
+                self.hive.backend.vpn_export,
+                str(self.hive.backend.exports_dir / "wg0.conf"),
             )
         )
 
