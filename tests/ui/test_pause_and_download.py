@@ -102,3 +102,18 @@ async def test_exports_and_results_default_to_the_data_dirs_exports_folder() -> 
         await pilot.press("o")
         value = app.screen.query_one("#log-search", Input).value
         assert value == "~/.local/share/hivemind-tui/exports/etl-7f3a2c-result.zip"
+
+
+async def test_a_followed_log_shows_its_last_line_after_the_layout_changes() -> None:
+    from textual.widgets import Log
+
+    app = HivemindApp(CountingBackend(), deterministic=True, start="tasks")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        log = app.screen.query_one("#task-log", Log)
+        assert log.line_count == 40 and log.scroll_y == log.max_scroll_y
+        await pilot.resize_terminal(100, 24)
+        await settle(pilot)
+        assert log.scroll_y == log.max_scroll_y > 0

@@ -37,6 +37,15 @@ SUB_COLUMNS = [
 ]
 
 
+class FollowedLog(Log):
+    """A log that, while it follows, keeps its last line in view when its size changes too (a table above
+    it growing, the terminal shrinking), not only when lines arrive."""
+
+    def on_resize(self) -> None:
+        if self.auto_scroll:
+            self.call_after_refresh(self.scroll_end, animate=False)
+
+
 class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "task_detail.tcss"
     BINDINGS = [
@@ -72,7 +81,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         with Horizontal(id="log-bar"):
             yield Static("", id="log-title")
             yield Input(placeholder="search the log", id="log-search")
-        yield Log(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
+        yield FollowedLog(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -154,6 +163,10 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
 
     def action_follow(self) -> None:
         self.following = not self.following
+        log = self.query_one("#task-log", Log)
+        log.auto_scroll = self.following
+        if self.following:
+            log.scroll_end(animate=False)
         self.poll_log()
 
     def action_search(self) -> None:
