@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from textual.widgets import Checkbox, Input, Static
+from textual.widgets import Input, Static
 
 from hivemind_tui.ui.screens.confirm import ConfirmScreen
 from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.screens.vpn import AddPeerScreen, VpnScreen
+from hivemind_tui.ui.widgets.toggle import Toggle
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 from tests.ui.conftest import PoolProcess, make_app
 from tests.ui.demo_shots import settle
@@ -47,7 +48,7 @@ async def test_admin_adds_shows_rekeys_and_revokes(pool: PoolProcess, tmp_path: 
         await settle(pilot)
         assert "control" in str(app.screen.query_one("#peer-error", Static).render())
         app.screen.query_one("#peer-name", Input).value = "laptop"
-        app.screen.query_one("#peer-keep", Checkbox).value = True
+        app.screen.query_one("#peer-keep", Toggle).value = True
         await pilot.press("enter")
         await wait_until(pilot, lambda: isinstance(app.screen, TextViewScreen))
         text = str(app.screen.query_one("#view-text", Static).render())

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, Static
+from textual.widgets import Button, Input, Label, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.monitor import ClusterSnapshot
@@ -23,6 +23,7 @@ from hivemind_tui.ui.format import age, plain, when
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.screens.text_view import TextViewScreen
+from hivemind_tui.ui.widgets.toggle import Toggle
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 COLUMNS = [
@@ -46,7 +47,7 @@ class AddPeerScreen(ModalScreen[tuple[str, tuple[str, ...], bool] | None]):
             yield Input(id="peer-name", placeholder="laptop-alice")
             yield Label("Split tunnel: networks besides the VPN subnet (empty: full tunnel, all traffic)")
             yield Input(id="peer-nets", placeholder="192.168.10.0/24, 10.20.0.0/16")
-            yield Checkbox("Keep the private key (0600) so the config can be shown again", id="peer-keep")
+            yield Toggle("Keep the private key (0600) so the config can be shown again", id="peer-keep")
             yield Static("", id="peer-error")
             with Horizontal():
                 yield Button("Add", id="peer-add", variant="primary")
@@ -71,7 +72,7 @@ class AddPeerScreen(ModalScreen[tuple[str, tuple[str, ...], bool] | None]):
         except HivemindError as exc:
             error.update(f"[b red]{plain(exc.message)}[/]")
             return
-        self.dismiss((name, networks, self.query_one("#peer-keep", Checkbox).value))
+        self.dismiss((name, networks, self.query_one("#peer-keep", Toggle).value))
 
 
 class VpnScreen(Section):
