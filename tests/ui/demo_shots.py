@@ -62,7 +62,7 @@ async def upload_preview(pilot: Pilot) -> None:
     from textual.widgets import Input
 
     screen.query_one("#zip-path", Input).value = f"{DEMO_FILES}/etl-job.zip"
-    await pilot.press("ctrl+r")
+    await pilot.press("enter")  # reads the manifest (its type, priority, shards), then previews the split
     await settle(pilot)
 
 

@@ -69,6 +69,19 @@ def _complete(value: str) -> str | None:
     return value + names[0][len(stem) :] if names else None
 
 
+class PathInput(Input):
+    """The zip's path: tab takes the completion shown (as a shell does) and moves on only when none is."""
+
+    BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+
+    def action_complete(self) -> None:
+        if self._suggestion and self.cursor_at_end:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
+        else:
+            self.screen.focus_next()
+
+
 class UploadScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "upload.tcss"
     BINDINGS = [
@@ -83,7 +96,10 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
         with Horizontal(id="upload-main"):
             with Vertical(id="picker"):
                 yield ZipTree(start, id="zip-tree")
-                yield Input(placeholder="path to a task .zip (tab completes)", id="zip-path", suggester=PathSuggester())
+                yield PathInput(
+                    placeholder="path to a task .zip (tab completes)", id="zip-path", suggester=PathSuggester()
+                )
+                yield Static("", id="path-error")
             with VerticalScroll(id="form"):
                 yield Label("Task type")
                 yield Select(TYPES, value="other", allow_blank=False, id="task_type")
@@ -114,6 +130,8 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
                 field.cursor_blink = False
         self.query_one("#upload-progress", ProgressBar).display = False
         self.watch(self.app, "upload_progress", self._progress, init=True)
+        # Keys typed at once go into the path, never to the app's one-letter bindings (p pauses, say).
+        self.query_one("#zip-path", Input).focus()
 
     # -- picking and the manifest -----------------------------------------------------------------
     @on(DirectoryTree.FileSelected, "#zip-tree")
@@ -128,7 +146,11 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
     @work(exclusive=True, group="manifest", exit_on_error=False)
     async def read_manifest(self, path: Path) -> None:
         s = hive_of(self).backend.settings
-        error = self.query_one("#form-error", Static)
+        error = self.query_one("#path-error", Static)  # beside the path, where the eye is
+        problem = await asyncio.to_thread(_path_problem, path)
+        if problem:
+            error.update(f"[b red]{plain(problem)}[/]")
+            return
         try:
             manifest = await asyncio.to_thread(read_task, path, ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio))
         except (HivemindError, OSError) as exc:
@@ -145,18 +167,18 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
         self.action_preview()
 
     def options(self) -> tuple[Path, SubmitOptions] | None:
-        """The form as submit options, or None with the problem shown beside the form."""
-        error = self.query_one("#form-error", Static)
+        """The form as submit options, or None: the problem shown beside its field, and in a toast that
+        names the field (the form's own line may be below the fold)."""
         path_text = self.query_one("#zip-path", Input).value.strip()
         if not path_text:
-            error.update("[b red]Pick a task .zip first.[/]")
+            self._refuse("#path-error", "the task zip: pick one in the tree or type its path", "#zip-path")
             return None
         values: dict[str, int | None] = {}
         for name in NUMBERS:
             field = self.query_one(f"#{name}", Input)
             if field.value.strip() and not field.is_valid:
-                error.update(f"[b red]{name.replace('_', ' ')}: a whole number of at least {NUMBERS[name]}[/]")
-                field.focus()
+                words = f"{name.replace('_', ' ')}: a whole number of at least {NUMBERS[name]}"
+                self._refuse("#form-error", words, f"#{name}")
                 return None
             values[name] = int(field.value) if field.value.strip() else None
         resources: dict[str, int | str | None] = {
@@ -168,6 +190,11 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
         )
         task_type = str(self.query_one("#task_type", Select).value)
         return Path(path_text).expanduser(), SubmitOptions(task_type, values["priority"], values["shards"], resources)
+
+    def _refuse(self, where: str, words: str, field: str) -> None:
+        self.query_one(where, Static).update(f"[b red]{plain(words)}[/]")
+        self.query_one(field).focus()
+        self.notify(f"cannot go on: {words}", severity="error")
 
     # -- preview and submit -----------------------------------------------------------------------
     @on(Button.Pressed, "#preview")
@@ -228,3 +255,14 @@ def plan_text(plan: SplitPlan) -> str:
     problems = [f"[b red]{plain(p)}[/]" for p in plan.problems]
     placement = "[dim]the pool places each subtask; weights follow free slots x CPU score[/]" if plan.split else ""
     return "\n".join([head, *rows, *notes, *problems, placement])
+
+
+def _path_problem(path: Path) -> str | None:
+    """Why `path` cannot be a task zip before reading it: empty, missing, a folder."""
+    if not str(path) or str(path) == ".":
+        return "the task zip: pick one in the tree or type its path"
+    if not path.exists():
+        return f"no such file: {path}"
+    if path.is_dir():
+        return f"{path} is a folder; pick a .zip in it"
+    return None
