@@ -58,16 +58,18 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         "nodes": lazy_screen("nodes", "NodesScreen"),
         "vpn": lazy_screen("vpn", "VpnScreen"),
     }
+    # Every screen's footer shows its own keys first; the app-wide ones stay out of it (they are in `?`, and
+    # the dashboard's footer shows the sections), so no footer is cut off at 80 or 100 columns.
     BINDINGS = [
-        Binding("d", "section('dashboard')", "Dashboard"),
-        Binding("t", "section('tasks')", "Tasks"),
-        Binding("n", "section('nodes')", "Nodes"),
-        Binding("v", "section('vpn')", "VPN"),
-        Binding("u", "upload", "Upload"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("p", "pause", "Pause"),
+        Binding("d", "section('dashboard')", "Dashboard", show=False),
+        Binding("t", "section('tasks')", "Tasks", show=False),
+        Binding("n", "section('nodes')", "Nodes", show=False),
+        Binding("v", "section('vpn')", "VPN", show=False),
+        Binding("u", "upload", "Upload", show=False),
+        Binding("r", "refresh", "Refresh", show=False),
+        Binding("p", "pause", "Pause", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", show=False),
         Binding("colon", "jump", "Jump", key_display=":", show=False),
         Binding("ctrl+c", "copy_or_quit", "Quit", show=False, priority=True),
     ]

@@ -64,4 +64,4 @@ async def test_help_lists_the_screens_keys_then_the_apps_then_textuals() -> None
         text = str(app.screen.query_one("#help-text", Static).render())
         headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
         assert headings[:3] == ["Tasks: keys", "Everywhere", "Also"]
-        assert text.index("Status filter") < text.index("Dashboard") < text.index("Focus Next")
+        assert text.index("Filter") < text.index("Dashboard") < text.index("Focus Next")

@@ -28,7 +28,7 @@ class Section(ReportsWorkerErrors, Screen[None]):
         yield ConsoleHeader()
         yield OutageBanner(id="banner")
         yield from self.body()
-        yield Footer()
+        yield Footer(compact=True)
 
     def body(self) -> ComposeResult:
         yield from ()

@@ -6,6 +6,7 @@ from collections import Counter
 
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Sparkline, Static
 
@@ -18,6 +19,16 @@ TREND_WINDOW = 3600.0
 
 
 class DashboardScreen(Section):
+    BINDINGS = [
+        Binding("t", "app.section('tasks')", "Tasks"),
+        Binding("n", "app.section('nodes')", "Nodes"),
+        Binding("v", "app.section('vpn')", "VPN"),
+        Binding("u", "app.upload", "Upload"),
+        Binding("r", "app.refresh", "Refresh"),
+        Binding("p", "app.pause", "Pause"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
     CSS_PATH = "dashboard.tcss"
 
     def body(self) -> ComposeResult:

@@ -35,7 +35,7 @@ class NodeDetailScreen(ReportsWorkerErrors, Screen[None]):
                 yield Static(title, classes="chart-title", id=f"{key}-title")
                 yield Sparkline([], id=f"{key}-chart")
         yield Static("", id="node-tasks")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.watch(self.app, "snapshot", self.show, init=True)

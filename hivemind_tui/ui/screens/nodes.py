@@ -92,7 +92,7 @@ class NodesScreen(Section):
         Binding("D", "state('draining')", "Drain", key_display="D"),
         Binding("a", "state('active')", "Activate"),
         Binding("F", "state('forget')", "Forget", key_display="F"),
-        Binding("y", "copy_id", "Copy id"),
+        Binding("y", "copy_id", "Copy"),
     ]
 
     def body(self) -> ComposeResult:

@@ -50,12 +50,12 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
     CSS_PATH = "task_detail.tcss"
     BINDINGS = [
         Binding("escape", "back", "Back"),
-        Binding("f", "follow", "Follow/pause log"),
-        Binding("slash", "search", "Search log", key_display="/"),
+        Binding("f", "follow", "Follow"),
+        Binding("slash", "search", "Search", key_display="/"),
         Binding("s", "stop", "Stop"),
-        Binding("R", "retry", "Retry failed", key_display="R"),
-        Binding("o", "download", "Download result"),
-        Binding("y", "copy_id", "Copy id"),
+        Binding("R", "retry", "Retry", key_display="R"),
+        Binding("o", "download", "Result"),
+        Binding("y", "copy_id", "Copy"),
     ]
 
     def __init__(self, task_id: str) -> None:
@@ -82,7 +82,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
             yield Static("", id="log-title")
             yield Input(placeholder="search the log", id="log-search")
         yield FollowedLog(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#log-search", Input).display = False

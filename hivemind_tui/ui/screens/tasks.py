@@ -56,13 +56,13 @@ def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
 class TasksScreen(Section):
     CSS_PATH = "tasks.tcss"
     BINDINGS = [
-        Binding("f", "cycle_filter", "Status filter"),
+        Binding("f", "cycle_filter", "Filter"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("escape", "clear", "Clear", show=False),
         *(Binding(str(i + 1), f"sort({i})", f"Sort by {c.label}", show=False) for i, c in enumerate(COLUMNS)),
         Binding("s", "stop", "Stop"),
         Binding("R", "retry", "Retry", key_display="R"),
-        Binding("y", "copy_id", "Copy id"),
+        Binding("y", "copy_id", "Copy"),
     ]
 
     def __init__(self) -> None:

@@ -122,7 +122,7 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
                     yield Button("Submit (ctrl+s)", id="submit", variant="primary")
         yield Static("Pick a zip to see its split.", id="plan")
         yield ProgressBar(id="upload-progress", show_eta=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         if getattr(self.app, "deterministic", False):

@@ -78,12 +78,12 @@ class AddPeerScreen(ModalScreen[tuple[str, tuple[str, ...], bool] | None]):
 class VpnScreen(Section):
     CSS_PATH = "vpn.tcss"
     BINDINGS = [
-        Binding("a", "add", "Add peer"),
+        Binding("a", "add", "Add"),
         Binding("k", "rekey", "Rekey"),
         Binding("x", "revoke", "Revoke"),
-        Binding("c", "server_config", "Server config"),
+        Binding("c", "server_config", "Server"),
         Binding("A", "apply", "Apply", key_display="A"),
-        Binding("y", "copy_key", "Copy key"),
+        Binding("y", "copy_key", "Copy"),
     ]
 
     def body(self) -> ComposeResult:
