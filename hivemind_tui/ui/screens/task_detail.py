@@ -56,6 +56,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         Binding("R", "retry", "Retry", key_display="R"),
         Binding("o", "download", "Result"),
         Binding("y", "copy_id", "Copy"),
+        Binding("l", "full_log", "Log"),
     ]
 
     def __init__(self, task_id: str) -> None:
@@ -261,6 +262,11 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         event.input.display = False
         event.input.placeholder = "search the log"
         hive_of(self).download_result(self.task_id, Path(event.value.strip()).expanduser())
+
+    def action_full_log(self) -> None:
+        from hivemind_tui.ui.screens.log_view import LogViewScreen
+
+        self.app.push_screen(LogViewScreen(self.log_task))
 
     def action_copy_id(self) -> None:
         hive_of(self).copy(self.log_task, "the task id")

@@ -63,6 +63,7 @@ class TasksScreen(Section):
         Binding("s", "stop", "Stop"),
         Binding("R", "retry", "Retry", key_display="R"),
         Binding("y", "copy_id", "Copy"),
+        Binding("l", "full_log", "Log"),
     ]
 
     def __init__(self) -> None:
@@ -165,6 +166,21 @@ class TasksScreen(Section):
         from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
 
         self.app.push_screen(TaskDetailScreen(str(event.key)))
+
+    @work(group="task-actions", exit_on_error=False)
+    async def action_full_log(self) -> None:
+        """The log of the task under the cursor; of a split parent's first subtask."""
+        key = self.table.cursor_key
+        if key is None:
+            return
+        task_id = str(key)
+        snap = self.hive.snapshot
+        parent = await self.hive.backend.parent(task_id, snap.tasks if snap else [])
+        if parent is not None and parent.split and parent.subtasks:
+            task_id = parent.subtasks[0].task_id
+        from hivemind_tui.ui.screens.log_view import LogViewScreen
+
+        self.app.push_screen(LogViewScreen(task_id))
 
     def _targets(self) -> list[str]:
         return sorted(map(str, self.table.marked)) or ([str(self.table.cursor_key)] if self.table.cursor_key else [])

@@ -1,0 +1,175 @@
+"""`l`: one task's log on the whole screen, as `kubectl logs -f` in k9s: following by default, `w` wraps long
+lines, `t` shows when each line arrived, `G`/`g` jump to the end/start, `/` searches and `n`/`N` step
+through the matches. The log is text, never markup."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, RichLog, Static
+
+from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.ui.format import clock_text, plain
+from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.widgets.header import ConsoleHeader
+from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
+
+KEPT_LINES = 20_000
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LogLine:
+    arrived: float
+    text: str
+
+
+class LogViewScreen(ReportsWorkerErrors, Screen[None]):
+    CSS_PATH = "log_view.tcss"
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("f", "follow", "Follow"),
+        Binding("w", "wrap", "Wrap"),
+        Binding("t", "timestamps", "Times"),
+        Binding("G", "end", "End", key_display="G"),
+        Binding("g", "start", "Start"),
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("n", "next_match(1)", "Next"),
+        Binding("N", "next_match(-1)", "Previous", key_display="N"),
+    ]
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.lines: list[LogLine] = []
+        self.following = True
+        self.wrap = False
+        self.timestamps = False
+        self.matches: list[int] = []
+        self.match = -1
+        self._offset = 0
+        self._partial = ""
+
+    def compose(self) -> ComposeResult:
+        yield ConsoleHeader()
+        yield Static("", id="logview-title")
+        yield RichLog(id="logview", markup=False, highlight=False, wrap=False, auto_scroll=True, max_lines=KEPT_LINES)
+        yield Input(placeholder="search the log", id="logview-search")
+        yield Footer(compact=True)
+
+    @property
+    def view(self) -> RichLog:
+        return self.query_one("#logview", RichLog)
+
+    def on_mount(self) -> None:
+        self.query_one("#logview-search", Input).display = False
+        self.poll()
+        if not hive_of(self).deterministic:
+            self.set_interval(POLL_SECONDS, self.poll)
+
+    @work(exclusive=True, group="log-view", exit_on_error=False)
+    async def poll(self) -> None:
+        try:
+            text, self._offset = await hive_of(self).backend.log_since(self.task_id, self._offset)
+        except HivemindError as exc:
+            self.query_one("#logview-title", Static).update(f"[b red]log unavailable: {plain(exc.message)}[/]")
+            return
+        if text:
+            *complete, self._partial = (self._partial + text).split("\n")
+            now = hive_of(self).backend.clock() if hive_of(self).deterministic else time.time()
+            fresh = [LogLine(now, line) for line in complete]
+            self.lines = (self.lines + fresh)[-KEPT_LINES:]
+            for line in fresh:
+                self.view.write(self._shown(line), scroll_end=self.following)
+        self._title()
+
+    def _shown(self, line: LogLine) -> str:
+        return f"{clock_text(line.arrived)}  {line.text}" if self.timestamps else line.text
+
+    def _redraw(self) -> None:
+        view = self.view
+        view.wrap = self.wrap
+        view.clear()
+        for line in self.lines:
+            view.write(self._shown(line), scroll_end=False)
+        if self.following:
+            view.scroll_end(animate=False)
+
+    def _title(self) -> None:
+        bits = ["following" if self.following else "paused (f follows)", f"{len(self.lines)} lines"]
+        bits += ["wrapped"] if self.wrap else []
+        if self.matches:
+            bits.append(f"match {self.match + 1} of {len(self.matches)}")
+        self.query_one("#logview-title", Static).update(
+            f"log of [b]{plain(self.task_id)}[/] · {plain(' · '.join(bits))}"
+        )
+
+    def action_follow(self) -> None:
+        self.following = not self.following
+        self.view.auto_scroll = self.following
+        if self.following:
+            self.view.scroll_end(animate=False)
+        self._title()
+
+    def action_wrap(self) -> None:
+        self.wrap = not self.wrap
+        self._redraw()
+        self._title()
+
+    def action_timestamps(self) -> None:
+        self.timestamps = not self.timestamps
+        self._redraw()
+
+    def action_end(self) -> None:
+        self.following = True
+        self.view.auto_scroll = True
+        self.view.scroll_end(animate=False)
+        self._title()
+
+    def action_start(self) -> None:
+        self._pause()
+        self.view.scroll_home(animate=False)
+
+    def _pause(self) -> None:
+        self.following = False
+        self.view.auto_scroll = False
+        self._title()
+
+    def action_search(self) -> None:
+        field = self.query_one("#logview-search", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Submitted, "#logview-search")
+    def _searched(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        needle = event.value.strip().lower()
+        self.matches = [i for i, line in enumerate(self.lines) if needle and needle in line.text.lower()]
+        self.match = -1
+        self.view.focus()
+        if not self.matches:
+            self.notify(f"{event.value.strip()!r} is not in the kept log")
+            self._title()
+            return
+        self.action_next_match(1)
+
+    def action_next_match(self, step: int) -> None:
+        if not self.matches or self.wrap:  # wrapped lines no longer map one line to one row
+            return
+        self._pause()
+        self.match = (self.match + step) % len(self.matches)
+        self.view.scroll_to(y=self.matches[self.match], animate=False)
+        self._title()
+
+    def action_back(self) -> None:
+        field = self.query_one("#logview-search", Input)
+        if field.display:
+            field.display = False
+            self.view.focus()
+            return
+        self.app.pop_screen()
