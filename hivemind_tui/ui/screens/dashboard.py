@@ -15,6 +15,7 @@ from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, bar, plain, rate, series, size
 from hivemind_tui.ui.screens.base import Section
 
+BUSIEST = 6
 TREND_WINDOW = 3600.0
 
 
@@ -39,11 +40,13 @@ class DashboardScreen(Section):
             yield Static(id="card-latency", classes="card")
         with Horizontal(id="middle"):
             with Vertical(id="trends"):
-                yield Static("Cluster CPU, last hour", classes="title")
+                yield Static("Cluster CPU, last hour", classes="title", id="cpu-title")
                 yield Sparkline([], id="cpu-trend")
-                yield Static("Tasks finished per refresh", classes="title")
+                yield Static("Tasks finished per refresh", classes="title", id="done-title")
                 yield Sparkline([], id="done-trend")
-            yield Static(id="alerts")
+            with Vertical(id="side"):
+                yield Static(id="alerts")
+                yield Static(id="busiest")
         yield Static(id="host")
 
     @work(exclusive=True, group="task-counts", exit_on_error=False)
@@ -81,8 +84,20 @@ class DashboardScreen(Section):
         if not alerts:
             lines.append("[green]none[/]")
         self.query_one("#alerts", Static).update("\n".join(lines))
+        self._busiest(snap)
         self._host(snap)
         self.load_trends()
+
+    def _busiest(self, snap: ClusterSnapshot) -> None:
+        """The nodes working hardest, as bars: where to look first when the cluster is slow."""
+        online = [n for n in snap.nodes.nodes if n.online] if snap.nodes and snap.nodes.supported else []
+        top = sorted(online, key=lambda n: (n.cpu_usage, n.memory_usage), reverse=True)[:BUSIEST]
+        lines = ["[b]Busiest nodes[/]  [dim]CPU · memory[/]"] + [
+            f"{plain(n.node_id[:16]):<16} {bar(n.cpu_usage, 8)} {n.cpu_usage:3.0f}%  {bar(n.memory_usage, 8)} "
+            f"{n.memory_usage:3.0f}%"
+            for n in top
+        ]
+        self.query_one("#busiest", Static).update("\n".join(lines) if top else "[b]Busiest nodes[/]  [dim]none[/]")
 
     def _host(self, snap: ClusterSnapshot) -> None:
         h = snap.host
@@ -110,3 +125,10 @@ class DashboardScreen(Section):
         trends = await backend.trends(backend.clock() - TREND_WINDOW)
         self.query_one("#cpu-trend", Sparkline).data = series(trends.cluster_cpu)
         self.query_one("#done-trend", Sparkline).data = series(trends.finished)
+        # The bars have no axis: their range and span are said in the titles.
+        span = f"{TREND_WINDOW / 60:.0f} min"
+        cpu, done = trends.cluster_cpu, trends.finished
+        cpu_range = f"{min(cpu):.0f}-{max(cpu):.0f}%" if cpu else "no samples yet"
+        self.query_one("#cpu-title", Static).update(f"Cluster CPU · {span} · {cpu_range}")
+        done_range = f"max {max(done):.0f}" if done else "no samples yet"
+        self.query_one("#done-title", Static).update(f"Done a refresh · {span} · {done_range}")
