@@ -52,8 +52,8 @@ class ConsoleHeader(Horizontal):
             words = "[dim]… connecting[/]"
         if hive_of(self).paused:
             last = snap.tasks_at or snap.nodes_at if snap else None
-            data = f", data {age(last, now)} old" if last else ""
-            words = f"[b yellow]❚❚ paused[/] (p resumes, r refreshes once{data})"
+            data = f" · data {age(last, now)} old" if last else ""
+            words = f"[b yellow]❚❚ paused[/]{data} (p resumes)"
         self.query_one("#pool", Static).update(f"{plain(backend.address)}  {words}")
         role = backend.role or "-"
         self.query_one("#who", Static).update(f"{plain(backend.username or 'not logged in')} ({plain(role)})")
