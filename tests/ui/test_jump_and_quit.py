@@ -65,3 +65,19 @@ async def test_help_lists_the_screens_keys_then_the_apps_then_textuals() -> None
         headings = [line for line in text.splitlines() if line and not line.startswith(" ")]
         assert headings[:3] == ["Tasks: keys", "Everywhere", "Also"]
         assert text.index("Filter") < text.index("Dashboard") < text.index("Focus Next")
+
+
+async def test_the_vpn_screen_filters_its_peers() -> None:
+    from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+
+    app = demo_app(start="vpn")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#vpn-peers", VirtualTable)
+        assert table.visible_keys() == ["laptop-alice", "phone-bob"]
+        await pilot.press("slash", *"bob")
+        await settle(pilot)
+        assert table.visible_keys() == ["phone-bob"]
+        await pilot.press("enter", "escape")
+        await settle(pilot)
+        assert table.visible_keys() == ["laptop-alice", "phone-bob"]

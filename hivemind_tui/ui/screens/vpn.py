@@ -84,10 +84,13 @@ class VpnScreen(Section):
         Binding("c", "server_config", "Server"),
         Binding("A", "apply", "Apply", key_display="A"),
         Binding("y", "copy_key", "Copy"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def body(self) -> ComposeResult:
         yield Static("", id="vpn-server")
+        yield Input(placeholder="filter peers: name, owner, address or mode", id="vpn-filter")
         yield Static(" " + " ".join(c.label.ljust(c.width) for c in COLUMNS), id="vpn-header")
         yield VirtualTable[Peer](COLUMNS, lambda p: p.name, self._cells, id="vpn-peers")
         yield Static("", id="vpn-status")
@@ -98,8 +101,31 @@ class VpnScreen(Section):
 
     def on_mount(self) -> None:
         super().on_mount()
+        self.query_one("#vpn-filter", Input).display = False
         self.peers_table.focus()
         self.load()
+
+    def action_filter(self) -> None:
+        field = self.query_one("#vpn-filter", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#vpn-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        needle = event.value.strip().lower()
+        self.peers_table.set_filter(
+            (lambda p: needle in f"{p.name} {p.owner} {p.address} {p.mode}".lower()) if needle else None
+        )
+
+    @on(Input.Submitted, "#vpn-filter")
+    def _filter_done(self) -> None:
+        self.peers_table.focus()
+
+    def action_clear_filter(self) -> None:
+        field = self.query_one("#vpn-filter", Input)
+        field.value, field.display = "", False
+        self.peers_table.set_filter(None)
+        self.peers_table.focus()
 
     @property
     def peers_table(self) -> VirtualTable[Peer]:
