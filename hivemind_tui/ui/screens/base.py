@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import Footer, Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.hive import hive_of
@@ -20,9 +20,20 @@ if TYPE_CHECKING:
 class Section(ReportsWorkerErrors, Screen[None]):
     """A section: subclasses yield their body from `body()` and render snapshots in `show()`."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown_text: dict[str, str] = {}
+
     @property
     def hive(self) -> HivemindApp:
         return hive_of(self)
+
+    def set_text(self, selector: str, text: str) -> None:
+        """Update a Static only when its text changes: an update costs a layout pass, and most refreshes
+        change little (an idle console repaints nothing but the clock)."""
+        if self._shown_text.get(selector) != text:
+            self._shown_text[selector] = text
+            self.query_one(selector, Static).update(text)
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()

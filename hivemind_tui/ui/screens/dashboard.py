@@ -59,7 +59,7 @@ class DashboardScreen(Section):
         tasks = "\n".join("  ".join(cells[i : i + 2]) for i in range(0, len(cells), 2)) or "[dim]none[/]"
         subtasks = sum(1 for t in snap.tasks if t.parent_task_id)
         beside = f" [dim]· {subtasks} sub[/]" if subtasks else ""
-        self.query_one("#card-tasks", Static).update(f"[b]Tasks[/]{beside}\n{tasks}")
+        self.set_text("#card-tasks", f"[b]Tasks[/]{beside}\n{tasks}")
 
     def show(self, snap: ClusterSnapshot) -> None:
         now = self.hive.backend.clock()
@@ -70,20 +70,20 @@ class DashboardScreen(Section):
             node_text = "[dim]not listed by\nthis pool[/]"
         else:
             node_text = f"[b]{snap.nodes_online}[/] online\nof {len(nodes.nodes)}"
-        self.query_one("#card-nodes", Static).update(f"[b]Nodes[/]\n{node_text}")
+        self.set_text("#card-nodes", f"[b]Nodes[/]\n{node_text}")
         self.count_tasks(snap)
         balance = "-" if snap.balance is None else f"[b]{snap.balance:,}[/] CPT"
-        self.query_one("#card-balance", Static).update(f"[b]Balance[/]\n{balance}")
+        self.set_text("#card-balance", f"[b]Balance[/]\n{balance}")
         health = snap.health
         latency = f"[b]{health.latency_ms:.1f}[/] ms\n{plain(health.version)}" if health else "[red]unreachable[/]"
-        self.query_one("#card-latency", Static).update(f"[b]Pool[/]\n{latency}")
+        self.set_text("#card-latency", f"[b]Pool[/]\n{latency}")
         alerts = snap.active_alerts
         lines = [f"[b]Alerts ({len(alerts)})[/]"] + [
             f"[yellow]▲[/] {plain(a.message)} [dim]{age(a.raised_at, now)}[/]" for a in alerts[:8]
         ]
         if not alerts:
             lines.append("[green]none[/]")
-        self.query_one("#alerts", Static).update("\n".join(lines))
+        self.set_text("#alerts", "\n".join(lines))
         self._busiest(snap)
         self._host(snap)
         self.load_trends()
@@ -97,12 +97,12 @@ class DashboardScreen(Section):
             f"{n.memory_usage:3.0f}%"
             for n in top
         ]
-        self.query_one("#busiest", Static).update("\n".join(lines) if top else "[b]Busiest nodes[/]  [dim]none[/]")
+        self.set_text("#busiest", "\n".join(lines) if top else "[b]Busiest nodes[/]  [dim]none[/]")
 
     def _host(self, snap: ClusterSnapshot) -> None:
         h = snap.host
         if h is None:
-            self.query_one("#host", Static).update("[dim]this host: no figures[/]")
+            self.set_text("#host", "[dim]this host: no figures[/]")
             return
         cores = "  ".join(f"{i}:{bar(p, 6)}{p:3.0f}%" for i, p in enumerate(h.per_core[:8]))
         disk = h.disks[0] if h.disks else None
@@ -117,7 +117,7 @@ class DashboardScreen(Section):
             f"net    ↑ {rate(h.net_sent_rate)}  ↓ {rate(h.net_recv_rate)}   console CPU {h.process_cpu_percent:.1f}%"
             f"  RSS {size(h.process_rss_bytes)}",
         ]
-        self.query_one("#host", Static).update("\n".join(lines))
+        self.set_text("#host", "\n".join(lines))
 
     @work(exclusive=True, group="trends", exit_on_error=False)
     async def load_trends(self) -> None:
@@ -129,6 +129,6 @@ class DashboardScreen(Section):
         span = f"{TREND_WINDOW / 60:.0f} min"
         cpu, done = trends.cluster_cpu, trends.finished
         cpu_range = f"{min(cpu):.0f}-{max(cpu):.0f}%" if cpu else "no samples yet"
-        self.query_one("#cpu-title", Static).update(f"Cluster CPU · {span} · {cpu_range}")
+        self.set_text("#cpu-title", f"Cluster CPU · {span} · {cpu_range}")
         done_range = f"max {max(done):.0f}" if done else "no samples yet"
-        self.query_one("#done-title", Static).update(f"Done a refresh · {span} · {done_range}")
+        self.set_text("#done-title", f"Done a refresh · {span} · {done_range}")
