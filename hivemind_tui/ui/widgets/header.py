@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 class ConsoleHeader(Horizontal):
     """Reads the app's snapshot; the screens never update it themselves."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, str] = {}
+
+    def _set(self, part: str, text: str) -> None:
+        """Only a changed part is updated: the clock changes every second, the rest rarely."""
+        if self._shown.get(part) != text:
+            self._shown[part] = text
+            self.query_one(f"#{part}", Static).update(text)
+
     def compose(self) -> ComposeResult:
         yield Static("HiveMind", id="brand")
         yield Static("", id="pool")
@@ -35,7 +45,7 @@ class ConsoleHeader(Horizontal):
         self.tick()
 
     def tick(self) -> None:
-        self.query_one("#clock", Static).update(clock_text(hive_of(self).backend.clock()))
+        self._set("clock", clock_text(hive_of(self).backend.clock()))
 
     def show(self, snap: ClusterSnapshot | None) -> None:
         backend = hive_of(self).backend
@@ -54,9 +64,9 @@ class ConsoleHeader(Horizontal):
             last = snap.tasks_at or snap.nodes_at if snap else None
             data = f" · data {age(last, now)} old" if last else ""
             words = f"[b yellow]❚❚ paused[/]{data} (p resumes)"
-        self.query_one("#pool", Static).update(f"{plain(backend.address)}  {words}")
+        self._set("pool", f"{plain(backend.address)}  {words}")
         role = backend.role or "-"
-        self.query_one("#who", Static).update(f"{plain(backend.username or 'not logged in')} ({plain(role)})")
+        self._set("who", f"{plain(backend.username or 'not logged in')} ({plain(role)})")
         self.tick()
 
     def show_transfers(self) -> None:
@@ -66,7 +76,7 @@ class ConsoleHeader(Horizontal):
             for arrow, p in (("↑", app.upload_progress), ("↓", app.download_progress))
             if p is not None
         ]
-        self.query_one("#transfers", Static).update(" " + "  ".join(parts) + " " if parts else "")
+        self._set("transfers", " " + "  ".join(parts) + " " if parts else "")
 
 
 class OutageBanner(Static):
