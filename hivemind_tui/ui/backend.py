@@ -52,6 +52,41 @@ class TaskRow:
     split: bool
     worker: str = ""
 
+    @classmethod
+    def of_parent(cls, p: ParentState) -> TaskRow:
+        return cls(
+            p.parent_id,
+            p.status,
+            p.message,
+            p.task_type,
+            p.priority,
+            p.owner,
+            p.created_at,
+            p.updated_at,
+            p.done,
+            p.total,
+            p.split,
+        )
+
+    @classmethod
+    def of_task(cls, t: TaskInfo) -> TaskRow:
+        """A task of the pool's outside any parent: done once it completed."""
+        done = int(t.status == "COMPLETED")
+        return cls(
+            t.task_id,
+            t.status,
+            t.message,
+            t.task_type,
+            t.priority,
+            t.owner,
+            t.created_at,
+            t.updated_at,
+            done,
+            1,
+            False,
+            t.worker,
+        )
+
 
 @dataclass
 class Trends:
@@ -236,39 +271,7 @@ class LiveBackend:
 
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
         parents, loose = await self.manager.overview(tasks)
-        rows = [
-            TaskRow(
-                p.parent_id,
-                p.status,
-                p.message,
-                p.task_type,
-                p.priority,
-                p.owner,
-                p.created_at,
-                p.updated_at,
-                p.done,
-                p.total,
-                p.split,
-            )
-            for p in parents
-        ]
-        rows += [
-            TaskRow(
-                t.task_id,
-                t.status,
-                t.message,
-                t.task_type,
-                t.priority,
-                t.owner,
-                t.created_at,
-                t.updated_at,
-                int(t.status == "COMPLETED"),
-                1,
-                False,
-                t.worker,
-            )
-            for t in loose
-        ]
+        rows = [TaskRow.of_parent(p) for p in parents] + [TaskRow.of_task(t) for t in loose]
         return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:

@@ -316,24 +316,7 @@ class DemoBackend:
                 "etl-7f3a2c", "RUNNING", "", "data_processing", 2, "alice", DEMO_NOW - 3600, DEMO_NOW - 60, 5, 8, True
             )
         ]
-        rows += [
-            TaskRow(
-                t.task_id,
-                t.status,
-                t.message,
-                t.task_type,
-                t.priority,
-                t.owner,
-                t.created_at,
-                t.updated_at,
-                int(t.status == "COMPLETED"),
-                1,
-                False,
-                t.worker,
-            )
-            for t in tasks
-            if not t.parent_task_id
-        ]
+        rows += [TaskRow.of_task(t) for t in tasks if not t.parent_task_id]
         return rows
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:
