@@ -13,11 +13,12 @@ from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import table, when
+from hivemind_tui.core import qr
 from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.errors import ExitCode, NotPermittedError, UsageError
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.store import Store
-from hivemind_tui.services.wireguard import NewPeer, Peer, WireGuard, parse_networks, qr_file, qr_text
+from hivemind_tui.services.wireguard import NewPeer, Peer, WireGuard, parse_networks
 
 
 def register(registry: CommandRegistry) -> None:
@@ -114,14 +115,14 @@ async def _deliver(ctx: Context, made: NewPeer, output: Path | None, wg: WireGua
         data["config"] = made.config
         text_parts.append(made.config)
     if getattr(ctx.args, "qr", False):
-        data["qr"] = qr_text(made.config)
+        data["qr"] = qr.half_blocks(made.config).text
         text_parts.append(str(data["qr"]))
     qr_path = getattr(ctx.args, "qr_file", None)
     if qr_path is not None:
         kind = qr_path.suffix.lstrip(".").lower()
         if kind not in ("svg", "png"):
             raise UsageError("--qr-file must end in .svg or .png")
-        await asyncio.to_thread(_write_private, qr_path, qr_file(made.config, kind))
+        await asyncio.to_thread(_write_private, qr_path, qr.image(made.config, kind))
         data["qr_file"] = str(qr_path)
     if not made.peer.key_kept:
         text_parts.append("(the private key is not kept: save this config now)")
@@ -177,7 +178,7 @@ async def show(ctx: Context) -> Result:
             data["config"] = config
             lines.append(config)
             if ctx.args.qr:
-                data["qr"] = qr_text(config)
+                data["qr"] = qr.half_blocks(config).text
                 lines.append(str(data["qr"]))
         else:
             lines.append(f"(the private key was not kept: `vpn rekey {peer.name}` issues a new config)")

@@ -498,32 +498,3 @@ def parse_dump(text: str) -> dict[str, PeerStatus]:
             int(parts[6]),
         )
     return peers
-
-
-# -- QR codes ---------------------------------------------------------------------------------------
-def qr_text(data: str) -> str:
-    """A QR code of `data` drawn with Unicode half blocks, two modules a character row, with a quiet zone."""
-    import segno
-
-    matrix = [list(row) for row in segno.make(data, error="l", micro=False).matrix]
-    border = 2
-    size = len(matrix) + 2 * border
-    grid = [[False] * size for _ in range(size)]
-    for y, row in enumerate(matrix):
-        for x, dark in enumerate(row):
-            grid[y + border][x + border] = bool(dark)
-    if size % 2:
-        grid.append([False] * size)
-    # Light modules are drawn as blocks so the code reads on dark terminals (inverted colours scan too).
-    chars = {(False, False): "█", (False, True): "▀", (True, False): "▄", (True, True): " "}
-    return "\n".join("".join(chars[(grid[y][x], grid[y + 1][x])] for x in range(size)) for y in range(0, len(grid), 2))
-
-
-def qr_file(data: str, kind: str) -> bytes:
-    import io
-
-    import segno
-
-    buffer = io.BytesIO()
-    segno.make(data, error="l", micro=False).save(buffer, kind=kind, scale=6 if kind == "png" else 4)
-    return buffer.getvalue()

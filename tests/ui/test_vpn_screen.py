@@ -9,13 +9,16 @@ from pathlib import Path
 from textual.widgets import Input, Static
 
 from hivemind_tui.ui.screens.confirm import ConfirmScreen
+from hivemind_tui.ui.screens.qr_view import QrScreen
 from hivemind_tui.ui.screens.text_view import TextViewScreen
 from hivemind_tui.ui.screens.vpn import AddPeerScreen, VpnScreen
 from hivemind_tui.ui.widgets.toggle import Toggle
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
+from tests.terminal_paint import png, screen_cells
 from tests.ui.conftest import PoolProcess, make_app
 from tests.ui.demo_shots import settle
 from tests.ui.test_console import log_in, wait_until
+from tests.unit.test_qr import decode
 
 
 def vpn_init(data: Path) -> None:
@@ -102,3 +105,28 @@ async def test_others_see_their_own_peers_and_why_actions_are_disabled(pool: Poo
             await pilot.press(key)
             await settle(pilot)
             assert isinstance(app.screen, VpnScreen), key
+
+
+async def test_qr_only_view_decodes_at_100x30_and_asks_for_room_at_60x20(pool: PoolProcess, tmp_path: Path) -> None:
+    app = make_app(pool, tmp_path)
+    vpn_init(app.backend.data_dir.root)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await log_in(pilot, app, "admin", pool.admin_password)
+        await wait_until(pilot, lambda: app.snapshot is not None)
+        made = await app.backend.vpn_add("phone-of-ops", (), True)
+        await pilot.press("v")
+        await wait_until(pilot, lambda: isinstance(app.screen, VpnScreen) and bool(app.screen.query(VirtualTable)))
+        await wait_until(pilot, lambda: app.screen.query_one(VirtualTable).row_count == 1)
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, TextViewScreen))
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, QrScreen))
+        await settle(pilot)
+        assert decode(png(screen_cells(app)), tmp_path) == made.config
+        await pilot.resize_terminal(60, 20)
+        await settle(pilot)
+        assert "enlarge the terminal" in str(app.screen.query_one("#qr-code", Static).render())
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, TextViewScreen)

@@ -1,7 +1,8 @@
 """VPN: the server identity, the peers with handshake status, and (admins) add, show, rekey, revoke, apply.
 
-Keys: `a` add a peer, enter shows a peer's config and QR (keys kept only), `k` rekeys, `x` revokes (after a
-confirmation), `c` shows and exports the server config, `A` applies it (a dry run first), `y` copies.
+Keys: `a` add a peer, enter shows a peer's config and QR (keys kept only; `s` there shows the QR alone), `k`
+rekeys, `x` revokes (after a confirmation), `c` shows and exports the server config, `A` applies it (a dry run
+first), `y` copies.
 Others see their own peers, and why the actions are disabled.
 """
 
@@ -16,9 +17,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from hivemind_tui.core import qr
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, check_name, parse_networks, qr_text
+from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, check_name, parse_networks
 from hivemind_tui.ui.format import age, plain, when
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
@@ -206,10 +208,11 @@ class VpnScreen(Section):
         self.app.push_screen(
             TextViewScreen(
                 f"Peer {made.peer.name} {what}: config and QR",
-                made.config + note + "\n" + qr_text(made.config),
+                made.config + note + "\n" + qr.half_blocks(made.config).text,
                 made.config,
                 self.hive.backend.vpn_export,
                 str(self.hive.backend.exports_dir / f"{made.peer.name}.conf"),
+                qr_data=made.config,
             )
         )
 
@@ -229,10 +232,11 @@ class VpnScreen(Section):
         self.app.push_screen(
             TextViewScreen(
                 f"Peer {peer.name}: config and QR",
-                config + "\n" + qr_text(config),
+                config + "\n" + qr.half_blocks(config).text,
                 config,
                 self.hive.backend.vpn_export,
                 str(self.hive.backend.exports_dir / f"{peer.name}.conf"),
+                qr_data=config,
             )
         )
 
