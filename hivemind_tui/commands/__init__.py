@@ -16,6 +16,7 @@ def register_all(registry: CommandRegistry) -> None:
         session_cmd,
         status_cmd,
         tasks_cmd,
+        tls_cmd,
         vpn_cmd,
         worker_cmd,
     )
@@ -26,5 +27,6 @@ def register_all(registry: CommandRegistry) -> None:
     tasks_cmd.register(registry)
     vpn_cmd.register(registry)
     pool_cmd.register(registry)
+    tls_cmd.register(registry)
     worker_cmd.register(registry)
     config_cmd.register(registry)

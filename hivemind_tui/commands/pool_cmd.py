@@ -12,13 +12,19 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
+from hivemind_tui.commands.common import table, when
+from hivemind_tui.core import tls
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotPermittedError, UsageError
+from hivemind_tui.core.join_token import JoinToken
+from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.core.poolfile import read_pool_info, running_pool, stop_pool
+from hivemind_tui.core.tls_setup import server_tls, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import ROLES, Accounts
 from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.joining import JoinTokens
 from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_workers
-from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin
+from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin, is_loopback
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 from hivemind_tui.nodepool.worker import default_node_id
@@ -62,6 +68,17 @@ def register(registry: CommandRegistry) -> None:
     disable = pool.command("disable-user", disable_user, "disable a user (their tokens stop working)")
     disable.add_argument("name")
     pool.command("prune", prune, "remove finished tasks older than retention_days now")
+    join = pool.command("join-token", join_token, "print a token a worker on another host joins with")
+    join.add_argument("--ttl", default="24h", help="how long the token works: 90s, 30m, 24h, 7d (default 24h)")
+    join.add_argument(
+        "--address",
+        action="append",
+        default=None,
+        metavar="HOST:PORT",
+        help="where workers reach the pool (repeat; default: the running pool's address)",
+    )
+    join.add_argument("--revoke", metavar="ID", help="revoke the token with this id (`all`: every live one)")
+    join.add_argument("--list", action="store_true", help="list the tokens (ids, expiry, joins), not their secrets")
 
 
 async def serve(ctx: Context) -> Result:
@@ -240,3 +257,90 @@ async def prune(ctx: Context) -> Result:
         )
         removed = await book.prune()
     return Result({"pruned": removed}, f"{removed} finished tasks pruned")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    text = text.strip().lower()
+    unit = DURATION_UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    try:
+        value = float(number) * (unit or 1)
+    except ValueError:
+        raise UsageError(f"--ttl {text}: expected a duration such as 90s, 30m, 24h or 7d") from None
+    if not 0 < value <= 365 * 86400:
+        raise UsageError("--ttl must be more than 0 and at most 365d")
+    return value
+
+
+def _join_addresses(ctx: Context) -> list[str]:
+    if ctx.args.address:
+        return list(ctx.args.address)
+    info = running_pool(ctx.data_dir.pool)
+    if info is None:
+        raise UsageError("no pool runs for this data dir: pass --address HOST:PORT (where workers reach it)")
+    address = info.join_address or info.address  # under mutual TLS, workers join at the join desk
+    host, _, port = address.rpartition(":")
+    if host.strip("[]") not in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising wildcards, not binding
+        return [address]
+    cert = tls_paths(ctx.settings).cert("pool")
+    names = [n for n in tls.info(cert).names if not is_loopback(n)] if cert.exists() else []
+    if not names:
+        raise UsageError(f"the pool listens on {info.address} (every address): pass --address HOST:PORT")
+    return [f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names]
+
+
+def _pool_ca_sha256(ctx: Context) -> str:
+    """The fingerprint of the CA a TLS pool shows, empty for a plaintext one (reached over the VPN)."""
+    server = server_tls(ctx.settings)
+    if server is None or server.ca is None:
+        return ""
+    return tls.fingerprint(server.ca)
+
+
+async def join_token(ctx: Context) -> Result:
+    if ctx.args.list:
+        async with _pool_storage(ctx) as storage:
+            rows = await JoinTokens(storage, time.time).listed()
+        now = time.time()
+        listed = [
+            {
+                "id": r.token_id,
+                "created_at": r.created_at,
+                "expires_at": r.expires_at,
+                "state": "revoked" if r.revoked_at else "expired" if r.expires_at <= now else "live",
+                "joins": r.joins,
+            }
+            for r in rows
+        ]
+        text = table(
+            ["ID", "STATE", "EXPIRES", "JOINS"],
+            [[t["id"], t["state"], when(r.expires_at), r.joins] for t, r in zip(listed, rows, strict=True)],
+        )
+        return Result({"tokens": listed}, text if rows else "no join tokens")
+    _require_writer(ctx)
+    if ctx.args.revoke:
+        target = None if ctx.args.revoke == "all" else ctx.args.revoke
+        async with _pool_storage(ctx) as storage:
+            count = await JoinTokens(storage, time.time).revoke(target)
+        if target is not None and count == 0:
+            raise HivemindError(f"no live join token {target}", code="NOT_FOUND")
+        return Result({"revoked": count}, f"{count} join token(s) revoked")
+    ttl = parse_duration(ctx.args.ttl)
+    addresses = _join_addresses(ctx)
+    ca_sha256 = _pool_ca_sha256(ctx)
+    async with _pool_storage(ctx) as storage:
+        token_id, secret = await JoinTokens(storage, time.time).create(ttl)
+    register_secret(secret)
+    token = JoinToken(tuple(addresses), ca_sha256, token_id, secret).encode()
+    register_secret(token)
+    ctx.warn(
+        f"join token {token_id} for {', '.join(addresses)}, valid {ctx.args.ttl}"
+        + ("" if ca_sha256 else " (plaintext pool: use it only over the VPN)")
+        + f"; revoke with `hivemind-tui pool join-token --revoke {token_id}`"
+    )
+    return Result(
+        {"token": token, "id": token_id, "addresses": addresses, "expires_in": ttl, "tls": bool(ca_sha256)}, token
+    )

@@ -7,15 +7,21 @@ import asyncio
 import os
 import signal
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
-from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core import tls
+from hivemind_tui.core.errors import ConfigError, TlsProblemError, UsageError
+from hivemind_tui.core.join_token import decode as decode_token
 from hivemind_tui.core.logging_setup import configure_logging, register_secret
 from hivemind_tui.core.poolfile import running_pool
+from hivemind_tui.core.tls_probe import ChannelSecurity, diagnose
+from hivemind_tui.core.tls_setup import client_security, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
+from hivemind_tui.nodepool.join_client import JoinState, join_pool
 from hivemind_tui.nodepool.server import grpc_options, message_limit
 from hivemind_tui.nodepool.task_runner import RunSettings, choose_task_python, task_user_for
 from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, task_base_dir
@@ -38,6 +44,13 @@ def register(registry: CommandRegistry) -> None:
     )
     cmd.add_argument("--node-id", metavar="ID", help="default: host name plus a suffix kept in the data dir")
     cmd.add_argument("--secret-file", metavar="F", type=Path, help="default: DATA_DIR/pool/worker-secret")
+    cmd.add_argument(
+        "--join",
+        metavar="TOKEN",
+        default=None,
+        help="join a pool with a token from `pool join-token` (or HIVEMIND_JOIN_TOKEN); kept afterwards, "
+        "so later starts need no token",
+    )
     cmd.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # see local_workers
     cmd.set_defaults(process_kind="worker")
 
@@ -72,23 +85,102 @@ async def _until_orphaned(parent_pid: int, stop: asyncio.Event) -> None:
             return
 
 
+@dataclass(frozen=True)
+class PoolLink:
+    """Where the worker's pool is and how it is reached."""
+
+    address: str
+    secret: str
+    security: ChannelSecurity | None
+    serve_tls: tuple[bytes, bytes] | None
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def _joined_link(state: JoinState, record: dict[str, object]) -> PoolLink:
+    secret = _read(state.secret, "the worker secret").decode().strip()
+    register_secret(secret)
+    address = str(record["pool"])
+    if not record.get("tls"):
+        return PoolLink(address, secret, None, None)
+    cert, key = _read(state.cert, "the worker certificate"), _read(state.key, "the worker key")
+    security = ChannelSecurity(_read(state.ca, "the pool's CA"), str(state.ca), cert, key)
+    return PoolLink(address, secret, security, (cert, key))
+
+
+def _worker_pair(ctx: Context, node_id: str) -> tuple[bytes, bytes]:
+    """This worker's certificate: the settings', or one the data dir's own CA issues (a local worker)."""
+    s = ctx.settings
+    if s.tls_client_cert and s.tls_client_key:
+        return _read(Path(s.tls_client_cert).expanduser(), "tls_client_cert"), _read(
+            Path(s.tls_client_key).expanduser(), "tls_client_key"
+        )
+    paths = tls_paths(s)
+    name = "worker-" + tls.worker_name(node_id).split(".")[0]
+    if not paths.cert(name).exists():
+        if not paths.ca_key.exists():
+            raise ConfigError(
+                "the pool speaks TLS and this worker has no certificate of its CA: join with a token "
+                "(worker --join) or set tls_client_cert and tls_client_key (from `tls issue NODE_ID`)"
+            )
+        cert, key = tls.issue(paths.ca.read_bytes(), paths.ca_key.read_bytes(), node_id, [tls.worker_name(node_id)])
+        tls.write_pair(paths, name, cert, key)
+    return paths.cert(name).read_bytes(), paths.key(name).read_bytes()
+
+
+def _local_link(ctx: Context, node_id: str) -> PoolLink:
+    address = _pool_address(ctx)
+    security = client_security(ctx.settings, address)
+    if security is None:
+        return PoolLink(address, _secret(ctx), None, None)
+    cert, key = _worker_pair(ctx, node_id)
+    return PoolLink(address, _secret(ctx), replace(security, cert=cert, key=key), (cert, key))
+
+
+async def _link(ctx: Context, node_id: str, state: JoinState) -> PoolLink:
+    record = state.joined()
+    token_text = ctx.args.join or os.environ.get("HIVEMIND_JOIN_TOKEN", "")
+    if record is None and token_text:
+        token = decode_token(token_text)
+        address = await join_pool(token, node_id, state, ctx.settings.rpc_deadline)
+        ctx.warn(f"joined the pool at {address} as {node_id}; later starts need no token")
+        record = state.joined()
+        assert record is not None
+    elif record is not None and token_text:
+        ctx.warn(f"already joined the pool at {record['pool']}: the token is not needed")
+    if record is not None:
+        return _joined_link(state, record)
+    return await asyncio.to_thread(_local_link, ctx, node_id)
+
+
 async def worker(ctx: Context) -> Result:
     s = ctx.settings
     slots = ctx.args.slots if ctx.args.slots is not None else (psutil.cpu_count() or 1)
     if slots < 1:
         raise UsageError("--slots must be 1 or more")
     state_dir = ctx.data_dir.root / "worker"
-    node_id = ctx.args.node_id or default_node_id(state_dir)
+    state = JoinState(state_dir)
+    record = state.joined()
+    node_id = ctx.args.node_id or (str(record["node_id"]) if record else "") or default_node_id(state_dir)
     configure_logging(ctx.data_dir.logs, f"worker-{node_id}", s.log_level)
+    link = await _link(ctx, node_id, state)
+    problem = await asyncio.to_thread(diagnose, link.address, link.security)
+    if problem is not None:
+        raise TlsProblemError(problem)
     user = task_user_for(s.task_user)
     candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
     python = await asyncio.to_thread(choose_task_python, user, candidates) if user else sys.executable
     config = WorkerConfig(
-        pool_address=_pool_address(ctx),
+        pool_address=link.address,
         node_id=node_id,
         listen=ctx.args.listen,
         slots=slots,
-        secret=_secret(ctx),
+        secret=link.secret,
         heartbeat_interval=s.heartbeat_interval,
         rpc_deadline=s.rpc_deadline,
         transfer_deadline=s.transfer_deadline,
@@ -102,6 +194,8 @@ async def worker(ctx: Context) -> Result:
             python=python,
             base_dir=task_base_dir(node_id),
         ),
+        pool_tls=link.security,
+        serve_tls=link.serve_tls,
     )
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -114,6 +208,7 @@ async def worker(ctx: Context) -> Result:
         raise UsageError(str(exc)) from None
     ctx.warn(
         f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
+        + (" over TLS" if link.security else "")
         + (f", tasks run as {user}" if user else ", tasks run as this user")
     )
     watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None

@@ -162,9 +162,21 @@ class Settings:
     pool_address: str = knob(
         "", _address(True), "Node Pool address HOST:PORT; empty: the embedded pool", env=("NODE_POOL_ADDRESS",)
     )
-    tls_ca: str = knob("", _text, "CA certificate (PEM) that signs the pool's certificate; empty: plaintext")
-    tls_cert: str = knob("", _text, "certificate (PEM) the embedded pool serves with TLS")
-    tls_key: str = knob("", _text, "private key (PEM) of tls_cert", secret=True)
+    tls_ca: str = knob(
+        "",
+        _text,
+        "CA certificate (PEM) that signs the pool's certificate; empty: DATA_DIR/tls/ca.pem for this data dir's "
+        "own TLS pool, else plaintext",
+    )
+    tls_cert: str = knob("", _text, "certificate (PEM) the embedded pool serves; empty: DATA_DIR/tls/pool.pem if any")
+    tls_key: str = knob("", _text, "private key (PEM) of tls_cert; empty: DATA_DIR/tls/pool-key.pem", secret=True)
+    tls_client_auth: bool = knob(
+        False, _boolean, "mutual TLS: the pool accepts only clients with a certificate of its CA"
+    )
+    tls_client_cert: str = knob(
+        "", _text, "certificate (PEM) this side shows a mutual-TLS pool; empty: DATA_DIR/tls/client.pem if any"
+    )
+    tls_client_key: str = knob("", _text, "private key (PEM) of tls_client_cert", secret=True)
     data_dir: str = knob(
         "",
         _text,

@@ -53,6 +53,12 @@ class UnreachableError(HivemindError):
     code = "UNREACHABLE"
 
 
+class TlsProblemError(UnreachableError):
+    """The pool answers, but TLS between us fails; the message names the cause (see core/tls_probe)."""
+
+    code = "TLS"
+
+
 class NotAuthenticatedError(HivemindError):
     exit_code = ExitCode.NOT_AUTHENTICATED
     code = "NOT_AUTHENTICATED"

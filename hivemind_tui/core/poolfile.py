@@ -26,6 +26,10 @@ class PoolInfo:
     started_at: float
     # The kernel's start time of the pool process (psutil's create_time); 0 in files of older versions.
     process_started: float = 0.0
+    # Whether it serves TLS (with the data dir's certificates unless the settings name others).
+    tls: bool = False
+    # Under mutual TLS, where a worker without a certificate yet joins (JoinWorker only); else empty.
+    join_address: str = ""
 
 
 def pool_json(pool_dir: Path) -> Path:
@@ -38,6 +42,8 @@ def write_pool_info(pool_dir: Path, info: PoolInfo) -> None:
         "pid": info.pid,
         "started_at": info.started_at,
         "process_started": info.process_started,
+        "tls": info.tls,
+        "join_address": info.join_address,
     }
     atomic_write(pool_json(pool_dir), json.dumps(data).encode(), mode=0o600)
 
@@ -57,6 +63,8 @@ def read_pool_info(pool_dir: Path) -> PoolInfo | None:
             int(data["pid"]),
             float(data.get("started_at", 0)),
             float(data.get("process_started", 0)),
+            bool(data.get("tls", False)),
+            str(data.get("join_address", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -19,6 +19,7 @@ import aiosqlite
 import grpc
 
 from hivemind_tui.core.clock import Clock
+from hivemind_tui.core.tls import worker_name
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.servicers import WORKER_SECRET_HEADER
 from hivemind_tui.nodepool.storage import PoolStorage
@@ -88,8 +89,12 @@ class Scheduler:
         retry_limit: int,
         channel_options: list[tuple[str, int]],
         dispatch_deadline: float,
+        worker_tls: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._storage = storage
+        # A TLS pool dials its workers with TLS too and checks each one's certificate names the node it
+        # scheduled on (tls.worker_name); a plaintext pool's workers serve plaintext.
+        self._worker_tls = worker_tls
         self._nodes = nodes
         self._clock = clock
         self._metadata = ((WORKER_SECRET_HEADER, worker_secret),)
@@ -302,8 +307,13 @@ class Scheduler:
     def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceAsyncStub:
         host = node["address"]
         target = f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
-        channel = self._channels.get(target)
+        key = f"{target} {node['node_id']}"
+        channel = self._channels.get(key)
         if channel is None:
-            channel = grpc.aio.insecure_channel(target, options=self._channel_options)
-            self._channels[target] = channel
+            if self._worker_tls is None:
+                channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+            else:
+                options = [*self._channel_options, ("grpc.ssl_target_name_override", worker_name(node["node_id"]))]
+                channel = grpc.aio.secure_channel(target, self._worker_tls, options=options)
+            self._channels[key] = channel
         return pb_grpc.WorkerNodeServiceStub(channel)

@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -18,13 +19,15 @@ from hivemind_tui.core.datadir import DataDir, atomic_write
 from hivemind_tui.core.errors import UsageError
 from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.core.poolfile import PoolInfo, process_started, remove_pool_info, write_pool_info
+from hivemind_tui.core.tls_setup import ServerTls, server_tls, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import Accounts
+from hivemind_tui.nodepool.joining import JoinDesk, JoinTokens
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.reports import TaskReports
 from hivemind_tui.nodepool.scheduler import Scheduler
-from hivemind_tui.nodepool.servicers import PoolParts, add_servicers, bind, new_server
+from hivemind_tui.nodepool.servicers import PoolParts, add_join_desk, add_servicers, bind, new_server
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 
@@ -67,14 +70,6 @@ def load_or_create_secret(path: Path) -> str:
     return value
 
 
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    if not (settings.tls_cert and settings.tls_key):
-        return None
-    key = Path(settings.tls_key).expanduser().read_bytes()
-    cert = Path(settings.tls_cert).expanduser().read_bytes()
-    return grpc.ssl_server_credentials([(key, cert)])
-
-
 class PoolServer:
     """One embedded pool: `await start()`, then `await stop()`."""
 
@@ -98,10 +93,12 @@ class PoolServer:
         self.storage = PoolStorage(self.paths)
         self.parts: PoolParts | None = None
         self._server: grpc.aio.Server | None = None
+        self._join_server: grpc.aio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self.scheduler: Scheduler | None = None
+        self.tls: ServerTls | None = None
 
-    def _check_listen(self, credentials: grpc.ServerCredentials | None) -> None:
+    def _check_listen(self, credentials: ServerTls | None) -> None:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit():
             raise UsageError(f"--listen {self.listen}: expected HOST:PORT")
@@ -112,8 +109,9 @@ class PoolServer:
             )
 
     async def start(self) -> str:
-        credentials = server_credentials(self.settings)
+        credentials = server_tls(self.settings)
         self._check_listen(credentials)
+        self.tls = credentials
         await self.storage.open()
         secret = await asyncio.to_thread(load_or_create_secret, self.paths.worker_secret)
         accounts = Accounts(
@@ -134,6 +132,7 @@ class PoolServer:
             reports=TaskReports(self.storage, self.clock, limits),
             worker_secret=secret,
             clock=self.clock,
+            join=JoinDesk(JoinTokens(self.storage, self.clock), secret, tls_paths(self.settings).root),
         )
         await self._first_run_admin(accounts)
         self.scheduler = Scheduler(
@@ -144,6 +143,9 @@ class PoolServer:
             self.settings.task_retry_limit,
             grpc_options(self.settings),
             self.settings.transfer_deadline,
+            None
+            if credentials is None
+            else grpc.ssl_channel_credentials(credentials.ca, credentials.key, credentials.chain),
         )
         self.parts.tasks.on_change = self.scheduler.wake
         self.parts.tasks.stop_running = self.scheduler.stop_on_worker
@@ -152,23 +154,39 @@ class PoolServer:
         await self.scheduler.requeue_after_restart()
         self._server = new_server(grpc_options(self.settings))
         add_servicers(self._server, self.parts, self.hivemind_compat)
+        host = self.listen.rpartition(":")[0]
         try:
-            port = bind(self._server, self.listen, credentials)
+            port = bind(self._server, self.listen, credentials.credentials() if credentials else None)
+            assert self.parts.join is not None
+            self.parts.join.pool_port = port
+            join_address = await self._start_join_desk(host, port, credentials)
         except OSError as exc:
             await self.storage.close()
             raise UsageError(str(exc)) from None
         await self._server.start()
-        host = self.listen.rpartition(":")[0]
         self.address = f"{host}:{port}"
-        await asyncio.to_thread(
-            write_pool_info,
-            self.paths.root,
-            PoolInfo(self.address, os.getpid(), self.clock(), process_started(os.getpid())),
+        info = PoolInfo(
+            self.address, os.getpid(), self.clock(), process_started(os.getpid()), credentials is not None, join_address
         )
+        await asyncio.to_thread(write_pool_info, self.paths.root, info)
         self._housekeeping = asyncio.create_task(self._housekeep())
         self.scheduler.start()
-        log.info("pool listening on %s (data in %s)", self.address, self.paths.root)
+        mode = "plaintext" if credentials is None else "mutual TLS" if credentials.client_auth else "TLS"
+        log.info("pool listening on %s with %s (data in %s)", self.address, mode, self.paths.root)
         return self.address
+
+    async def _start_join_desk(self, host: str, port: int, credentials: ServerTls | None) -> str:
+        """Under mutual TLS, a second port (the pool's plus one) where a worker without a certificate yet
+        can call JoinWorker, and nothing else; the empty string when the pool's own port does that."""
+        if credentials is None or not credentials.client_auth:
+            return ""
+        assert self.parts is not None
+        self._join_server = new_server(grpc_options(self.settings))
+        add_join_desk(self._join_server, self.parts)
+        join_port = bind(self._join_server, f"{host}:{port + 1}", replace(credentials, client_auth=False).credentials())
+        await self._join_server.start()
+        log.info("join desk (JoinWorker only, no client certificate needed) on %s:%d", host, join_port)
+        return f"{host}:{join_port}"
 
     async def _first_run_admin(self, accounts: Accounts) -> None:
         self.first_admin_password = await ensure_first_admin(accounts, self.paths, self.settings.new_user_balance)
@@ -189,6 +207,9 @@ class PoolServer:
                 await self._housekeeping
         if self.scheduler is not None:
             await self.scheduler.close()
+        if self._join_server is not None:
+            await self._join_server.stop(0)
+            self._join_server = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None

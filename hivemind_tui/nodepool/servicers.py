@@ -21,6 +21,7 @@ from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Accounts, Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.joining import JoinDesk
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry, Registration, peer_host
 from hivemind_tui.nodepool.reports import TaskReports
@@ -63,6 +64,7 @@ class PoolParts:
     reports: TaskReports
     worker_secret: str
     clock: Clock
+    join: JoinDesk | None = None
 
 
 def refusals_as(response: type) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
@@ -323,6 +325,22 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
         )
         return pb.StatusResponse(success=True, message="ok")
 
+    @refusals_as(pb.JoinWorkerResponse)
+    async def JoinWorker(
+        self, request: pb.JoinWorkerRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.JoinWorkerResponse:
+        if self.p.join is None:
+            raise PoolRefusal("NOT_SUPPORTED", "this pool does not take join tokens")
+        joined = await self.p.join.join(request.token_id, request.join_secret, request.node_id, request.csr_pem)
+        return pb.JoinWorkerResponse(
+            success=True,
+            message="ok",
+            worker_secret=joined.worker_secret,
+            certificate_pem=joined.certificate_pem,
+            ca_pem=joined.ca_pem,
+            pool_port=joined.pool_port,
+        )
+
     @refusals_as(pb.RunningStatusResponse)
     async def ReportStatus(
         self, request: pb.RunningStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -413,7 +431,16 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
 
 
 EXTENSION_RPCS = frozenset(
-    {"Logout", "GetNodeList", "SetNodeState", "GetTasklogSince", "Health", "UploadTaskStream", "StopTasks"}
+    {
+        "Logout",
+        "GetNodeList",
+        "SetNodeState",
+        "GetTasklogSince",
+        "Health",
+        "UploadTaskStream",
+        "StopTasks",
+        "JoinWorker",
+    }
 )
 
 
@@ -500,6 +527,37 @@ def add_master_servicer(server: grpc.aio.Server, servicer: Any) -> None:
     service = "nodepool.MasterNodeService"
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, capture.handlers),))
     server.add_registered_method_handlers(service, capture.handlers)
+
+
+CLIENT_CERTIFICATE_REQUIRED = "CLIENT_CERTIFICATE_REQUIRED"
+# Reachable without a client certificate under mutual TLS: a joining worker has none yet.
+NO_CLIENT_CERTIFICATE_NEEDED = frozenset({"JoinWorker"})
+
+
+def client_certificate_required(servicer: Any, service: str) -> Any:
+    """Every rpc but JoinWorker refused to a peer that showed no certificate (on the join desk, none does:
+    gRPC's TLS either requires a client certificate or never asks for one)."""
+    for method in pb.DESCRIPTOR.services_by_name[service].methods:
+        if method.name in NO_CLIENT_CERTIFICATE_NEEDED:
+            continue
+        original = getattr(servicer, method.name)
+
+        async def checked(request: Any, context: grpc.aio.ServicerContext[Any, Any], _call: Any = original) -> Any:
+            if not context.peer_identities():
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"{CLIENT_CERTIFICATE_REQUIRED}: this pool accepts only clients with a certificate of its CA",
+                )
+            return await _call(request, context)
+
+        setattr(servicer, method.name, checked)
+    return servicer
+
+
+def add_join_desk(server: grpc.aio.Server, parts: PoolParts) -> None:
+    """The mutual-TLS pool's second port: JoinWorker for workers without a certificate yet, nothing else."""
+    servicer = client_certificate_required(NodeManagerServicer(parts), "NodeManagerService")
+    pb_grpc.add_NodeManagerServiceServicer_to_server(servicer, server)
 
 
 def add_servicers(server: grpc.aio.Server, parts: PoolParts, hivemind_compat: bool = False) -> None:

@@ -98,6 +98,14 @@ MIGRATIONS: list[Migration] = [
     ],
     # 2: whether a worker reported the exit code; until one has, `exit_code` is unknown, not 0.
     "ALTER TABLE tasks ADD COLUMN exit_reported INTEGER NOT NULL DEFAULT 0",
+    # 3: join tokens; only a hash of each secret is kept.
+    """CREATE TABLE join_tokens (
+        token_id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        revoked_at REAL,
+        joins INTEGER NOT NULL DEFAULT 0)""",
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

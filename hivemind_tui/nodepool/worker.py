@@ -23,6 +23,8 @@ import grpc
 import psutil
 
 from hivemind_tui.core.retry import Backoff, retry
+from hivemind_tui.core.tls_probe import ChannelSecurity
+from hivemind_tui.core.tls_setup import channel_credentials, secure_options
 from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
 from hivemind_tui.nodepool.servicers import (
@@ -57,6 +59,10 @@ class WorkerConfig:
     channel_options: list[tuple[str, int]]
     cpu_score_cache: Path
     run: RunSettings
+    # TLS to the pool (its CA, and this worker's certificate for mutual TLS); None: plaintext.
+    pool_tls: ChannelSecurity | None = None
+    # (certificate, key) this worker serves ExecuteTask with; a TLS pool dials only TLS workers.
+    serve_tls: tuple[bytes, bytes] | None = None
 
 
 def default_node_id(state_dir: Path) -> str:
@@ -82,6 +88,14 @@ def advertised_host(listen: str) -> str:
 def task_base_dir(node_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)
     return Path(tempfile.gettempdir()) / f"hivemind-worker-{safe}"
+
+
+def pool_channel(address: str, security: ChannelSecurity | None, options: list[tuple[str, int]]) -> grpc.aio.Channel:
+    if security is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(
+        address, channel_credentials(security), options=[*options, *secure_options(security)]
+    )
 
 
 def _code(error: BaseException) -> str:
@@ -156,9 +170,13 @@ class Worker:
         psutil.cpu_percent(None)  # primes the counter; later calls measure since the previous one
         self._server = new_server(self.config.channel_options)
         pb_grpc.add_WorkerNodeServiceServicer_to_server(WorkerServicer(self), self._server)
-        self.port = bind(self._server, self.config.listen)
+        serving = None
+        if self.config.serve_tls is not None:
+            cert, key = self.config.serve_tls
+            serving = grpc.ssl_server_credentials([(key, cert)])
+        self.port = bind(self._server, self.config.listen, serving)
         await self._server.start()
-        self._channel = grpc.aio.insecure_channel(self.config.pool_address, options=self.config.channel_options)
+        self._channel = pool_channel(self.config.pool_address, self.config.pool_tls, self.config.channel_options)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
         log.info("worker %s listening on port %d for pool %s", self.config.node_id, self.port, self.config.pool_address)
         return self.port

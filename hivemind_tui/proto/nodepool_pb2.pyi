@@ -266,6 +266,69 @@ class LogoutResponse(_message.Message):
 Global___LogoutResponse: _TypeAlias = LogoutResponse  # noqa: Y015
 
 @_typing.final
+class JoinWorkerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    JOIN_SECRET_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
+    CSR_PEM_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    join_secret: _builtins.str
+    node_id: _builtins.str
+    csr_pem: _builtins.str
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        join_secret: _builtins.str = ...,
+        node_id: _builtins.str = ...,
+        csr_pem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["csr_pem", b"csr_pem", "join_secret", b"join_secret", "node_id", b"node_id", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinWorkerRequest: _TypeAlias = JoinWorkerRequest  # noqa: Y015
+
+@_typing.final
+class JoinWorkerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUCCESS_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    WORKER_SECRET_FIELD_NUMBER: _builtins.int
+    CERTIFICATE_PEM_FIELD_NUMBER: _builtins.int
+    CA_PEM_FIELD_NUMBER: _builtins.int
+    POOL_PORT_FIELD_NUMBER: _builtins.int
+    success: _builtins.bool
+    message: _builtins.str
+    worker_secret: _builtins.str
+    certificate_pem: _builtins.str
+    ca_pem: _builtins.str
+    pool_port: _builtins.int
+    """Where the pool serves everything else when that is not the port joined at (mutual TLS's join desk)."""
+    def __init__(
+        self,
+        *,
+        success: _builtins.bool = ...,
+        message: _builtins.str = ...,
+        worker_secret: _builtins.str = ...,
+        certificate_pem: _builtins.str = ...,
+        ca_pem: _builtins.str = ...,
+        pool_port: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_pem", b"ca_pem", "certificate_pem", b"certificate_pem", "message", b"message", "pool_port", b"pool_port", "success", b"success", "worker_secret", b"worker_secret"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JoinWorkerResponse: _TypeAlias = JoinWorkerResponse  # noqa: Y015
+
+@_typing.final
 class RegisterWorkerNodeRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -303,6 +303,11 @@ class NodeManagerServiceStub:
                 request_serializer=nodepool__pb2.SetNodeStateRequest.SerializeToString,
                 response_deserializer=nodepool__pb2.SetNodeStateResponse.FromString,
                 _registered_method=True)
+        self.JoinWorker = channel.unary_unary(
+                '/nodepool.NodeManagerService/JoinWorker',
+                request_serializer=nodepool__pb2.JoinWorkerRequest.SerializeToString,
+                response_deserializer=nodepool__pb2.JoinWorkerResponse.FromString,
+                _registered_method=True)
 
 
 class NodeManagerServiceServicer:
@@ -335,6 +340,14 @@ class NodeManagerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def JoinWorker(self, request, context):
+        """Extension: a worker trades a join token's secret for the worker secret and a certificate of the
+        pool's CA signed for its own key (it sends only a CSR). Refused once the token expired or was revoked.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeManagerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +370,11 @@ def add_NodeManagerServiceServicer_to_server(servicer, server):
                     servicer.SetNodeState,
                     request_deserializer=nodepool__pb2.SetNodeStateRequest.FromString,
                     response_serializer=nodepool__pb2.SetNodeStateResponse.SerializeToString,
+            ),
+            'JoinWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinWorker,
+                    request_deserializer=nodepool__pb2.JoinWorkerRequest.FromString,
+                    response_serializer=nodepool__pb2.JoinWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -468,6 +486,33 @@ class NodeManagerService:
             '/nodepool.NodeManagerService/SetNodeState',
             nodepool__pb2.SetNodeStateRequest.SerializeToString,
             nodepool__pb2.SetNodeStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nodepool.NodeManagerService/JoinWorker',
+            nodepool__pb2.JoinWorkerRequest.SerializeToString,
+            nodepool__pb2.JoinWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -115,6 +115,10 @@ class NodeManagerServiceStub:
     """Extension: every node the pool knows, with capacity, live usage and state."""
     SetNodeState: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.SetNodeStateRequest, _nodepool_pb2.SetNodeStateResponse]
     """Extension (admins): `active`, `cordoned`, `draining` or `forget`."""
+    JoinWorker: _grpc.UnaryUnaryMultiCallable[_nodepool_pb2.JoinWorkerRequest, _nodepool_pb2.JoinWorkerResponse]
+    """Extension: a worker trades a join token's secret for the worker secret and a certificate of the
+    pool's CA signed for its own key (it sends only a CSR). Refused once the token expired or was revoked.
+    """
 
 @_typing.type_check_only
 class NodeManagerServiceAsyncStub(NodeManagerServiceStub):
@@ -127,6 +131,10 @@ class NodeManagerServiceAsyncStub(NodeManagerServiceStub):
     """Extension: every node the pool knows, with capacity, live usage and state."""
     SetNodeState: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.SetNodeStateRequest, _nodepool_pb2.SetNodeStateResponse]  # type: ignore[assignment]
     """Extension (admins): `active`, `cordoned`, `draining` or `forget`."""
+    JoinWorker: _aio.UnaryUnaryMultiCallable[_nodepool_pb2.JoinWorkerRequest, _nodepool_pb2.JoinWorkerResponse]  # type: ignore[assignment]
+    """Extension: a worker trades a join token's secret for the worker secret and a certificate of the
+    pool's CA signed for its own key (it sends only a CSR). Refused once the token expired or was revoked.
+    """
 
 class NodeManagerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Worker registration and heartbeats; the node list and node states."""
@@ -160,6 +168,16 @@ class NodeManagerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_nodepool_pb2.SetNodeStateResponse, _abc.Awaitable[_nodepool_pb2.SetNodeStateResponse]]:
         """Extension (admins): `active`, `cordoned`, `draining` or `forget`."""
+
+    @_abc_1.abstractmethod
+    def JoinWorker(
+        self,
+        request: _nodepool_pb2.JoinWorkerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_nodepool_pb2.JoinWorkerResponse, _abc.Awaitable[_nodepool_pb2.JoinWorkerResponse]]:
+        """Extension: a worker trades a join token's secret for the worker secret and a certificate of the
+        pool's CA signed for its own key (it sends only a CSR). Refused once the token expired or was revoked.
+        """
 
 def add_NodeManagerServiceServicer_to_server(servicer: NodeManagerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

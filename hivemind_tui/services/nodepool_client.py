@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -21,8 +20,10 @@ import grpc
 from hivemind_tui.core import upload_chunks
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.errors import NotSupportedError
+from hivemind_tui.core.errors import NotSupportedError, TlsProblemError
 from hivemind_tui.core.retry import Backoff
+from hivemind_tui.core.tls_probe import diagnose
+from hivemind_tui.core.tls_setup import channel_credentials, client_security, secure_options
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for
@@ -113,6 +114,10 @@ def _check(reply: Any) -> Any:
     return reply
 
 
+# The pool's words when mutual TLS refuses a peer without a certificate (nodepool/servicers.py).
+CLIENT_CERTIFICATE_REQUIRED = "CLIENT_CERTIFICATE_REQUIRED"
+
+
 class PoolClient:
     def __init__(
         self, settings: Settings, address: str, clock: Clock = system_clock, receive_limit: int | None = None
@@ -131,6 +136,10 @@ class PoolClient:
         self.on_state_change: Callable[[ConnectionState], None] = lambda state: None
         # None until known: from Health's extensions, or from a first UploadTaskStream answered UNIMPLEMENTED.
         self._stream_uploads: bool | None = None
+        self.security = client_security(settings, address)
+        # The one-line cause of a failing TLS connection, looked for once per run of failures.
+        self._tls_problem: str | None = None
+        self._diagnosed = False
 
     # -- channel ----------------------------------------------------------------------------------
     def _stubs(self) -> grpc.aio.Channel:
@@ -143,9 +152,10 @@ class PoolClient:
                 ("grpc.initial_reconnect_backoff_ms", 200),
                 ("grpc.max_reconnect_backoff_ms", 2000),
             ]
-            if self.settings.tls_ca:
-                creds = grpc.ssl_channel_credentials(Path(self.settings.tls_ca).expanduser().read_bytes())
-                self._channel = grpc.aio.secure_channel(self.address, creds, options=options)
+            if self.security is not None:
+                creds = channel_credentials(self.security)
+                secure = [*options, *secure_options(self.security)]
+                self._channel = grpc.aio.secure_channel(self.address, creds, options=secure)
             else:
                 self._channel = grpc.aio.insecure_channel(self.address, options=options)
         return self._channel
@@ -173,6 +183,8 @@ class PoolClient:
     ) -> T:
         deadline = deadline or self.settings.rpc_deadline
         wait = self._retry_not_before - time.monotonic()
+        if wait > 0 and self._tls_problem is not None:
+            raise TlsProblemError(self._tls_problem)
         if wait > 0:  # backing off after failures: say so at once instead of hammering the pool
             raise NotConnectedError(self.address, "backing off", wait)
         attempts = READ_ATTEMPTS if read else 1
@@ -186,11 +198,21 @@ class PoolClient:
                     raise NotSupportedError(f"this Node Pool does not support {name}") from None
                 if exc.code() not in RETRYABLE:
                     self._answered(time.perf_counter() - start)
+                    if CLIENT_CERTIFICATE_REQUIRED in (exc.details() or ""):
+                        raise TlsProblemError(
+                            f"the pool at {self.address} accepts only clients with a certificate of its CA "
+                            "(set tls_client_cert and tls_client_key, e.g. from `hivemind-tui tls issue`)"
+                        ) from None
                     log.warning("%s failed: %s", name, exc.code().name)
                     raise RejectedError(
                         f"{name} failed: {exc.code().name} {exc.details() or ''}".strip(), code=exc.code().name
                     ) from None
                 retry_in = self._failed()
+                if not self._diagnosed:
+                    self._diagnosed = True
+                    self._tls_problem = await asyncio.to_thread(diagnose, self.address, self.security)
+                if self._tls_problem is not None:
+                    raise TlsProblemError(self._tls_problem) from None
                 if attempt == attempts:
                     raise NotConnectedError(self.address, exc.code().name.lower(), retry_in) from None
                 await asyncio.sleep(min(retry_in, deadline))
@@ -203,6 +225,7 @@ class PoolClient:
         was = self.state.status
         self._backoff.reset()
         self._retry_not_before = 0.0
+        self._diagnosed, self._tls_problem = False, None
         self.state = ConnectionState(
             "connected", self.clock() if was != "connected" else self.state.since, None, seconds * 1000, 0
         )
