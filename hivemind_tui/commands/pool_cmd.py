@@ -300,6 +300,17 @@ def _pool_ca_sha256(ctx: Context) -> str:
     return tls.fingerprint(server.ca)
 
 
+async def new_join_token(ctx: Context, addresses: list[str], ttl: float) -> tuple[str, str, str]:
+    """A join token for `addresses`: (token, its id, the CA fingerprint it pins or "")."""
+    ca_sha256 = _pool_ca_sha256(ctx)
+    async with _pool_storage(ctx) as storage:
+        token_id, secret = await JoinTokens(storage, time.time).create(ttl)
+    register_secret(secret)
+    token = JoinToken(tuple(addresses), ca_sha256, token_id, secret).encode()
+    register_secret(token)
+    return token, token_id, ca_sha256
+
+
 async def join_token(ctx: Context) -> Result:
     if ctx.args.list:
         async with _pool_storage(ctx) as storage:
@@ -330,12 +341,7 @@ async def join_token(ctx: Context) -> Result:
         return Result({"revoked": count}, f"{count} join token(s) revoked")
     ttl = parse_duration(ctx.args.ttl)
     addresses = _join_addresses(ctx)
-    ca_sha256 = _pool_ca_sha256(ctx)
-    async with _pool_storage(ctx) as storage:
-        token_id, secret = await JoinTokens(storage, time.time).create(ttl)
-    register_secret(secret)
-    token = JoinToken(tuple(addresses), ca_sha256, token_id, secret).encode()
-    register_secret(token)
+    token, token_id, ca_sha256 = await new_join_token(ctx, addresses, ttl)
     ctx.warn(
         f"join token {token_id} for {', '.join(addresses)}, valid {ctx.args.ttl}"
         + ("" if ca_sha256 else " (plaintext pool: use it only over the VPN)")

@@ -9,7 +9,6 @@ another host; `tls show` prints fingerprints and expiry.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -44,18 +43,9 @@ def register(registry: CommandRegistry) -> None:
     group.command("show", show_cmd, "fingerprints, names and expiry of the data dir's certificates")
 
 
-def _vpn_address(root: Path) -> str | None:
-    try:
-        data = json.loads((root / "vpn" / "server.json").read_text())
-    except (OSError, ValueError):
-        return None
-    address = str(data.get("address", "")).split("/")[0]
-    return address or None
-
-
 async def init_cmd(ctx: Context) -> Result:
     paths = tls_paths(ctx.settings)
-    hosts = ctx.args.host or tls.default_hosts(_vpn_address(ctx.data_dir.root))
+    hosts = ctx.args.host or tls.default_hosts(ctx.data_dir.vpn_server_address())
     await asyncio.to_thread(tls.init_ca, paths, hosts, ctx.args.force)
     ca = tls.info(paths.ca)
     overridden = [name for name in ("tls_cert", "tls_key", "tls_ca") if getattr(ctx.settings, name)]

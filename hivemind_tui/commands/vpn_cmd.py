@@ -13,9 +13,11 @@ from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import table, when
+from hivemind_tui.commands.pool_cmd import new_join_token
 from hivemind_tui.core import qr
 from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.errors import ExitCode, NotPermittedError, UsageError
+from hivemind_tui.core.poolfile import running_pool
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.wireguard import NewPeer, Peer, WireGuard, parse_networks
@@ -32,6 +34,11 @@ def register(registry: CommandRegistry) -> None:
     add_cmd.add_argument("--qr", action="store_true", help="also draw a QR code of the config")
     add_cmd.add_argument("--qr-file", type=Path, help="also write the QR code as .svg or .png (0600)")
     add_cmd.add_argument("--keep-private-key", action="store_true", help="keep the key (0600) to show it again")
+    add_cmd.add_argument(
+        "--worker",
+        action="store_true",
+        help="a worker host: the VPN subnet only, no DNS (for `wg-quick up`), and the `worker --join` command",
+    )
     vpn.command("list", list_peers, "the peers (with handshake status where wg runs)").add_argument(
         "--all", action="store_true", help="also revoked peers"
     )
@@ -136,10 +143,34 @@ def _write_private(path: Path, data: bytes) -> None:
 async def add(ctx: Context) -> Result:
     actor = _writer(ctx, "add")
     networks = parse_networks(ctx.args.split) if ctx.args.split is not None else ()
+    if ctx.args.worker and networks:
+        raise UsageError("--worker and --split exclude each other: a worker's tunnel carries the VPN subnet only")
     async with wireguard(ctx) as (wg, _):
-        made = await wg.add(ctx.args.name, ctx.args.owner or actor, networks, ctx.args.keep_private_key, actor=actor)
+        made = await wg.add(
+            ctx.args.name,
+            ctx.args.owner or actor,
+            networks,
+            ctx.args.keep_private_key,
+            actor=actor,
+            worker=ctx.args.worker,
+        )
         data, text = await _deliver(ctx, made, ctx.args.output, wg)
+        server = await wg.server()
+    if ctx.args.worker:
+        join = await _worker_join_command(ctx, server.address, made.peer.address)
+        data["join_command"] = join
+        text += f"\non the worker host, after `wg-quick up` with this config:\n  {join}"
     return Result(data, text)
+
+
+async def _worker_join_command(ctx: Context, vpn_address: str, peer_address: str) -> str:
+    """`worker --join` with a token for the pool at the VPN server's address (24 h; `pool join-token` makes
+    more), listening on the peer's VPN address so that the pool reaches it through the tunnel. The pool's
+    port: the running pool's, else the pool_listen setting's."""
+    info = running_pool(ctx.data_dir.pool)
+    port = (info.address if info else ctx.settings.pool_listen).rpartition(":")[2]
+    token, _, _ = await new_join_token(ctx, [f"{vpn_address}:{port}"], 24 * 3600.0)
+    return f"hivemind-tui worker --join {token} --listen {peer_address}:0"
 
 
 async def list_peers(ctx: Context) -> Result:

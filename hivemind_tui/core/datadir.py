@@ -7,6 +7,7 @@ the moment it exists (the mode is set on the temp file before any byte is writte
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ class DataDir:
     def exports(self) -> Path:
         """Where the console saves peer configs and results by default: private, never a git checkout."""
         return self.root / "exports"
+
+    def vpn_server_address(self) -> str | None:
+        """The WireGuard server's own address after `vpn init` (its IPv4 one), else None."""
+        try:
+            data = json.loads((self.vpn / "server.json").read_text())
+        except (OSError, ValueError):
+            return None
+        address = str(data.get("address", "")).split("/")[0] if isinstance(data, dict) else ""
+        return address or None
 
     def ensure(self, *subdirs: str) -> DataDir:
         """Create the root and the named subfolders (0700) if they are missing; a data dir that cannot be

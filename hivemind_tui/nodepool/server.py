@@ -84,6 +84,7 @@ class PoolServer:
     ) -> None:
         self.settings = settings
         self.paths = PoolPaths(data_dir.pool)
+        self.data_dir = data_dir
         self.listen = listen or settings.pool_listen
         self.clock = clock
         self.insecure_public = insecure_public
@@ -102,11 +103,15 @@ class PoolServer:
         host, sep, port = self.listen.rpartition(":")
         if not sep or not port.isdigit():
             raise UsageError(f"--listen {self.listen}: expected HOST:PORT")
-        if not is_loopback(host) and credentials is None and not self.insecure_public:
-            raise UsageError(
-                f"refusing to listen on {self.listen} without TLS: set tls_cert and tls_key, "
-                "or pass --insecure-public if the network is trusted"
-            )
+        if is_loopback(host) or credentials is not None or self.insecure_public:
+            return
+        if host.strip("[]") == self.data_dir.vpn_server_address():
+            log.info("listening on the VPN server's address %s without TLS: WireGuard encrypts the traffic", host)
+            return
+        raise UsageError(
+            f"refusing to listen on {self.listen} without TLS: run `hivemind-tui tls init` (or set tls_cert "
+            "and tls_key), listen on the VPN server's address, or pass --insecure-public if the network is trusted"
+        )
 
     async def start(self) -> str:
         credentials = server_tls(self.settings)

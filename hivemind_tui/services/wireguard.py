@@ -112,6 +112,12 @@ class Peer:
         return self.revoked_at is not None
 
     @property
+    def is_worker(self) -> bool:
+        """A worker host's peer (`vpn add --worker`): a split tunnel of the VPN subnet alone and no DNS, so
+        `wg-quick up` changes nothing else on a server. Stored as a split peer without extra networks."""
+        return self.mode == "split" and not self.networks
+
+    @property
     def allowed_ips(self) -> str:
         return f"{self.address}/32" + (f", {self.address6}/128" if self.address6 else "")
 
@@ -262,7 +268,14 @@ class WireGuard:
         return _peer(row)
 
     async def add(
-        self, name: str, owner: str, networks: tuple[str, ...] = (), keep_private_key: bool = False, *, actor: str
+        self,
+        name: str,
+        owner: str,
+        networks: tuple[str, ...] = (),
+        keep_private_key: bool = False,
+        *,
+        actor: str,
+        worker: bool = False,
     ) -> NewPeer:
         """Take the lowest free address, insert the peer and its audit row in one write transaction, so
         concurrent adds never collide and a failed add leaves nothing."""
@@ -303,14 +316,14 @@ class WireGuard:
                         address6,
                         public_key(private),
                         psk,
-                        "split" if networks else "full",
-                        ",".join(networks),
+                        "split" if networks or worker else "full",
+                        "" if worker else ",".join(networks),
                         int(keep_private_key),
                         self.clock(),
                     ),
                 )
                 row = await (await conn.execute("SELECT * FROM vpn_peers WHERE id = ?", (cursor.lastrowid,))).fetchone()
-                mode = "split" if networks else "full"
+                mode = "worker" if worker else "split" if networks else "full"
                 await self._audit.record_in(conn, actor, "vpn_add", name, f"{address} {mode}")
         except sqlite3.IntegrityError:
             raise VpnError(f"a peer named {name!r} exists", code="EXISTS") from None
@@ -377,7 +390,7 @@ class WireGuard:
             f"PrivateKey = {private_key}",
             f"Address = {peer.address}/32" + (f", {peer.address6}/128" if peer.address6 else ""),
         ]
-        if server.dns:
+        if server.dns and not peer.is_worker:
             lines.append(f"DNS = {server.dns}")
         lines += [
             f"MTU = {server.mtu}",
