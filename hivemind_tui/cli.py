@@ -135,7 +135,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         ctx = Context(args, loaded)
         ctx.data_dir.ensure()
         configure_logging(ctx.data_dir.logs, getattr(args, "process_kind", "cli"), loaded.settings.log_level)
-        log.info("command %s", " ".join(a for a in argv if not a.startswith("-")) or "(none)")
+        # The command's name only: its arguments may hold a join token or a password file's contents.
+        group = getattr(handler, "__module__", "").rpartition(".")[2].removesuffix("_cmd")
+        log.info("command %s %s", group, getattr(handler, "__qualname__", "?").removesuffix("_cmd"))
         outcome = handler(ctx)
         result = outcome if isinstance(outcome, Result) else asyncio.run(outcome)
         _emit(result, as_json)

@@ -47,6 +47,8 @@ def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.Comple
 class Hosts:
     def __init__(self) -> None:
         tag = secrets.token_hex(3)
+        # Node ids of their own: a worker's task folder is named after its node id in the shared /tmp.
+        self.node = {name: f"{name}-{tag}" for name in WORKER_IPS}
         self.ns = {name: f"hm-{name}-{tag}" for name in ("master", "w1", "w2")}
         self.links = {w: f"hm{w}{tag}" for w in WORKER_IPS}  # the master's end of each worker's cable
         self.wg = {name: f"hmwg{name[-1]}{tag}" for name in self.ns}
@@ -175,7 +177,7 @@ def worker_process(hosts: Hosts, host: str, join_command: str, data: Path) -> su
     words = shlex.split(join_command)
     assert words[:3] == ["hivemind-tui", "worker", "--join"], join_command
     command = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), *words[1:], "--slots", "1"]
-    return hosts.start(host, [*command, "--node-id", host], FAST_ENV)
+    return hosts.start(host, [*command, "--node-id", hosts.node[host]], FAST_ENV)
 
 
 def wait_until(what: str, check, timeout: float = 60, every: float = 0.2):  # type: ignore[no-untyped-def]
@@ -218,7 +220,8 @@ def run_the_cluster(hosts: Hosts, cli: HostCLI, workers: dict[str, str], tmp_pat
     started = time.monotonic()
     for host, command in workers.items():
         worker_process(hosts, host, command, tmp_path / f"{host}-data")
-    wait_until("both workers online", lambda: online(cli) >= {"w1", "w2"})
+    w1, w2 = hosts.node["w1"], hosts.node["w2"]
+    wait_until("both workers online", lambda: online(cli) >= {w1, w2})
     figures["join_s"] = time.monotonic() - started
 
     rows = "id,name\n" + "".join(f"{i},name{i}\n" for i in range(1, 201))
@@ -230,7 +233,7 @@ def run_the_cluster(hosts: Hosts, cli: HostCLI, workers: dict[str, str], tmp_pat
     figures["task_s"] = time.monotonic() - started
     assert done["status"] == "COMPLETED", done
     ran_on = {s["worker"] for s in subtasks(cli, done["task_id"])}
-    assert ran_on == {"w1", "w2"}, ran_on
+    assert ran_on == {w1, w2}, ran_on
     assert result_lines(cli, done["task_id"], tmp_path) == whole
 
     slow = {**files, "main.py": SLOW_MAIN}
@@ -238,13 +241,13 @@ def run_the_cluster(hosts: Hosts, cli: HostCLI, workers: dict[str, str], tmp_pat
     parent = cli.json("tasks", "submit", str(tmp_path / "slow.zip"), "--shards", "4")["task_id"]
     on_w2 = wait_until(
         "a subtask running on w2",
-        lambda: [s["task_id"] for s in subtasks(cli, parent) if s["worker"] == "w2" and s["status"] == "RUNNING"],
+        lambda: [s["task_id"] for s in subtasks(cli, parent) if s["worker"] == w2 and s["status"] == "RUNNING"],
     )[0]
     hosts.run("master", "ip", "link", "set", hosts.links["w2"], "down")
     cut = time.monotonic()
     wait_until(
         "w2's subtask re-queued and taken by w1",
-        lambda: any(s["task_id"] == on_w2 and s["worker"] == "w1" for s in subtasks(cli, parent)),
+        lambda: any(s["task_id"] == on_w2 and s["worker"] == w1 for s in subtasks(cli, parent)),
         every=0.1,
     )
     figures["requeue_s"] = time.monotonic() - cut
@@ -255,7 +258,7 @@ def run_the_cluster(hosts: Hosts, cli: HostCLI, workers: dict[str, str], tmp_pat
     )
     final = subtasks(cli, parent)
     assert [s["status"] for s in final] == ["COMPLETED"] * 4, final
-    assert next(s for s in final if s["task_id"] == on_w2)["worker"] == "w1"
+    assert next(s for s in final if s["task_id"] == on_w2)["worker"] == w1
     assert result_lines(cli, parent, tmp_path) == whole  # each shard's rows once: nothing lost or doubled
     print(f"\nthree hosts: {json.dumps({k: round(v, 2) for k, v in figures.items()})}")
     return figures

@@ -147,8 +147,8 @@ def test_tasks_run_over_tls_on_a_local_and_a_joined_worker(tls_pool: TlsPool, tm
         wait_for_nodes(cli, 2)
     finally:
         stop(again)
-    for line in (remote / "logs").glob("*.log"):
-        assert decode(token).secret not in line.read_text()
+    for log_file in [*(remote / "logs").glob("*.log"), *(tls_pool.data / "logs").glob("*.log")]:
+        assert decode(token).secret not in log_file.read_text(), log_file
 
 
 def test_plaintext_and_other_ca_workers_are_refused_with_one_line(tls_pool: TlsPool, tmp_path: Path) -> None:
@@ -156,6 +156,10 @@ def test_plaintext_and_other_ca_workers_are_refused_with_one_line(tls_pool: TlsP
     plain = tmp_path / "plain"
     proc = run_worker(plain, "--pool", tls_pool.address, "--secret-file", str(secret))
     assert proc.returncode == 3 and "speaks TLS and this side does not" in one_line(proc)
+    console = CLI(tmp_path / "console")(
+        "login", "--pool", tls_pool.address, "--user", "admin", "--password-stdin", stdin="x\n"
+    )
+    assert console.returncode == 3 and "speaks TLS and this side does not" in one_line(console)
     other = tmp_path / "other"
     assert CLI(other)("tls", "init").returncode == 0
     proc = run_worker(
@@ -268,3 +272,7 @@ def test_bad_join_tokens_are_refused_and_leave_nothing(tls_pool: TlsPool, tmp_pa
         nothing_kept(tmp_path / "second")
     finally:
         stop(first)
+    for log_file in tmp_path.glob("*/logs/*.log"):  # every token above went on a command line
+        text = log_file.read_text()
+        for secret in (good.secret, good.encode(), short, tampered, decode(short).secret):
+            assert secret not in text, log_file
