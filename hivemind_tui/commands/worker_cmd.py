@@ -14,7 +14,7 @@ import psutil
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.core import tls
-from hivemind_tui.core.errors import ConfigError, TlsProblemError, UsageError
+from hivemind_tui.core.errors import ConfigError, HivemindError, TlsProblemError, UsageError
 from hivemind_tui.core.join_token import decode as decode_token
 from hivemind_tui.core.logging_setup import configure_logging, register_secret
 from hivemind_tui.core.poolfile import running_pool
@@ -23,7 +23,7 @@ from hivemind_tui.core.tls_setup import client_security, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.join_client import JoinState, join_pool
 from hivemind_tui.nodepool.server import grpc_options, message_limit
-from hivemind_tui.nodepool.task_runner import RunSettings, choose_task_python, task_user_for
+from hivemind_tui.nodepool.task_runner import BaseDirBusy, RunSettings, choose_task_python, task_user_for
 from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, task_base_dir
 
 ORPHAN_CHECK_SECONDS = 1.0
@@ -186,6 +186,7 @@ async def worker(ctx: Context) -> Result:
         transfer_deadline=s.transfer_deadline,
         channel_options=grpc_options(s),
         cpu_score_cache=state_dir / "cpu-score.json",
+        spool_dir=state_dir / "spool" / tls.worker_name(node_id).split(".")[0],
         run=RunSettings(
             time_limit=s.task_time_limit,
             zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
@@ -204,6 +205,8 @@ async def worker(ctx: Context) -> Result:
     running = Worker(config)
     try:
         port = await running.start()
+    except BaseDirBusy as exc:
+        raise HivemindError(f"worker {node_id}: {exc}", code="NODE_IN_USE") from None
     except OSError as exc:
         raise UsageError(str(exc)) from None
     ctx.warn(
@@ -212,10 +215,13 @@ async def worker(ctx: Context) -> Result:
         + (f", tasks run as {user}" if user else ", tasks run as this user")
     )
     watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None
+    refused = asyncio.ensure_future(running.fatal.wait())
     try:
-        await stop_event.wait()
+        await asyncio.wait([asyncio.ensure_future(stop_event.wait()), refused], return_when=asyncio.FIRST_COMPLETED)
     finally:
         if watch is not None:
             watch.cancel()
         await running.close()
+    if running.fatal.is_set():
+        raise HivemindError(f"the pool refused this worker: {running.fatal_reason}", code="NODE_IN_USE")
     return Result({"node_id": node_id, "stopped": True}, f"worker {node_id} stopped")

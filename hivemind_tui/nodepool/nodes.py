@@ -8,8 +8,8 @@ heartbeating when told so); `forget` removes an offline node.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 import aiosqlite
@@ -63,6 +63,9 @@ class Registration:
     location: str
     docker_status: str
     slots: int
+    instance_id: str = ""
+    # Tasks (id -> attempt) whose result the worker holds unsent: they survive its restart.
+    held: dict[str, int] = field(default_factory=dict)
 
 
 def peer_host(peer: str) -> str:
@@ -75,6 +78,14 @@ def peer_host(peer: str) -> str:
     return "127.0.0.1"
 
 
+async def _nobody_answers(row: aiosqlite.Row) -> str | None:
+    return None
+
+
+async def _nothing_to_do(node_id: str, held: dict[str, int]) -> None:
+    return None
+
+
 class NodeRegistry:
     def __init__(self, storage: PoolStorage, clock: Clock, heartbeat_timeout: float) -> None:
         self._storage = storage
@@ -82,6 +93,10 @@ class NodeRegistry:
         self.heartbeat_timeout = heartbeat_timeout
         # Called when a node may have room for new work (registered, heartbeat, state change).
         self.on_change: Callable[[], None] = lambda: None
+        # The instance id the worker at a node's address answers with, None if nothing answers.
+        self.probe: Callable[[aiosqlite.Row], Awaitable[str | None]] = _nobody_answers
+        # Called when a node's worker process was replaced: its tasks but `held` ones go back to the queue.
+        self.on_restart: Callable[[str, dict[str, int]], Awaitable[None]] = _nothing_to_do
 
     def is_online(self, row: aiosqlite.Row) -> bool:
         """Heard from within the timeout; a draining node counts as offline once it runs nothing."""
@@ -94,9 +109,11 @@ class NodeRegistry:
             raise PoolRefusal(codes.INVALID_ARGUMENT, "node_id must be 1 to 128 printable characters")
         if not 0 < reg.port < 65536:
             raise PoolRefusal(codes.INVALID_ARGUMENT, "port must be from 1 to 65535")
+        restarted = await self._replaces(reg)
         now = self._clock()
         values = {name: getattr(reg, name) for name in NODE_FIELDS}
         values["slots"] = max(1, reg.slots)
+        values["instance_id"] = reg.instance_id
         columns = ", ".join(values)
         updates = ", ".join(f"{k} = excluded.{k}" for k in values)
         async with self._storage.write() as conn:
@@ -107,17 +124,36 @@ class NodeRegistry:
                 (reg.node_id, *values.values(), now, now),
             )
         log.info("node %s registered at %s:%d with %d slots", reg.node_id, reg.address, reg.port, values["slots"])
+        if restarted:
+            await self.on_restart(reg.node_id, reg.held)
         self.on_change()
 
-    async def heartbeat(self, node_id: str, usage: dict[str, object]) -> None:
+    async def _replaces(self, reg: Registration) -> bool:
+        """Whether this registration replaces another worker process of the node. Refused while that one
+        lives: asked at its address (a restart does not wait out the heartbeat timeout)."""
+        row = await self.node(reg.node_id)
+        if row is None or not reg.instance_id or row["instance_id"] == reg.instance_id:
+            return False
+        recent = self._clock() - row["last_heartbeat"] < self.heartbeat_timeout
+        if row["instance_id"] and recent and await self.probe(row) == row["instance_id"]:
+            raise PoolRefusal(
+                codes.NODE_IN_USE,
+                f"node {reg.node_id} is live at {row['address']}:{row['port']} (another worker process); "
+                "stop that one or pick another --node-id",
+            )
+        return True
+
+    async def heartbeat(self, node_id: str, usage: dict[str, object], instance_id: str = "") -> None:
+        """Record a heartbeat; one from a process the node no longer belongs to is told to register."""
         sets = ", ".join(f"{k} = ?" for k in USAGE_FIELDS)
         async with self._storage.write() as conn:
             cursor = await conn.execute(
-                f"UPDATE nodes SET {sets}, last_heartbeat = ? WHERE node_id = ?",  # noqa: S608
-                (*(usage[k] for k in USAGE_FIELDS), self._clock(), node_id),
+                f"UPDATE nodes SET {sets}, last_heartbeat = ? "  # noqa: S608
+                "WHERE node_id = ? AND (? = '' OR instance_id IN ('', ?))",
+                (*(usage[k] for k in USAGE_FIELDS), self._clock(), node_id, instance_id, instance_id),
             )
             if cursor.rowcount == 0:
-                raise PoolRefusal(codes.NODE_NOT_FOUND, "register first")
+                raise PoolRefusal(codes.NODE_NOT_FOUND, "register first (or again: another process took the node)")
         self.on_change()
 
     async def all(self) -> list[aiosqlite.Row]:

@@ -1,7 +1,8 @@
 """What workers send back about the tasks they run: output, usage, and the final result.
 
-Reports are accepted only from the node the task is assigned to and only while it runs there, so a late
-report from a worker the pool already gave up on (lost, restarted) cannot overwrite a re-queued task.
+Reports are accepted only from the node the task is assigned to, only while it runs there, and only for
+the attempt that runs now (a report naming an older attempt is refused with STALE_ATTEMPT): a late result
+from a run the pool gave up on (lost, restarted, re-queued) never replaces the one that counts.
 """
 
 from __future__ import annotations
@@ -32,33 +33,40 @@ class TaskReports:
         # Called when a task finished, so the scheduler can hand out the freed slot.
         self.on_finish: Callable[[], None] = lambda: None
 
-    async def _running_on(self, task_id: str, node_id: str) -> aiosqlite.Row:
+    async def _running_on(self, task_id: str, node_id: str, attempt: int = 0) -> aiosqlite.Row:
+        """The task, if this report may change it; attempt 0 is a worker that does not send one (HiveMind's)."""
         row = await self._storage.task(task_id)
         if row is None:
             raise PoolRefusal(codes.TASK_NOT_FOUND, task_id[:128])
+        if attempt and attempt != row["attempts"]:
+            raise PoolRefusal(codes.STALE_ATTEMPT, f"attempt {attempt} is over; attempt {row['attempts']} counts")
         if row["status"] not in ACTIVE or (node_id and row["worker"] != node_id):
             raise PoolRefusal(codes.INVALID_ARGUMENT, "this task is not running on this node")
         return row
 
-    async def output(self, node_id: str, task_id: str, text: str, offset: int | None = None) -> None:
+    async def output(self, node_id: str, task_id: str, text: str, offset: int | None = None, attempt: int = 0) -> None:
         """Append output; with an offset, bytes the log already has (a retried upload) are skipped."""
-        row = await self._running_on(task_id, node_id)
-        await self._storage.append_log(task_id, text, offset)
+        row = await self._running_on(task_id, node_id, attempt)
+        await self._storage.append_log(task_id, text, None if offset is None else offset + row["log_base"])
         if row["status"] == "ASSIGNED":
             now = self._clock()
             await self._storage.update_task(task_id, now, status="RUNNING", started_at=now, message="")
         else:
             await self._storage.update_task(task_id, self._clock())
 
-    async def usage(self, node_id: str, task_id: str, cpu: float, memory: float, gpu: float, gpu_memory: float) -> None:
-        await self._running_on(task_id, node_id)
+    async def usage(
+        self, node_id: str, task_id: str, cpu: float, memory: float, gpu: float, gpu_memory: float, attempt: int = 0
+    ) -> None:
+        await self._running_on(task_id, node_id, attempt)
         await self._storage.update_task(
             task_id, self._clock(), cpu_usage=cpu, memory_usage=memory, gpu_usage=gpu, gpu_memory_usage=gpu_memory
         )
 
-    async def result(self, node_id: str, task_id: str, result_zip: bytes, exit_code: int, failure_reason: str) -> str:
+    async def result(
+        self, node_id: str, task_id: str, result_zip: bytes, exit_code: int, failure_reason: str, attempt: int = 0
+    ) -> str:
         """Store the result zip and settle the task's final status; returns that status."""
-        row = await self._running_on(task_id, node_id)
+        row = await self._running_on(task_id, node_id, attempt)
         if result_zip:
             try:
                 await asyncio.to_thread(check_zip, result_zip, self._zip_limits)

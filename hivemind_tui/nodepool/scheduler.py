@@ -29,6 +29,10 @@ from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 TICK = 1.0
+# A task that started this recently may be missing from a heartbeat built before its ExecuteTask arrived.
+RECONCILE_GRACE = 2.0
+# How long the pool waits for the previous worker process of a node to say it still lives.
+PROBE_TIMEOUT = 2.0
 ACTIVE = ("ASSIGNED", "RUNNING")
 
 
@@ -204,7 +208,11 @@ class Scheduler:
             data = await self._storage.read_file(self._storage.paths.task_zip(task_id))
             reply = await self._stub(node).ExecuteTask(
                 pb.ExecuteTaskRequest(
-                    task_id=task_id, task_zip=data, memory_gb=task["memory_gb"], gpu_memory_gb=task["gpu_memory_gb"]
+                    task_id=task_id,
+                    task_zip=data,
+                    memory_gb=task["memory_gb"],
+                    gpu_memory_gb=task["gpu_memory_gb"],
+                    attempt=task["attempts"],
                 ),
                 metadata=self._metadata,
                 timeout=self._deadline,
@@ -246,6 +254,53 @@ class Scheduler:
             node = nodes.get(task["worker"])
             if node is None or not self._nodes.is_online(node):
                 await self._requeue(task, f"worker {task['worker'] or '?'} lost", fail_words="worker lost")
+
+    async def reconcile(self, node_id: str, reported: dict[str, int]) -> list[str]:
+        """Compare a heartbeat's task list with what the pool expects on that node.
+
+        A RUNNING task the node does not report is re-queued (an attempt; FAILED "worker lost" past the
+        retry limit), unless it started too recently for this heartbeat to know of it. A task the node
+        reports that the pool does not expect there, or at another attempt, is returned: the worker stops it.
+        """
+        expected = {
+            row["task_id"]: row
+            for row in await self._storage.fetchall(
+                "SELECT * FROM tasks WHERE worker = ? AND status IN ('ASSIGNED', 'RUNNING')", (node_id,)
+            )
+        }
+        now = self._clock()
+        for task_id, row in expected.items():
+            started = row["started_at"] or now
+            if task_id not in reported and row["status"] == "RUNNING" and now - started > RECONCILE_GRACE:
+                await self._requeue(row, f"worker {node_id} no longer runs it", fail_words="worker lost")
+        stop = [
+            task_id
+            for task_id, attempt in reported.items()
+            if task_id not in expected or (attempt and attempt != expected[task_id]["attempts"])
+        ]
+        if stop:
+            log.info("node %s runs %d task(s) the pool does not expect there: stopping them", node_id, len(stop))
+        return stop
+
+    async def requeue_node(self, node_id: str, held: dict[str, int]) -> None:
+        """A node's worker process was replaced: what ran there is gone, except results it still holds."""
+        rows = await self._storage.fetchall(
+            "SELECT * FROM tasks WHERE worker = ? AND status IN ('ASSIGNED', 'RUNNING')", (node_id,)
+        )
+        for row in rows:
+            if held.get(row["task_id"]) != row["attempts"]:
+                await self._requeue(row, f"worker {node_id} restarted", fail_words="worker lost")
+
+    async def probe_instance(self, node: aiosqlite.Row) -> str | None:
+        """The instance id of the worker process answering at a node's address, None if none answers."""
+        try:
+            reply = await self._stub(node).StopTaskExecution(
+                pb.StopTaskExecutionRequest(task_id=""), metadata=self._metadata, timeout=PROBE_TIMEOUT
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        words = reply.message.split()
+        return words[1] if len(words) == 2 and words[0] == "instance" else None
 
     async def requeue_after_restart(self) -> None:
         """At start: what was running when the pool stopped goes back to the queue (or FAILED)."""
@@ -291,8 +346,10 @@ class Scheduler:
                 finished_at=self._clock(),
                 message=f"{fail_words} after {task['attempts']} attempt(s)",
             )
-        else:
-            await self._set_if(task["task_id"], status, status="PENDING", worker="", message=f"re-queued: {why}")
+        elif await self._set_if(task["task_id"], status, status="PENDING", worker="", message=f"re-queued: {why}"):
+            # The next attempt's output offsets count from 0 again: its output starts after this line.
+            size = await self._storage.append_log(task["task_id"], f"[hivemind] re-queued: {why}\n")
+            await self._set_if(task["task_id"], "PENDING", log_base=size)
 
     async def _set_if(self, task_id: str, expected: str, /, **values: object) -> bool:
         """Update a task only if its status is still `expected` (another event may have moved it)."""

@@ -156,6 +156,9 @@ class PoolServer:
         self.parts.tasks.stop_running = self.scheduler.stop_on_worker
         self.parts.nodes.on_change = self.scheduler.wake
         self.parts.reports.on_finish = self.scheduler.wake
+        self.parts.nodes.probe = self.scheduler.probe_instance
+        self.parts.nodes.on_restart = self.scheduler.requeue_node
+        self.parts.reconcile = self.scheduler.reconcile
         await self.scheduler.requeue_after_restart()
         self._server = new_server(grpc_options(self.settings))
         add_servicers(self._server, self.parts, self.hivemind_compat)

@@ -65,6 +65,8 @@ class PoolParts:
     worker_secret: str
     clock: Clock
     join: JoinDesk | None = None
+    # The scheduler's reconciliation of a heartbeat's task list: the ids the worker should stop.
+    reconcile: Callable[[str, dict[str, int]], Awaitable[list[str]]] | None = None
 
 
 def refusals_as(response: type) -> Callable[[Callable[..., Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
@@ -321,6 +323,8 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
                 location=request.location,
                 docker_status=request.docker_status,
                 slots=request.slots,
+                instance_id=request.instance_id,
+                held={t.task_id: t.attempt for t in request.held},
             )
         )
         return pb.StatusResponse(success=True, message="ok")
@@ -357,8 +361,12 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
                 "docker_status": request.docker_status,
                 "running_tasks": request.running_tasks,
             },
+            request.instance_id,
         )
-        return pb.RunningStatusResponse(success=True, message="ok")
+        stop: list[str] = []
+        if request.reconciles and self.p.reconcile is not None:
+            stop = await self.p.reconcile(request.node_id, {t.task_id: t.attempt for t in request.running})
+        return pb.RunningStatusResponse(success=True, message="ok", stop_task_ids=stop)
 
     @refusals_as(pb.GetNodeListResponse)
     async def GetNodeList(
@@ -398,7 +406,7 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     ) -> pb.TaskOutputUploadResponse:
         node = await self.worker(context)
         offset = request.offset if request.HasField("offset") else None
-        await self.p.reports.output(node, request.task_id, request.output, offset)
+        await self.p.reports.output(node, request.task_id, request.output, offset, request.attempt)
         return pb.TaskOutputUploadResponse(success=True, message="ok")
 
     @refusals_as(pb.TaskOutputResponse)
@@ -415,7 +423,13 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     ) -> pb.TaskUsageResponse:
         node = await self.worker(context)
         await self.p.reports.usage(
-            node, request.task_id, request.cpu_usage, request.memory_usage, request.gpu_usage, request.gpu_memory_usage
+            node,
+            request.task_id,
+            request.cpu_usage,
+            request.memory_usage,
+            request.gpu_usage,
+            request.gpu_memory_usage,
+            request.attempt,
         )
         return pb.TaskUsageResponse(success=True, message="ok")
 
@@ -425,7 +439,7 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     ) -> pb.TaskResultUploadResponse:
         node = await self.worker(context)
         status = await self.p.reports.result(
-            node, request.task_id, request.result_zip, request.exit_code, request.failure_reason
+            node, request.task_id, request.result_zip, request.exit_code, request.failure_reason, request.attempt
         )
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 

@@ -106,6 +106,10 @@ MIGRATIONS: list[Migration] = [
         expires_at REAL NOT NULL,
         revoked_at REAL,
         joins INTEGER NOT NULL DEFAULT 0)""",
+    # 4: the worker process behind each node, to tell a restart from a second worker with the same id.
+    "ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''",
+    # 5: where the running attempt's output starts in the task's log (a worker counts offsets per attempt).
+    "ALTER TABLE tasks ADD COLUMN log_base INTEGER NOT NULL DEFAULT 0",
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
@@ -226,8 +230,9 @@ class PoolStorage(Database):
     async def read_file(self, path: Path) -> bytes:
         return await asyncio.to_thread(path.read_bytes)
 
-    async def append_log(self, task_id: str, text: str, offset: int | None = None) -> None:
-        await asyncio.to_thread(_append, self.paths.task_log(task_id), text.encode("utf-8"), offset)
+    async def append_log(self, task_id: str, text: str, offset: int | None = None) -> int:
+        """Append to the task's log; its size after."""
+        return await asyncio.to_thread(_append, self.paths.task_log(task_id), text.encode("utf-8"), offset)
 
     async def read_log(self, task_id: str, offset: int, max_bytes: int) -> tuple[str, int]:
         """The log from byte `offset`, at most `max_bytes`, cut at a character boundary."""
@@ -248,14 +253,15 @@ def _write_at(fd: int, data: bytes | memoryview, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _append(path: Path, data: bytes, offset: int | None) -> None:
+def _append(path: Path, data: bytes, offset: int | None) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
+        have = os.fstat(fd).st_size
         if offset is not None:
-            have = os.fstat(fd).st_size
             data = data[max(have - offset, 0) :]
         if data:
             os.write(fd, data)
+        return have + len(data)
     finally:
         os.close(fd)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import fcntl
 import logging
 import os
 import pwd
@@ -92,12 +93,26 @@ def choose_task_python(user: str | None, candidates: list[str]) -> str:
     raise RuntimeError(f"no Python interpreter is usable by the task user {user!r} (tried {candidates})")
 
 
-def prepare_base_dir(base: Path) -> Path:
-    """The parent of all task dirs: leftovers of a killed worker are removed; others may pass, not list."""
-    shutil.rmtree(base, ignore_errors=True)
+class BaseDirBusy(OSError):
+    """Another live worker process holds this node's task folder."""
+
+
+def prepare_base_dir(base: Path) -> int:
+    """Lock the parent of all task dirs for this process (the descriptor holds the lock), then remove what a
+    killed worker left there. A folder another live process holds is never touched: that is a second worker
+    with the same node id on this host. Others may pass through the folder, not list it."""
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o711)
-    return base
+    fd = os.open(base / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BaseDirBusy(f"another worker process holds {base} (a second worker with this node id?)") from None
+    for entry in base.iterdir():
+        if entry.name != ".lock":
+            shutil.rmtree(entry, ignore_errors=True)
+    return fd
 
 
 class TaskRun:

@@ -3,6 +3,10 @@
 It serves the worker half of WorkerNodeService (ExecuteTask, StopTaskExecution) and checks the pool's
 worker secret on each call; it calls the pool's half (output, result) with the same secret. When the pool
 is away, heartbeats and reports retry with backoff; running tasks go on.
+
+Each process has its own instance id. Heartbeats carry the tasks it runs (and the unsent results it holds,
+see result_spool), so the pool re-queues what it lost and tells it to stop what the pool no longer expects;
+every report names the attempt it belongs to, and the pool refuses those of an attempt that is over.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import contextlib
 import hmac
 import logging
 import os
+import secrets
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +32,7 @@ from hivemind_tui.core.tls_probe import ChannelSecurity
 from hivemind_tui.core.tls_setup import channel_credentials, secure_options
 from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
+from hivemind_tui.nodepool.result_spool import ResultSpool, SpooledResult
 from hivemind_tui.nodepool.servicers import (
     NODE_ID_HEADER,
     WORKER_SECRET_HEADER,
@@ -63,6 +69,8 @@ class WorkerConfig:
     pool_tls: ChannelSecurity | None = None
     # (certificate, key) this worker serves ExecuteTask with; a TLS pool dials only TLS workers.
     serve_tls: tuple[bytes, bytes] | None = None
+    # Where results wait that the pool has not taken yet; None keeps them in memory only.
+    spool_dir: Path | None = None
 
 
 def default_node_id(state_dir: Path) -> str:
@@ -137,7 +145,7 @@ class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
     ) -> pb.ExecuteTaskResponse:
         if not self._trusted(context):
             return pb.ExecuteTaskResponse(success=False, message="PERMISSION_DENIED: worker secret missing or wrong")
-        ok, message = await self._worker.execute(request.task_id, request.task_zip, request.memory_gb)
+        ok, message = await self._worker.execute(request.task_id, request.task_zip, request.memory_gb, request.attempt)
         return pb.ExecuteTaskResponse(success=ok, message=message)
 
     async def StopTaskExecution(
@@ -147,6 +155,8 @@ class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
             return pb.StopTaskExecutionResponse(
                 success=False, message="PERMISSION_DENIED: worker secret missing or wrong"
             )
+        if not request.task_id:  # the pool asking whether this process lives (a node re-registered)
+            return pb.StopTaskExecutionResponse(success=True, message=f"instance {self._worker.instance_id}")
         stopped = self._worker.stop(request.task_id)
         return pb.StopTaskExecutionResponse(success=stopped, message="ok" if stopped else "TASK_NOT_FOUND")
 
@@ -163,9 +173,21 @@ class Worker:
         self._metadata = ((WORKER_SECRET_HEADER, config.secret), (NODE_ID_HEADER, config.node_id))
         self._cpu_score = 0
         self._sent: dict[str, int] = {}
+        self.instance_id = secrets.token_hex(8)
+        self.attempts: dict[str, int] = {}
+        self._spool = ResultSpool(config.spool_dir) if config.spool_dir else None
+        # Results not yet taken by the pool: task id -> attempt (their bytes are in the spool).
+        self.held: dict[str, int] = {}
+        self._resending: asyncio.Task[None] | None = None
+        # Set when the pool refuses this process for good (another live worker has its node id).
+        self.fatal = asyncio.Event()
+        self.fatal_reason = ""
+        self._base_lock: int | None = None
 
     async def start(self) -> int:
-        await asyncio.to_thread(prepare_base_dir, self.config.run.base_dir)
+        self._base_lock = await asyncio.to_thread(prepare_base_dir, self.config.run.base_dir)
+        if self._spool is not None:
+            self.held = {r.task_id: r.attempt for r in await asyncio.to_thread(self._spool.all)}
         self._cpu_score = await asyncio.to_thread(cached_cpu_score, self.config.cpu_score_cache)
         psutil.cpu_percent(None)  # primes the counter; later calls measure since the previous one
         self._server = new_server(self.config.channel_options)
@@ -183,10 +205,11 @@ class Worker:
 
     async def close(self) -> None:
         """Stop heartbeating, kill running tasks (they are reported as failed), stop serving."""
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for background in (self._heartbeat, self._resending):
+            if background is not None:
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
         for run in self.runs.values():
             run.stop()
         with contextlib.suppress(TimeoutError):
@@ -195,11 +218,14 @@ class Worker:
             await self._server.stop(1.0)
         if self._channel is not None:
             await self._channel.close()
+        if self._base_lock is not None:
+            os.close(self._base_lock)
 
     # -- the rpcs the pool calls ------------------------------------------------------------------
-    async def execute(self, task_id: str, task_zip: bytes, memory_gb: int) -> tuple[bool, str]:
+    async def execute(self, task_id: str, task_zip: bytes, memory_gb: int, attempt: int = 0) -> tuple[bool, str]:
         if task_id in self.runs:
             return False, "TASK_EXISTS: already running here"
+        self.attempts[task_id] = attempt
         if len(self.runs) >= self.config.slots:
             return False, "BUSY: no free slot"
         run = TaskRun(task_id, task_zip, memory_gb, self.config.run, self._send_output, self._send_result)
@@ -208,6 +234,7 @@ class Worker:
             await run.start()
         except (ZipRejected, OSError, KeyError) as exc:
             del self.runs[task_id]
+            self.attempts.pop(task_id, None)
             return False, f"INVALID_TASK: {exc}"
         task = asyncio.create_task(self._run(run))
         self._run_tasks.add(task)
@@ -223,6 +250,7 @@ class Worker:
         finally:
             self.runs.pop(run.task_id, None)
             self._sent.pop(run.task_id, None)
+            self.attempts.pop(run.task_id, None)
 
     def stop(self, task_id: str) -> bool:
         run = self.runs.get(task_id)
@@ -246,9 +274,10 @@ class Worker:
     async def _send_output(self, task_id: str, text: str) -> None:
         """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
         offset = self._sent.get(task_id, 0)
+        attempt = self.attempts.get(task_id, 0)
         await self._with_retry(
             lambda: self._pool.TaskOutputUpload(
-                pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset),
+                pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset, attempt=attempt),
                 metadata=self._metadata,
                 timeout=self.config.rpc_deadline,
             )
@@ -256,18 +285,58 @@ class Worker:
         self._sent[task_id] = offset + len(text.encode("utf-8"))
 
     async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
+        """Keep the result (spool) first, then hand it over; one the pool never took is sent again later."""
+        result = SpooledResult(task_id, self.attempts.get(task_id, 0), exit_code, reason, result_zip)
+        if self._spool is not None:
+            await asyncio.to_thread(self._spool.put, result)
+        self.held[task_id] = result.attempt
+        await self._upload(result, REPORT_ATTEMPTS)
+
+    async def _upload(self, result: SpooledResult, attempts: int) -> None:
         reply = await self._with_retry(
             lambda: self._pool.TaskResultUpload(
                 pb.TaskResultUploadRequest(
-                    task_id=task_id, result_zip=result_zip, exit_code=exit_code, failure_reason=reason
+                    task_id=result.task_id,
+                    result_zip=result.result_zip,
+                    exit_code=result.exit_code,
+                    failure_reason=result.reason,
+                    attempt=result.attempt,
                 ),
                 metadata=self._metadata,
                 timeout=self.config.transfer_deadline,
-            )
+            ),
+            attempts,
         )
-        log.info("task %s reported (exit %d): %s", task_id, exit_code, reply.message if reply else "pool unreachable")
+        if reply is None:
+            log.warning("task %s: the pool did not take the result; it is kept and sent again", result.task_id)
+            return
+        log.info("task %s reported (exit %d): %s", result.task_id, result.exit_code, reply.message)
+        self._forget_result(result.task_id)
 
-    async def _with_retry(self, call: Callable[[], Awaitable[T]]) -> T | None:
+    def _forget_result(self, task_id: str) -> None:
+        """The pool took the result, or refused it for good (a stale attempt, a task it no longer runs)."""
+        self.held.pop(task_id, None)
+        if self._spool is not None:
+            self._spool.remove(task_id)
+
+    async def _resend_held(self) -> None:
+        """After a heartbeat went through: results the pool has not taken, one at a time."""
+        if self._spool is None:
+            return
+        for result in await asyncio.to_thread(self._spool.all):
+            if result.task_id in self.held and result.task_id not in self.runs:
+                await self._upload(result, 3)
+
+    def _stop_unexpected(self, task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:
+            if task_id in self.runs:
+                log.info("task %s: the pool no longer expects it here; stopping it", task_id)
+                self.runs[task_id].stop()
+            elif task_id in self.held:
+                log.info("task %s: the pool no longer expects its result; dropping it", task_id)
+                self._forget_result(task_id)
+
+    async def _with_retry(self, call: Callable[[], Awaitable[T]], attempts: int = REPORT_ATTEMPTS) -> T | None:
         """Retry while the pool is unreachable or overloaded; give up after REPORT_ATTEMPTS tries.
 
         A refusal comes back as success=false, never as an rpc error, so every rpc error is worth a retry.
@@ -275,7 +344,7 @@ class Worker:
         return await retry(
             call,
             Backoff(base=0.2, cap=MAX_BACKOFF),
-            REPORT_ATTEMPTS,
+            attempts,
             grpc.aio.AioRpcError,
             on_retry=lambda error: log.warning("report to the pool failed (%s); retrying", _code(error)),
         )
@@ -296,10 +365,15 @@ class Worker:
             docker_status="n/a",
             slots=self.config.slots,
             advertise_host=advertised_host(self.config.listen),
+            instance_id=self.instance_id,
+            held=[pb.RunningTask(task_id=t, attempt=a) for t, a in self.held.items()],
         )
         reply = await self._nodes.RegisterWorkerNode(request, metadata=self._metadata, timeout=self.config.rpc_deadline)
         if not reply.success:
             log.error("registration refused: %s", reply.message)
+            if reply.message.startswith("NODE_IN_USE"):
+                self.fatal_reason = reply.message.removeprefix("NODE_IN_USE: ")
+                self.fatal.set()
         return reply.success
 
     async def _beat(self) -> pb.RunningStatusResponse:
@@ -315,6 +389,10 @@ class Worker:
                 gpu_memory_usage=0.0 if gpu is None else gpu.memory_usage,
                 docker_status="n/a",
                 running_tasks=running,
+                running=[pb.RunningTask(task_id=t, attempt=self.attempts.get(t, 0)) for t in self.runs]
+                + [pb.RunningTask(task_id=t, attempt=a) for t, a in self.held.items() if t not in self.runs],
+                instance_id=self.instance_id,
+                reconciles=True,
             ),
             metadata=self._metadata,
             timeout=self.config.rpc_deadline,
@@ -331,6 +409,9 @@ class Worker:
                 if registered:
                     reply = await self._beat()
                     registered = reply.success or not reply.message.startswith("NODE_NOT_FOUND")
+                    self._stop_unexpected(reply.stop_task_ids)
+                    if self.held and (self._resending is None or self._resending.done()):
+                        self._resending = asyncio.create_task(self._resend_held())
                 backoff.reset()
                 delay = interval
             except grpc.aio.AioRpcError as exc:

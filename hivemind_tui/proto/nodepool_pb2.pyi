@@ -345,6 +345,8 @@ class RegisterWorkerNodeRequest(_message.Message):
     DOCKER_STATUS_FIELD_NUMBER: _builtins.int
     SLOTS_FIELD_NUMBER: _builtins.int
     ADVERTISE_HOST_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     cpu_cores: _builtins.int
@@ -360,6 +362,12 @@ class RegisterWorkerNodeRequest(_message.Message):
     """Extension: how many tasks the worker runs at once (0: one)."""
     advertise_host: _builtins.str
     """Extension: the host the pool dials for ExecuteTask; empty: the address the call came from."""
+    instance_id: _builtins.str
+    """Extension: this worker process's own id; a new one for a known node means the worker restarted."""
+    @_builtins.property
+    def held(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunningTask]:
+        """Extension: tasks whose result the worker holds, unsent (its spool): not re-queued at a restart."""
+
     def __init__(
         self,
         *,
@@ -376,10 +384,12 @@ class RegisterWorkerNodeRequest(_message.Message):
         docker_status: _builtins.str = ...,
         slots: _builtins.int = ...,
         advertise_host: _builtins.str = ...,
+        instance_id: _builtins.str = ...,
+        held: _abc.Iterable[Global___RunningTask] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_host", b"advertise_host", "cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "hostname", b"hostname", "location", b"location", "memory_gb", b"memory_gb", "node_id", b"node_id", "port", b"port", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_host", b"advertise_host", "cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "held", b"held", "hostname", b"hostname", "instance_id", b"instance_id", "location", b"location", "memory_gb", b"memory_gb", "node_id", b"node_id", "port", b"port", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -419,6 +429,9 @@ class RunningStatusRequest(_message.Message):
     GPU_MEMORY_USAGE_FIELD_NUMBER: _builtins.int
     DOCKER_STATUS_FIELD_NUMBER: _builtins.int
     RUNNING_TASKS_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    RECONCILES_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     status: _builtins.str
     cpu_usage: _builtins.float
@@ -427,6 +440,14 @@ class RunningStatusRequest(_message.Message):
     gpu_memory_usage: _builtins.float
     docker_status: _builtins.str
     running_tasks: _builtins.int
+    instance_id: _builtins.str
+    reconciles: _builtins.bool
+    @_builtins.property
+    def running(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunningTask]:
+        """Extensions: the tasks this worker runs or holds an unsent result of (reconciliation), and its
+        process's id. `reconciles` says the list is meant: a worker without it sends none.
+        """
+
     def __init__(
         self,
         *,
@@ -438,14 +459,39 @@ class RunningStatusRequest(_message.Message):
         gpu_memory_usage: _builtins.float = ...,
         docker_status: _builtins.str = ...,
         running_tasks: _builtins.int = ...,
+        running: _abc.Iterable[Global___RunningTask] | None = ...,
+        instance_id: _builtins.str = ...,
+        reconciles: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_usage", b"cpu_usage", "docker_status", b"docker_status", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "node_id", b"node_id", "running_tasks", b"running_tasks", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_usage", b"cpu_usage", "docker_status", b"docker_status", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "instance_id", b"instance_id", "memory_usage", b"memory_usage", "node_id", b"node_id", "reconciles", b"reconciles", "running", b"running", "running_tasks", b"running_tasks", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunningStatusRequest: _TypeAlias = RunningStatusRequest  # noqa: Y015
+
+@_typing.final
+class RunningTask(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    attempt: _builtins.int
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunningTask: _TypeAlias = RunningTask  # noqa: Y015
 
 @_typing.final
 class RunningStatusResponse(_message.Message):
@@ -453,17 +499,23 @@ class RunningStatusResponse(_message.Message):
 
     SUCCESS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    STOP_TASK_IDS_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     message: _builtins.str
+    @_builtins.property
+    def stop_task_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Extension: tasks the worker reported that the pool no longer expects there (stopped, re-queued)."""
+
     def __init__(
         self,
         *,
         success: _builtins.bool = ...,
         message: _builtins.str = ...,
+        stop_task_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "success", b"success"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "stop_task_ids", b"stop_task_ids", "success", b"success"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1180,12 +1232,15 @@ class ExecuteTaskRequest(_message.Message):
     GPU_USAGE_FIELD_NUMBER: _builtins.int
     MEMORY_GB_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_GB_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     task_zip: _builtins.bytes
     cpu_usage: _builtins.float
     gpu_usage: _builtins.float
     memory_gb: _builtins.int
     gpu_memory_gb: _builtins.int
+    attempt: _builtins.int
+    """Extension: which attempt this is; its reports carry it back, and those of an older one are refused."""
     def __init__(
         self,
         *,
@@ -1195,10 +1250,11 @@ class ExecuteTaskRequest(_message.Message):
         gpu_usage: _builtins.float = ...,
         memory_gb: _builtins.int = ...,
         gpu_memory_gb: _builtins.int = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_usage", b"cpu_usage", "gpu_memory_gb", b"gpu_memory_gb", "gpu_usage", b"gpu_usage", "memory_gb", b"memory_gb", "task_id", b"task_id", "task_zip", b"task_zip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cpu_usage", b"cpu_usage", "gpu_memory_gb", b"gpu_memory_gb", "gpu_usage", b"gpu_usage", "memory_gb", b"memory_gb", "task_id", b"task_id", "task_zip", b"task_zip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1234,11 +1290,13 @@ class TaskOutputUploadRequest(_message.Message):
     OUTPUT_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     output: _builtins.str
     token: _builtins.str
     offset: _builtins.int
     """Extension: the byte offset of this chunk in the task's output, so a retried upload is not appended twice."""
+    attempt: _builtins.int
     def __init__(
         self,
         *,
@@ -1246,10 +1304,11 @@ class TaskOutputUploadRequest(_message.Message):
         output: _builtins.str = ...,
         token: _builtins.str = ...,
         offset: _builtins.int | None = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_offset", b"_offset", "offset", b"offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_offset", b"_offset", "offset", b"offset", "output", b"output", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_offset", b"_offset", "attempt", b"attempt", "offset", b"offset", "output", b"output", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__offset: _TypeAlias = _typing.Literal["offset"]  # noqa: Y015
     _WhichOneofArgType__offset: _TypeAlias = _typing.Literal["_offset", b"_offset"]  # noqa: Y015
@@ -1288,12 +1347,14 @@ class TaskResultUploadRequest(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     result_zip: _builtins.bytes
     token: _builtins.str
     exit_code: _builtins.int
     """Extensions: how the task ended; an empty failure_reason with exit_code 0 means it completed."""
     failure_reason: _builtins.str
+    attempt: _builtins.int
     def __init__(
         self,
         *,
@@ -1302,10 +1363,11 @@ class TaskResultUploadRequest(_message.Message):
         token: _builtins.str = ...,
         exit_code: _builtins.int = ...,
         failure_reason: _builtins.str = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exit_code", b"exit_code", "failure_reason", b"failure_reason", "result_zip", b"result_zip", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exit_code", b"exit_code", "failure_reason", b"failure_reason", "result_zip", b"result_zip", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1431,12 +1493,14 @@ class TaskUsageRequest(_message.Message):
     GPU_USAGE_FIELD_NUMBER: _builtins.int
     GPU_MEMORY_USAGE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     cpu_usage: _builtins.float
     memory_usage: _builtins.float
     gpu_usage: _builtins.float
     gpu_memory_usage: _builtins.float
     token: _builtins.str
+    attempt: _builtins.int
     def __init__(
         self,
         *,
@@ -1446,10 +1510,11 @@ class TaskUsageRequest(_message.Message):
         gpu_usage: _builtins.float = ...,
         gpu_memory_usage: _builtins.float = ...,
         token: _builtins.str = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_usage", b"cpu_usage", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cpu_usage", b"cpu_usage", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "task_id", b"task_id", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
