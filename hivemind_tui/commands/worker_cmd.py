@@ -22,8 +22,9 @@ from hivemind_tui.core.tls_probe import ChannelSecurity, diagnose
 from hivemind_tui.core.tls_setup import client_security, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.join_client import JoinState, join_pool
+from hivemind_tui.nodepool.sandbox import Sandbox
 from hivemind_tui.nodepool.server import grpc_options, message_limit
-from hivemind_tui.nodepool.task_runner import BaseDirBusy, RunSettings, choose_task_python, task_user_for
+from hivemind_tui.nodepool.task_runner import BaseDirBusy, RunSettings, choose_task_python
 from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, task_base_dir
 
 ORPHAN_CHECK_SECONDS = 1.0
@@ -172,9 +173,9 @@ async def worker(ctx: Context) -> Result:
     problem = await asyncio.to_thread(diagnose, link.address, link.security)
     if problem is not None:
         raise TlsProblemError(problem)
-    user = task_user_for(s.task_user)
+    sandbox = await asyncio.to_thread(Sandbox.detect, s.task_uids, s.task_network, s.task_bwrap)
     candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
-    python = await asyncio.to_thread(choose_task_python, user, candidates) if user else sys.executable
+    python = await asyncio.to_thread(choose_task_python, sandbox, candidates)
     config = WorkerConfig(
         pool_address=link.address,
         node_id=node_id,
@@ -191,7 +192,7 @@ async def worker(ctx: Context) -> Result:
             time_limit=s.task_time_limit,
             zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),
             max_result_bytes=message_limit(s) - 64 * 1024,
-            task_user=user,
+            sandbox=sandbox,
             python=python,
             base_dir=task_base_dir(node_id),
         ),
@@ -212,7 +213,7 @@ async def worker(ctx: Context) -> Result:
     ctx.warn(
         f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
         + (" over TLS" if link.security else "")
-        + (f", tasks run as {user}" if user else ", tasks run as this user")
+        + f"; tasks: {sandbox.describe()}"
     )
     watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None
     refused = asyncio.ensure_future(running.fatal.wait())

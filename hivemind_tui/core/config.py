@@ -210,7 +210,11 @@ class Settings:
     heartbeat_timeout: float = knob(30.0, _positive_seconds, "a worker silent this long is offline, seconds")
     task_time_limit: float = knob(3600.0, _positive_seconds, "a task running longer is killed, seconds")
     task_retry_limit: int = knob(2, _number(int, 0, 100, ""), "re-queues of a task whose worker was lost")
-    task_user: str = knob("nobody", _text, "unprivileged user that runs tasks when the worker is root")
+    task_uids: str = knob(
+        "61000-61999", _text, "uids (and gids) lent one per running task when the worker is root, FIRST-LAST"
+    )
+    task_network: bool = knob(True, _boolean, "tasks may use the network; off: only loopback (needs bwrap)")
+    task_bwrap: bool = knob(True, _boolean, "run tasks in bwrap namespaces where bwrap works; off: uid and limits only")
     db_busy_timeout: float = knob(
         30.0, _positive_seconds, "how long a write to console.db waits for another process's write, seconds"
     )

@@ -36,6 +36,7 @@ NODE_FIELDS = (
     "docker_status",
     "slots",
     "address",
+    "isolation",
 )
 USAGE_FIELDS = (
     "status",
@@ -64,6 +65,7 @@ class Registration:
     docker_status: str
     slots: int
     instance_id: str = ""
+    isolation: str = ""
     # Tasks (id -> attempt) whose result the worker holds unsent: they survive its restart.
     held: dict[str, int] = field(default_factory=dict)
 

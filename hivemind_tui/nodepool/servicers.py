@@ -299,6 +299,7 @@ def node_info(row: Any, online: bool) -> pb.NodeInfo:
         last_heartbeat=row["last_heartbeat"],
         docker_status=row["docker_status"],
         state=row["state"],
+        isolation=row["isolation"],
     )
 
 
@@ -325,6 +326,7 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
                 slots=request.slots,
                 instance_id=request.instance_id,
                 held={t.task_id: t.attempt for t in request.held},
+                isolation=request.isolation[:200],
             )
         )
         return pb.StatusResponse(success=True, message="ok")

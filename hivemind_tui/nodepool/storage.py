@@ -110,6 +110,8 @@ MIGRATIONS: list[Migration] = [
     "ALTER TABLE nodes ADD COLUMN instance_id TEXT NOT NULL DEFAULT ''",
     # 5: where the running attempt's output starts in the task's log (a worker counts offsets per attempt).
     "ALTER TABLE tasks ADD COLUMN log_base INTEGER NOT NULL DEFAULT 0",
+    # 6: what confines a node's tasks, as its worker reports it.
+    "ALTER TABLE nodes ADD COLUMN isolation TEXT NOT NULL DEFAULT ''",
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

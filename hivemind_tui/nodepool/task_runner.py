@@ -1,8 +1,9 @@
 """Running one task zip on a worker: unpack safely, run `main.py` confined, stream output, report the end.
 
 The task runs in a private temp dir, in its own process group and session, with a scrubbed environment
-plus HIVEMIND_TASK_ID and HIVEMIND_OUTPUT_DIR=output, through the exec wrapper (address-space limit, the
-unprivileged task user when the worker is root, death with the worker). Its `output/` folder is zipped
+plus HIVEMIND_TASK_ID and HIVEMIND_OUTPUT_DIR=output, confined by the worker's sandbox (its own uid when the
+worker is root, the address-space limit, namespaces where bwrap runs, death with the worker; sandbox.py).
+Its `output/` folder is zipped
 with that prefix and sent back with the exit code and, on failure, the reason and the last stderr lines.
 The temp dir is removed in every case.
 """
@@ -15,10 +16,8 @@ import contextlib
 import fcntl
 import logging
 import os
-import pwd
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivemind_tui.core.zipsafe import ZipLimits, extract_zip, zip_folder
+from hivemind_tui.nodepool.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -46,24 +46,9 @@ class RunSettings:
     time_limit: float
     zip_limits: ZipLimits
     max_result_bytes: int
-    task_user: str | None
+    sandbox: Sandbox
     python: str
     base_dir: Path
-
-
-def task_user_for(configured: str) -> str | None:
-    """Tasks run as `configured` when the worker is root; otherwise as the worker's own user."""
-    return configured if os.geteuid() == 0 and configured else None
-
-
-def wrapper_command(user: str | None, as_bytes: int, command: list[str]) -> list[str]:
-    # -I: the task's folder must never shadow our own modules while we are still root.
-    cmd = [sys.executable, "-I", "-m", "hivemind_tui.nodepool.exec_wrapper"]
-    if as_bytes:
-        cmd += ["--as-bytes", str(as_bytes)]
-    if user:
-        cmd += ["--user", user]
-    return [*cmd, "--", *command]
 
 
 def scrubbed_env(task_id: str, workdir: Path) -> dict[str, str]:
@@ -79,18 +64,22 @@ def scrubbed_env(task_id: str, workdir: Path) -> dict[str, str]:
     }
 
 
-def choose_task_python(user: str | None, candidates: list[str]) -> str:
-    """The first interpreter the task user can run (a root-only venv may be out of its reach)."""
+def choose_task_python(sandbox: Sandbox, candidates: list[str]) -> str:
+    """The first interpreter a task can run in the sandbox (a root-only venv may be out of its reach)."""
     import subprocess
 
-    for python in candidates:
-        if not python or not Path(python).exists():
-            continue
-        probe = wrapper_command(user, 0, [python, "-c", "import json, csv, math"])
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            if subprocess.run(probe, capture_output=True, timeout=30, cwd="/").returncode == 0:
-                return python
-    raise RuntimeError(f"no Python interpreter is usable by the task user {user!r} (tried {candidates})")
+    uid = sandbox.uids.uids.start if sandbox.uids else None
+    with tempfile.TemporaryDirectory() as folder:
+        if uid is not None:
+            os.chown(folder, uid, uid)
+        for python in candidates:
+            if not python or not Path(python).exists():
+                continue
+            probe = sandbox.command(Path(folder), uid, 0, [python, "-c", "import json, csv, math"])
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                if subprocess.run(probe, capture_output=True, timeout=30, cwd=folder).returncode == 0:
+                    return python
+    raise RuntimeError(f"no Python interpreter can run in the task sandbox (tried {candidates})")
 
 
 class BaseDirBusy(OSError):
@@ -139,13 +128,16 @@ class TaskRun:
         self._stderr_tail = b""
         self._flush_lock = asyncio.Lock()
         self.started_at = time.monotonic()
+        self._uid: int | None = None
 
     async def start(self) -> None:
         """Unpack and spawn; raises (ZipRejected, OSError) if the task cannot start, leaving nothing behind."""
         try:
+            pool = self._s.sandbox.uids
+            self._uid = pool.take() if pool is not None else None
             self._workdir = await asyncio.to_thread(self._unpack)
             as_bytes = self._memory_gb * GIB if self._memory_gb > 0 else 0
-            command = wrapper_command(self._s.task_user, as_bytes, [self._s.python, "main.py"])
+            command = self._s.sandbox.command(self._workdir, self._uid, as_bytes, [self._s.python, "main.py"])
             self._proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=self._workdir,
@@ -165,10 +157,9 @@ class TaskRun:
         extract_zip(self._zip, workdir, self._s.zip_limits)
         (workdir / "output").mkdir(exist_ok=True)
         (workdir / ".tmp").mkdir(exist_ok=True)
-        if self._s.task_user:
-            entry = pwd.getpwnam(self._s.task_user)
+        if self._uid is not None:
             for path in (workdir, *workdir.rglob("*")):
-                os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+                os.chown(path, self._uid, self._uid, follow_symlinks=False)
         return workdir
 
     async def run(self) -> None:
@@ -228,6 +219,10 @@ class TaskRun:
     def _cleanup(self) -> None:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._uid is not None and self._s.sandbox.uids is not None:
+            # Given back only once nothing of the task's can still run under it: its group was killed.
+            self._s.sandbox.uids.give_back(self._uid)
+            self._uid = None
 
     async def _read(self, stream: asyncio.StreamReader | None, is_stderr: bool) -> None:
         if stream is None:

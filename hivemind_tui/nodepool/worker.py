@@ -366,6 +366,7 @@ class Worker:
             slots=self.config.slots,
             advertise_host=advertised_host(self.config.listen),
             instance_id=self.instance_id,
+            isolation=self.config.run.sandbox.describe(),
             held=[pb.RunningTask(task_id=t, attempt=a) for t, a in self.held.items()],
         )
         reply = await self._nodes.RegisterWorkerNode(request, metadata=self._metadata, timeout=self.config.rpc_deadline)

@@ -347,6 +347,7 @@ class RegisterWorkerNodeRequest(_message.Message):
     ADVERTISE_HOST_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
+    ISOLATION_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     cpu_cores: _builtins.int
@@ -364,6 +365,8 @@ class RegisterWorkerNodeRequest(_message.Message):
     """Extension: the host the pool dials for ExecuteTask; empty: the address the call came from."""
     instance_id: _builtins.str
     """Extension: this worker process's own id; a new one for a known node means the worker restarted."""
+    isolation: _builtins.str
+    """Extension: what confines its tasks (uid per task, bwrap, network), for `nodes show`."""
     @_builtins.property
     def held(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunningTask]:
         """Extension: tasks whose result the worker holds, unsent (its spool): not re-queued at a restart."""
@@ -386,10 +389,11 @@ class RegisterWorkerNodeRequest(_message.Message):
         advertise_host: _builtins.str = ...,
         instance_id: _builtins.str = ...,
         held: _abc.Iterable[Global___RunningTask] | None = ...,
+        isolation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_host", b"advertise_host", "cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "held", b"held", "hostname", b"hostname", "instance_id", b"instance_id", "location", b"location", "memory_gb", b"memory_gb", "node_id", b"node_id", "port", b"port", "slots", b"slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advertise_host", b"advertise_host", "cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "held", b"held", "hostname", b"hostname", "instance_id", b"instance_id", "isolation", b"isolation", "location", b"location", "memory_gb", b"memory_gb", "node_id", b"node_id", "port", b"port", "slots", b"slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -565,6 +569,7 @@ class NodeInfo(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _builtins.int
     DOCKER_STATUS_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    ISOLATION_FIELD_NUMBER: _builtins.int
     node_id: _builtins.str
     hostname: _builtins.str
     port: _builtins.int
@@ -587,6 +592,8 @@ class NodeInfo(_message.Message):
     docker_status: _builtins.str
     state: _builtins.str
     """`active`, `cordoned` or `draining`."""
+    isolation: _builtins.str
+    """What confines the node's tasks, as its worker reported it."""
     def __init__(
         self,
         *,
@@ -611,10 +618,11 @@ class NodeInfo(_message.Message):
         last_heartbeat: _builtins.float = ...,
         docker_status: _builtins.str = ...,
         state: _builtins.str = ...,
+        isolation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "cpu_usage", b"cpu_usage", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_memory_usage", b"gpu_memory_usage", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "gpu_usage", b"gpu_usage", "hostname", b"hostname", "last_heartbeat", b"last_heartbeat", "location", b"location", "memory_gb", b"memory_gb", "memory_usage", b"memory_usage", "node_id", b"node_id", "online", b"online", "port", b"port", "running_tasks", b"running_tasks", "slots", b"slots", "state", b"state", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu_cores", b"cpu_cores", "cpu_score", b"cpu_score", "cpu_usage", b"cpu_usage", "docker_status", b"docker_status", "gpu_memory_gb", b"gpu_memory_gb", "gpu_memory_usage", b"gpu_memory_usage", "gpu_name", b"gpu_name", "gpu_score", b"gpu_score", "gpu_usage", b"gpu_usage", "hostname", b"hostname", "isolation", b"isolation", "last_heartbeat", b"last_heartbeat", "location", b"location", "memory_gb", b"memory_gb", "memory_usage", b"memory_usage", "node_id", b"node_id", "online", b"online", "port", b"port", "running_tasks", b"running_tasks", "slots", b"slots", "state", b"state", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -80,6 +80,7 @@ class NodeInfo:
     slots: int = 0
     last_heartbeat: float | None = None
     docker_status: str = ""
+    isolation: str = ""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

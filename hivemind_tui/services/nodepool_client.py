@@ -96,6 +96,7 @@ def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
         slots=n.slots,
         last_heartbeat=_opt(n.last_heartbeat),
         docker_status=n.docker_status,
+        isolation=n.isolation,
     )
 
 

@@ -241,42 +241,55 @@ async def node_list_latency(channel: grpc.aio.Channel, token: str, data: Path) -
     return statistics.median(values)
 
 
-async def run(count: int) -> None:
+def start_pool(extra_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int, Path]:
     data = Path(tempfile.mkdtemp(prefix="bench-pool-"))
-    port, bare_port = free_port(), free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HIVEMIND_PASSWORD_HASH_COST": "min",
         "HIVEMIND_MAX_UPLOAD_BYTES": str(64 * MIB),
         "HIVEMIND_HEARTBEAT_TIMEOUT": "600",
+        **extra_env,
     }
+    command = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data), "pool", "serve"]
     pool = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hivemind_tui",
-            "--data-dir",
-            str(data),
-            "pool",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-        ],
+        [*command, "--listen", f"127.0.0.1:{port}", "--workers", "2"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    wait_port(port)
+    return pool, port, data
+
+
+async def two_workers_online(channel: grpc.aio.Channel, token: str) -> None:
+    admin = pb_grpc.NodeManagerServiceStub(channel)
+    while sum(n.online for n in (await admin.GetNodeList(pb.GetNodeListRequest(token=token))).nodes) < 2:
+        await asyncio.sleep(0.1)
+
+
+async def throughput_without_bwrap(count: int) -> float:
+    """The same run with the sandbox's namespaces off (uid and limits stay): the sandbox's own cost."""
+    pool, port, data = start_pool({"HIVEMIND_TASK_BWRAP": "false"})
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS) as channel:
+            token = await login(channel, data)
+            await two_workers_online(channel, token)
+            return await throughput(channel, token, count)
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)
+
+
+async def run(count: int) -> None:
+    bare_port = free_port()
+    pool, port, data = start_pool({})
     bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, f"127.0.0.1:{bare_port}"])
     try:
-        wait_port(port)
         wait_port(bare_port)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=OPTIONS) as channel:
             token = await login(channel, data)
-            admin = pb_grpc.NodeManagerServiceStub(channel)
-            while sum(n.online for n in (await admin.GetNodeList(pb.GetNodeListRequest(token=token))).nodes) < 2:
-                await asyncio.sleep(0.1)
+            await two_workers_online(channel, token)
             latency = await latency_to_running(channel, token)
             print(
                 f"upload-to-RUNNING latency, median of 20: {latency * 1000:.1f} ms "
@@ -285,7 +298,7 @@ async def run(count: int) -> None:
             rate = await throughput(channel, token, count)
             print(
                 f"throughput: {rate:.1f} tasks/s for {count} trivial tasks, 4 clients, 2 workers "
-                f"({os.cpu_count()} cores)"
+                f"({os.cpu_count()} cores), sandbox as the worker finds it (goal >= 60/s with bwrap)"
             )
             rates = await upload_rate(f"127.0.0.1:{port}", token, bare_port, data / "pool")
             ours, baseline = rates["ours"], rates["bare unary"]
@@ -307,6 +320,8 @@ async def run(count: int) -> None:
         for proc in (pool, bare):
             proc.terminate()
             proc.wait(timeout=30)
+    plain = await throughput_without_bwrap(count)
+    print(f"throughput without bwrap (uid and limits only): {plain:.1f} tasks/s, same run")
 
 
 def main() -> None:

@@ -68,6 +68,7 @@ def demo_nodes(count: int = 12) -> list[NodeInfo]:
                 running_tasks=0 if offline else i % 4,
                 slots=4,
                 last_heartbeat=DEMO_NOW - (600 + i if offline else 2 + i % 5),
+                isolation="uid per task 61000-61999; bwrap: pid, ipc, mount",
             )
         )
     return nodes

@@ -57,7 +57,8 @@ class NodeDetailScreen(ReportsWorkerErrors, Screen[None]):
             f"{age(node.last_heartbeat, now)} ago\n"
             f"host {plain(node.hostname)}:{node.port}  {node.cpu_cores} cores  {node.memory_gb} GB  cpu score "
             f"{node.cpu_score}  GPU {gpu}  location {plain(node.location or '-')}\n"
-            f"now: CPU {node.cpu_usage:.0f}%  memory {node.memory_usage:.0f}%  GPU {node.gpu_usage:.0f}%  "
+            + (f"tasks confined by: {plain(node.isolation)}\n" if node.isolation else "")
+            + f"now: CPU {node.cpu_usage:.0f}%  memory {node.memory_usage:.0f}%  GPU {node.gpu_usage:.0f}%  "
             f"tasks {node.running_tasks}/{node.slots}"
         )
         running = [t for t in snap.tasks if t.worker == self.node_id and t.status in ("ASSIGNED", "RUNNING")]
