@@ -194,7 +194,7 @@ async def worker(ctx: Context) -> Result:
             max_result_bytes=message_limit(s) - 64 * 1024,
             sandbox=sandbox,
             python=python,
-            base_dir=task_base_dir(node_id),
+            base_dir=task_base_dir(node_id, state_dir, sandbox),
         ),
         pool_tls=link.security,
         serve_tls=link.serve_tls,

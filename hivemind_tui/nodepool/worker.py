@@ -27,12 +27,14 @@ from typing import Any, TypeVar
 import grpc
 import psutil
 
+from hivemind_tui.core.datadir import make_private_dir
 from hivemind_tui.core.retry import Backoff, retry
 from hivemind_tui.core.tls_probe import ChannelSecurity
 from hivemind_tui.core.tls_setup import channel_credentials, secure_options
 from hivemind_tui.core.zipsafe import ZipRejected
 from hivemind_tui.nodepool.capacity import cached_cpu_score, memory_gb, read_gpu
 from hivemind_tui.nodepool.result_spool import ResultSpool, SpooledResult
+from hivemind_tui.nodepool.sandbox import Sandbox
 from hivemind_tui.nodepool.servicers import (
     NODE_ID_HEADER,
     WORKER_SECRET_HEADER,
@@ -93,8 +95,14 @@ def advertised_host(listen: str) -> str:
     return "" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - recognising wildcards, not binding
 
 
-def task_base_dir(node_id: str) -> Path:
+def task_base_dir(node_id: str, state_dir: Path, sandbox: Sandbox) -> Path:
+    """Where this node's task folders live: `DATA_DIR/worker/runs/NODE` (0700) where a task never needs to
+    walk the path to its folder (bwrap mounts it, or tasks run as the worker's own user); else the system's
+    temp dir, since a task with its own uid must pass through every folder above its own."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in node_id)
+    if sandbox.bwrap is not None or sandbox.uids is None:
+        make_private_dir(state_dir / "runs")
+        return state_dir / "runs" / safe
     return Path(tempfile.gettempdir()) / f"hivemind-worker-{safe}"
 
 

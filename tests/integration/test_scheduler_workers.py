@@ -53,7 +53,8 @@ async def test_full_lifecycle_with_output_and_result(cluster: Cluster) -> None:
         env_names = set(__import__("json").loads(zf.read("output/sub/env.json")))
     assert {"HIVEMIND_TASK_ID", "HIVEMIND_OUTPUT_DIR", "PATH"} <= env_names
     assert not any(name.startswith(("GRPC", "HIVEMIND_HEARTBEAT", "HIVEMIND_PASSWORD")) for name in env_names)
-    base = Path("/tmp") / "hivemind-worker-w1"
+    runs = cluster.data_dir / "worker" / "runs" / "w1"  # with bwrap, or a worker that is not root
+    base = runs if runs.is_dir() else Path("/tmp") / "hivemind-worker-w1"
     # The private dir goes right after the result is sent; only the worker's lock stays.
     deadline = time.monotonic() + 10
     while [p.name for p in base.iterdir()] != [".lock"]:
@@ -281,4 +282,5 @@ async def test_worker_refuses_a_zip_that_leaves_its_dir(cluster: Cluster, tmp_pa
         stop = await stub.StopTaskExecution(pb.StopTaskExecutionRequest(task_id="x"))
         assert stop.message.startswith("PERMISSION_DENIED")
     assert not target.exists()
-    assert not (Path("/tmp/hivemind-worker-w9") / ".." / "escaped.txt").resolve().exists()
+    for base in (cluster.data_dir / "worker" / "runs" / "w9", Path("/tmp/hivemind-worker-w9")):
+        assert not (base.parent / "escaped.txt").exists() and not (base.parent.parent / "escaped.txt").exists()
