@@ -13,6 +13,7 @@ def register_all(registry: CommandRegistry) -> None:
         config_cmd,
         nodes_cmd,
         pool_cmd,
+        serve_cmd,
         session_cmd,
         status_cmd,
         tasks_cmd,
@@ -28,5 +29,6 @@ def register_all(registry: CommandRegistry) -> None:
     vpn_cmd.register(registry)
     pool_cmd.register(registry)
     tls_cmd.register(registry)
+    serve_cmd.register(registry)
     worker_cmd.register(registry)
     config_cmd.register(registry)

@@ -8,17 +8,16 @@ import logging
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
-from hivemind_tui import __version__
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import age, connect, resolve_address, table, when
-from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.core.errors import ExitCode, UsageError
 from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
+from hivemind_tui.services.health import health_report
 from hivemind_tui.services.history import History
 from hivemind_tui.services.host_metrics import PsutilMetrics
-from hivemind_tui.services.monitor import Monitor, pool_json
+from hivemind_tui.services.monitor import Monitor
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.retention import PRUNE_EVERY, prune_store
 from hivemind_tui.services.session import Session
@@ -46,47 +45,12 @@ def mounts(ctx: Context) -> list[Path]:
 
 async def health(ctx: Context) -> Result:
     """Answers within the deadline even when the pool is down, and never starts a pool."""
-    problems: list[str] = []
     address = await resolve_address(ctx, start=False)
-    pool: dict[str, Any] = {
-        "address": address,
-        "reachable": False,
-        "latency_ms": None,
-        "extensions": [],
-        "version": None,
-    }
-    if address is None:
-        problems.append("no pool is configured and the embedded pool of this data dir is not running")
-    else:
-        client = PoolClient(ctx.settings, address)
-        try:
-            result = await asyncio.wait_for(
-                client.check_health(deadline=ctx.settings.rpc_deadline / 3), ctx.settings.rpc_deadline
-            )
-            pool = pool_json(address, result, client.state)
-        except (HivemindError, TimeoutError) as exc:
-            problems.append(getattr(exc, "message", "") or f"the pool at {address} did not answer in time")
-        finally:
-            await client.close()
-    database = {"ok": False, "path": str(ctx.data_dir.console_db)}
-    try:
-        async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
-            await store.fetchone("SELECT 1")
-        database["ok"] = True
-    except Exception as exc:  # any failure of the store is a finding, not a crash
-        problems.append(f"the store {ctx.data_dir.console_db} is not usable: {exc}")
-    healthy = not problems
-    data = {
-        "status": "healthy" if healthy else "unhealthy",
-        "timestamp": time.time(),
-        "version": __version__,
-        "pool": pool,
-        "database": database,
-        "problems": problems,
-    }
-    text = "healthy" if healthy else "unhealthy: " + "; ".join(problems)
+    data = await health_report(ctx.settings, ctx.data_dir.console_db, address)
+    healthy = data["status"] == "healthy"
+    text = "healthy" if healthy else "unhealthy: " + "; ".join(data["problems"])
     if healthy:
-        text += f" (pool {address}, {pool['latency_ms']:.1f} ms)"
+        text += f" (pool {address}, {data['pool']['latency_ms']:.1f} ms)"
     return Result(data, text, ExitCode.OK if healthy else ExitCode.FAILED)
 
 

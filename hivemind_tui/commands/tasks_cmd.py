@@ -19,8 +19,9 @@ from hivemind_tui.commands.common import Connection, age, connect, require_chang
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
 from hivemind_tui.services.task_actions import TaskActions
-from hivemind_tui.services.task_manager import ParentState, Progress, SubmitOptions, TaskManager
+from hivemind_tui.services.task_manager import Progress, SubmitOptions, TaskManager
 from hivemind_tui.services.task_splitter import SubtaskPlan
+from hivemind_tui.services.task_views import parent_json, task_json, task_rows
 
 FOLLOW_POLL = 1.0
 
@@ -60,49 +61,12 @@ def register(registry: CommandRegistry) -> CommandRegistry:
     return tasks
 
 
-def task_json(task: TaskInfo, done: int | None = None, total: int | None = None) -> dict[str, Any]:
-    """The `tasks list --json` task shape (README); a plain task's progress is 1/1 once completed."""
-    if total is None:
-        done, total = (1 if task.status == "COMPLETED" else 0), 1
-    return {
-        "task_id": task.task_id,
-        "owner": task.owner or None,
-        "parent_task_id": task.parent_task_id or None,
-        "status": task.status,
-        "message": task.message,
-        "progress": {"done": done, "total": total},
-        "task_type": task.task_type or None,
-        "priority": task.priority,
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "worker": task.worker or None,
-        "exit_code": task.exit_code,
-    }
-
-
 async def fetch_task(conn: Connection, task_id: str) -> TaskInfo:
     tasks = (await conn.session.call(conn.client.list_tasks)).tasks
     for task in tasks:
         if task.task_id == task_id:
             return task
     raise HivemindError(f"no task {task_id}", code="TASK_NOT_FOUND")
-
-
-def parent_json(parent: ParentState) -> dict[str, Any]:
-    return {
-        "task_id": parent.parent_id,
-        "owner": parent.owner or None,
-        "parent_task_id": None,
-        "status": parent.status,
-        "message": parent.message,
-        "progress": {"done": parent.done, "total": parent.total},
-        "task_type": parent.task_type or None,
-        "priority": parent.priority,
-        "created_at": parent.created_at,
-        "updated_at": parent.updated_at,
-        "worker": None,
-        "subtasks": parent.total if parent.split else 0,
-    }
 
 
 def manager(ctx: Context, conn: Connection) -> TaskManager:
@@ -115,11 +79,7 @@ def actions(ctx: Context, conn: Connection) -> TaskActions:
 
 async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
     """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
-    tasks = (await conn.session.call(conn.client.list_tasks)).tasks
-    parents, loose = await manager(ctx, conn).overview(tasks)
-    rows = [parent_json(p) for p in parents] + [task_json(t) for t in loose]
-    rows.sort(key=lambda r: r["created_at"] or 0, reverse=True)
-    return tasks, rows
+    return await task_rows(conn.session, manager(ctx, conn))
 
 
 async def list_tasks(ctx: Context) -> Result:

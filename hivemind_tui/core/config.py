@@ -213,6 +213,8 @@ class Settings:
     task_uids: str = knob(
         "61000-61999", _text, "uids (and gids) lent one per running task when the worker is root, FIRST-LAST"
     )
+    web_listen: str = knob("127.0.0.1:5000", _address(False), "where `serve` (the HTTP face) listens")
+    metrics_token: str = knob("", _text, "bearer token /metrics requires; empty: none", secret=True)
     task_network: bool = knob(True, _boolean, "tasks may use the network; off: only loopback (needs bwrap)")
     task_bwrap: bool = knob(True, _boolean, "run tasks in bwrap namespaces where bwrap works; off: uid and limits only")
     db_busy_timeout: float = knob(

@@ -1,0 +1,60 @@
+"""`serve`: the HTTP face (JSON API, /health, /metrics) against the configured pool, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from aiohttp import web
+
+from hivemind_tui.commands.base import CommandRegistry, Context, Result
+from hivemind_tui.commands.common import resolve_address
+from hivemind_tui.core.errors import UnreachableError, UsageError
+from hivemind_tui.nodepool.server import is_loopback
+from hivemind_tui.services.host_metrics import PsutilMetrics
+from hivemind_tui.web.app import WebFace
+
+
+def register(registry: CommandRegistry) -> None:
+    cmd = registry.command("serve", serve, "serve the HTTP face: JSON API, /health, /metrics (default 127.0.0.1:5000)")
+    cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the web_listen setting")
+    cmd.add_argument(
+        "--insecure-public",
+        action="store_true",
+        help="allow a non-loopback address (plain HTTP: put a TLS proxy in front)",
+    )
+    cmd.set_defaults(process_kind="serve")
+
+
+async def serve(ctx: Context) -> Result:
+    listen = ctx.args.listen or ctx.settings.web_listen
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--listen {listen}: expected HOST:PORT")
+    if not is_loopback(host) and not ctx.args.insecure_public:
+        raise UsageError(
+            f"refusing to serve plain HTTP on {listen}: passwords would cross the network in clear; "
+            "put a TLS proxy in front and pass --insecure-public"
+        )
+    address = await resolve_address(ctx, start=True)
+    if address is None:
+        raise UnreachableError("no pool is configured and the embedded pool could not start")
+    face = WebFace(ctx.settings, ctx.data_dir, address, PsutilMetrics(ctx.settings.mounts(ctx.data_dir.root)))
+    runner = web.AppRunner(face.app(), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        try:
+            await site.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
+        bound = runner.addresses[0] if runner.addresses else (host, int(port))
+        ctx.warn(f"serving http://{listen.rpartition(':')[0]}:{bound[1]} for the pool at {address}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+    return Result({"listen": listen, "stopped": True}, "stopped")

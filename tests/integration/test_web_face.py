@@ -1,0 +1,142 @@
+"""The HTTP face against a real pool process: `hivemind-tui serve` as a process, spoken to over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import free_port, task_zip
+from tests.integration.cli_harness import CLI, ENV, admin_login, wait_for, wait_for_a_node
+
+METRICS_TOKEN = "metrics-" + "m" * 20
+
+
+class Web:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        request = urllib.request.Request(self.base + path, method=method)  # noqa: S310 - http on loopback
+        if body is not None:
+            request.data = json.dumps(body).encode()
+            request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - loopback only
+                raw, status, kind = reply.read(), reply.status, reply.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            raw, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
+        return status, json.loads(raw) if "json" in kind else raw.decode()
+
+
+@pytest.fixture
+def web(cli: CLI) -> Iterator[Web]:
+    admin_login(cli)  # the remembered login the face's snapshot (and /metrics) uses
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hivemind_tui", "--data-dir", str(cli.data), "serve", "--listen", f"127.0.0.1:{port}"],
+        env={**os.environ, **ENV, "HIVEMIND_METRICS_TOKEN": METRICS_TOKEN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    face = Web(port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if face.call("GET", "/health")[0] in (200, 503):
+                break
+        except OSError:
+            pass
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "serve did not answer"
+        time.sleep(0.1)
+    try:
+        yield face
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def metrics(face: Web) -> dict[str, float]:
+    status, text = face.call("GET", "/metrics", token=METRICS_TOKEN)
+    assert status == 200
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
+    status, health = web.call("GET", "/health")
+    assert status == 200 and health["status"] == "healthy"
+    assert set(health) == set(cli.json("health"))  # the CLI's health JSON, key for key
+    assert "token" not in json.dumps(health)
+
+    assert web.call("GET", "/api/tasks")[0] == 401
+    status, refused = web.call("POST", "/api/login", {"user": "admin", "password": "wrong"})
+    assert status == 401 and refused["error"]["code"]
+    assert web.call("POST", "/api/login", {"user": "admin"})[0] == 422
+    password = (cli.data / "pool" / "admin-password").read_text().strip()
+    status, login = web.call("POST", "/api/login", {"user": "admin", "password": password})
+    assert status == 200 and login["role"] == "admin" and login["expires_at"] > time.time()
+    token = login["token"]
+    pool_tokens = [json.loads(p.read_text())["token"] for p in (cli.data / "tokens").glob("*.json")]
+    assert pool_tokens and all(t not in json.dumps(login) for t in pool_tokens)  # the pool's token stays inside
+
+    wait_for_a_node(cli)
+    job = tmp_path / "job.zip"
+    job.write_bytes(task_zip())
+    task_id = cli.json("tasks", "submit", str(job))["task_id"]
+    wait_for(cli, task_id, {"COMPLETED"})
+    status, listed = web.call("GET", "/api/tasks", token=token)
+    assert status == 200 and listed["tasks"] == cli.json("tasks", "list")["tasks"]  # the CLI's JSON, row for row
+    assert web.call("GET", "/api/tasks?status=running", token=token)[1]["tasks"] == []
+    assert web.call("GET", "/api/tasks?status=nonsense", token=token)[0] == 422
+    status, one = web.call("GET", f"/api/tasks/{task_id}", token=token)
+    assert status == 200 and one["task"]["status"] == "COMPLETED"
+    status, missing = web.call("GET", "/api/tasks/no-such-task", token=token)
+    assert status == 404 and missing["error"]["code"] == "TASK_NOT_FOUND"
+    status, nodes = web.call("GET", "/api/nodes", token=token)
+    assert status == 200 and [n["node_id"] for n in nodes["nodes"]] == [
+        n["node_id"] for n in cli.json("nodes", "list")["nodes"]
+    ]
+
+    deadline = time.monotonic() + 30  # the snapshot catches up within a refresh or two
+    while metrics(web).get("hivemind_tasks{status=COMPLETED}", 0) < 1:
+        assert time.monotonic() < deadline, metrics(web)
+        time.sleep(0.2)
+    values = metrics(web)
+    assert values["hivemind_pool_up"] == 1 and values["hivemind_nodes{state=online}"] == 1
+    assert values["hivemind_alerts_active"] == 0 and "process_cpu_seconds_total" in values
+    assert any(k.startswith("hivemind_node_cpu_ratio{node=") for k in values)
+    assert web.call("GET", "/metrics")[0] == 401  # metrics_token is set
+    status, system = web.call("GET", "/api/system/status", token=token)
+    assert status == 200 and system["pool"]["reachable"] is True and system["host"]["cpu_percent"] is not None
+
+    assert web.call("POST", "/api/logout", token=token)[0] == 200
+    assert web.call("GET", "/api/tasks", token=token)[0] == 401
+
+    cli("pool", "stop")
+    status, down = web.call("GET", "/health")
+    assert status == 503 and down["status"] == "unhealthy" and down["problems"]
+
+
+def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
+    proc = CLI(tmp_path / "data")("serve", "--listen", "0.0.0.0:5999")
+    assert proc.returncode == 2 and "TLS proxy" in proc.stderr
