@@ -7,6 +7,7 @@ the moment it exists (the mode is set on the temp file before any byte is writte
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -77,10 +78,15 @@ class DataDir:
 
 
 def make_private_dir(path: Path) -> Path:
-    """Create `path` (and parents) with mode 0700; an existing folder keeps its mode."""
+    """Create `path` and every missing folder above it with mode 0700; an existing folder keeps its mode.
+    (`mkdir(parents=True)` would give the folders above the umask's mode, 0755.)"""
     if not path.is_dir():
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(path, 0o700)
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(folder, 0o700)
+        if not path.is_dir():  # it, or a folder above it, is a file
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
     return path
 
 

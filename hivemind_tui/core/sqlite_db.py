@@ -10,6 +10,7 @@ Open it inside the running loop, never before `App.run()` or `asyncio.run()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -49,8 +50,11 @@ class Database:
 
     async def open(self) -> Self:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Created private: SQLite gives its -wal and -shm files the same mode.
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Created private: SQLite gives its -wal and -shm files the same mode. Only when it is missing: closing
+        # any descriptor of an open database drops every POSIX lock this process holds on it, so another
+        # process would take our WAL for abandoned and delete it, and our later commits with it.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         self._writer = await self._connect()
         try:
             await self._writer.execute("PRAGMA journal_mode=WAL")

@@ -18,15 +18,27 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.datadir import DataDir
-from hivemind_tui.core.errors import ExitCode, HivemindError, NotAuthenticatedError, UsageError
+from hivemind_tui.core.datadir import DataDir, create_private_file, make_private_dir
+from hivemind_tui.core.errors import (
+    ExitCode,
+    HivemindError,
+    NotAuthenticatedError,
+    NotPermittedError,
+    NotSupportedError,
+    UsageError,
+)
 from hivemind_tui.core.logging_setup import register_secret
+from hivemind_tui.services.alerts import Alerts
+from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.health import health_report
 from hivemind_tui.services.host_metrics import MetricsSource
 from hivemind_tui.services.models import KNOWN_STATUSES
@@ -34,14 +46,15 @@ from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
-from hivemind_tui.services.task_manager import TaskManager
+from hivemind_tui.services.task_actions import TaskActions
+from hivemind_tui.services.task_manager import SubmitOptions, TaskManager
 from hivemind_tui.services.task_views import task_rows
 from hivemind_tui.web.metrics import registry_for
 
 log = logging.getLogger(__name__)
 
 COOKIE = "hivemind_session"
-HTTP_STATUS = {
+HTTP_STATUS: dict[int, int] = {
     ExitCode.USAGE: 422,
     ExitCode.UNREACHABLE: 503,
     ExitCode.NOT_AUTHENTICATED: 401,
@@ -50,12 +63,18 @@ HTTP_STATUS = {
 }
 NOT_FOUND_CODES = ("TASK_NOT_FOUND", "NODE_NOT_FOUND", "NOT_FOUND")
 MAX_LOGIN_BODY = 64 * 1024
+UPLOAD_CHUNK = 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_response(error: HivemindError) -> web.Response:
-    status = 404 if error.code in NOT_FOUND_CODES else HTTP_STATUS.get(error.exit_code, 409)
+    if error.code in NOT_FOUND_CODES:
+        status = 404
+    elif error.code == "TOO_LARGE":
+        status = 413
+    else:
+        status = HTTP_STATUS.get(error.exit_code, 409)
     return web.json_response({"error": {"code": error.code, "message": error.message}}, status=status)
 
 
@@ -107,7 +126,12 @@ class WebFace:
         app.router.add_post("/api/login", self.login)
         app.router.add_post("/api/logout", self.logout)
         app.router.add_get("/api/tasks", self.tasks)
+        app.router.add_post("/api/tasks", self.submit)
         app.router.add_get("/api/tasks/{task_id}", self.task)
+        app.router.add_get("/api/tasks/{task_id}/log", self.log)
+        app.router.add_post("/api/tasks/{task_id}/stop", self.stop)
+        app.router.add_get("/api/tasks/{task_id}/result", self.result)
+        app.router.add_get("/api/alerts", self.alerts)
         app.router.add_get("/api/nodes", self.nodes)
         app.router.add_get("/api/system/status", self.system_status)
         app.cleanup_ctx.append(self._lifetime)
@@ -223,3 +247,166 @@ class WebFace:
 
     def _manager(self, session: Session) -> TaskManager:
         return TaskManager(self.settings, session, self.store, self.data_dir.root / "staging")
+
+    def _actions(self, session: Session, what: str) -> TaskActions:
+        """The CLI's task actions, as the session's user; viewers and read-only servers change nothing."""
+        if self.settings.readonly:
+            raise NotPermittedError(f"read-only: {what} changes state")
+        if session.role == "viewer":
+            raise NotPermittedError(f"a viewer may not {what}")
+        return TaskActions(self._manager(session), AuditLog(self.store), session.username)
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """multipart/form-data: the zip as `file` (streamed to disk, never held whole), and the options of
+        `tasks submit` as fields (task_type, priority, shards, memory_gb, cpu_score, gpu_score,
+        gpu_memory_gb, location, gpu_name, dry_run)."""
+        session = self._session(request)
+        actions = self._actions(session, "submit tasks")
+        uploads = make_private_dir(self.data_dir.root / "staging" / "uploads")
+        path = create_private_file(uploads / f"{secrets.token_hex(8)}.zip")
+        try:
+            fields = await self._receive(request, path)
+            options = submit_options(fields)
+            nodes = await session.call(session.client.list_nodes)
+            if fields.get("dry_run", "").lower() in ("1", "true", "yes"):
+                plan = await actions.manager.dry_run(path, options, nodes)
+                return web.json_response(
+                    {
+                        "task_id": plan.parent_id,
+                        "subtasks": [],
+                        "status": "DRY_RUN",
+                        "dry_run": True,
+                        "plan": [p.as_json() for p in plan.subtasks],
+                        "notes": plan.notes,
+                        "problems": plan.problems,
+                    }
+                )
+            done = await actions.submit(path, options, nodes, None)
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        return web.json_response(
+            {
+                "task_id": done.parent_id,
+                "subtasks": done.task_ids if done.plan.split else [],
+                "status": "PENDING",
+                "dry_run": False,
+                "plan": [p.as_json() for p in done.plan.subtasks],
+                "notes": done.plan.notes,
+            },
+            status=201,
+        )
+
+    async def _receive(self, request: web.Request, path: Path) -> dict[str, str]:
+        if not request.content_type.startswith("multipart/"):
+            raise UsageError("send multipart/form-data with the zip as the field `file`")
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        got_file = False
+        limit = self.settings.max_unzipped_bytes
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            if part.name != "file":
+                fields[part.name] = (await part.read(decode=True)).decode("utf-8", errors="replace")[:200]
+                continue
+            got_file, size = True, 0
+            with path.open("wb") as out:
+                while chunk := await part.read_chunk(UPLOAD_CHUNK):
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLargeError(f"the zip is over {limit} bytes (max_unzipped_bytes)")
+                    await asyncio.to_thread(out.write, chunk)
+        if not got_file:
+            raise UsageError("the field `file` (the task zip) is missing")
+        return fields
+
+    async def log(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        task_id = request.match_info["task_id"]
+        try:
+            offset = int(request.query.get("offset", "0"))
+        except ValueError:
+            raise UsageError("offset must be a whole number of bytes") from None
+        if offset < 0:
+            raise UsageError("offset must be 0 or more")
+        try:
+            text, next_offset = await session.call(
+                partial(session.client.task_log_since, task_id=task_id, offset=offset)
+            )
+        except NotSupportedError:  # a HiveMind pool: the whole log, cut at the offset
+            whole = await session.call(partial(session.client.task_log, task_id=task_id))
+            data = whole.encode()
+            text, next_offset = data[offset:].decode("utf-8", errors="replace"), len(data)
+        return web.json_response({"task_id": task_id, "log": text, "offset": offset, "next_offset": next_offset})
+
+    async def stop(self, request: web.Request) -> web.Response:
+        session = self._session(request)
+        task_id = request.match_info["task_id"]
+        actions = self._actions(session, "stop tasks")
+        tasks = (await session.call(session.client.list_tasks)).tasks
+        stopped = await actions.stop(task_id, tasks)
+        return web.json_response({"task_id": task_id, "status": stopped.status, "stopped": stopped.stopped})
+
+    async def result(self, request: web.Request) -> web.StreamResponse:
+        """The result zip (a parent's aggregated one), streamed from a private temp file."""
+        session = self._session(request)
+        task_id = request.match_info["task_id"]
+        partial_result = request.query.get("partial", "").lower() in ("1", "true", "yes")
+        actions = TaskActions(self._manager(session), AuditLog(self.store), session.username)
+        tasks = (await session.call(session.client.list_tasks)).tasks
+        downloads = make_private_dir(self.data_dir.root / "staging" / "downloads")
+        path = downloads / f"{secrets.token_hex(8)}.zip"
+        try:
+            await actions.download(task_id, tasks, path, partial_result)
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/zip",
+                    "Content-Disposition": f'attachment; filename="{safe_filename(task_id)}.zip"',
+                }
+            )
+            await response.prepare(request)
+            with path.open("rb") as source:
+                path.unlink()  # gone from the folder at once; the open file streams on
+                while chunk := await asyncio.to_thread(source.read, UPLOAD_CHUNK):
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        self._session(request)
+        include_cleared = request.query.get("all", "").lower() in ("1", "true", "yes")
+        listed = await Alerts(self.store).list(include_cleared)
+        return web.json_response({"alerts": [a.as_json() for a in listed]})
+
+
+class TooLargeError(HivemindError):
+    code = "TOO_LARGE"
+
+
+def safe_filename(task_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in task_id)[:100] or "result"
+
+
+def submit_options(fields: dict[str, str]) -> SubmitOptions:
+    """The options of `tasks submit`, from form fields; the same checks."""
+
+    def number(name: str) -> int | None:
+        raw = fields.get(name, "").strip()
+        if not raw:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            raise UsageError(f"{name} must be a whole number") from None
+        if value < 0 or (name == "shards" and value < 1):
+            raise UsageError(f"{name} must be {'1' if name == 'shards' else '0'} or more")
+        return value
+
+    resources: dict[str, Any] = {
+        name: number(name) for name in ("memory_gb", "cpu_score", "gpu_score", "gpu_memory_gb")
+    }
+    resources["location"] = fields.get("location") or None
+    resources["gpu_name"] = fields.get("gpu_name") or None
+    return SubmitOptions(fields.get("task_type") or None, number("priority"), number("shards"), resources)

@@ -22,9 +22,44 @@ from tests.integration.cli_harness import CLI, ENV, admin_login, wait_for, wait_
 METRICS_TOKEN = "metrics-" + "m" * 20
 
 
+def multipart(fields: dict[str, str], file: bytes) -> tuple[bytes, str]:
+    boundary = "hivemind-test-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="job.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n".encode()
+        + file
+        + b"\r\n"
+    )
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
 class Web:
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
+
+    def upload(self, token: str, file: bytes, **fields: str) -> tuple[int, Any]:
+        body, kind = multipart(fields, file)
+        request = urllib.request.Request(self.base + "/api/tasks", data=body, method="POST")  # noqa: S310
+        request.add_header("Content-Type", kind)
+        request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - loopback only
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def raw(self, path: str, token: str) -> tuple[int, bytes, str]:
+        request = urllib.request.Request(self.base + path)  # noqa: S310 - http on loopback
+        request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - loopback only
+                return reply.status, reply.read(), reply.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), exc.headers.get("Content-Type", "")
 
     def call(
         self, method: str, path: str, body: dict[str, Any] | None = None, token: str | None = None
@@ -49,7 +84,7 @@ def web(cli: CLI) -> Iterator[Web]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hivemind_tui", "--data-dir", str(cli.data), "serve", "--listen", f"127.0.0.1:{port}"],
-        env={**os.environ, **ENV, "HIVEMIND_METRICS_TOKEN": METRICS_TOKEN},
+        env={**os.environ, **ENV, "HIVEMIND_METRICS_TOKEN": METRICS_TOKEN, "HIVEMIND_MAX_UNZIPPED_BYTES": "200000"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -140,3 +175,44 @@ def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
 def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
     proc = CLI(tmp_path / "data")("serve", "--listen", "0.0.0.0:5999")
     assert proc.returncode == 2 and "TLS proxy" in proc.stderr
+
+
+def test_submit_log_result_stop_and_alerts(cli: CLI, web: Web) -> None:
+    password = (cli.data / "pool" / "admin-password").read_text().strip()
+    token = web.call("POST", "/api/login", {"user": "admin", "password": password})[1]["token"]
+    wait_for_a_node(cli)
+    status, made = web.upload(token, task_zip("print('from the web')\n"), priority="3")
+    assert status == 201 and made["status"] == "PENDING" and made["dry_run"] is False, made
+    task_id = made["task_id"]
+    wait_for(cli, task_id, {"COMPLETED"})
+    assert cli.json("tasks", "show", task_id)["task"]["priority"] == 3  # the form's options reached the pool
+    status, log = web.call("GET", f"/api/tasks/{task_id}/log", token=token)
+    assert status == 200 and "from the web" in log["log"] and log["next_offset"] == len(log["log"].encode())
+    assert web.call("GET", f"/api/tasks/{task_id}/log?offset={log['next_offset']}", token=token)[1]["log"] == ""
+    assert web.call("GET", f"/api/tasks/{task_id}/log?offset=-1", token=token)[0] == 422
+    status, body, kind = web.raw(f"/api/tasks/{task_id}/result", token)
+    assert status == 200 and kind == "application/zip" and body[:2] == b"PK"
+    assert not list((cli.data / "staging" / "downloads").glob("*"))  # the temp copy is gone
+
+    status, dry = web.upload(token, task_zip(), dry_run="true", shards="2")
+    assert status == 200 and dry["dry_run"] is True and dry["subtasks"] == []
+    assert web.upload(token, b"x" * 300_000)[0] == 413  # over max_unzipped_bytes, refused while it streams
+    assert web.upload(token, task_zip(), shards="zero")[0] == 422
+    assert not list((cli.data / "staging" / "uploads").glob("*"))  # nothing half-written is left
+    assert (cli.data / "staging").stat().st_mode & 0o777 == 0o700
+
+    slow = web.upload(token, task_zip("import time\ntime.sleep(60)\n"))[1]["task_id"]
+    wait_for(cli, slow, {"RUNNING"})
+    status, stopped = web.call("POST", f"/api/tasks/{slow}/stop", token=token)
+    assert status == 200 and stopped["stopped"] == [slow], stopped  # what the pool answered, as `tasks stop`
+    wait_for(cli, slow, {"STOPPED"})
+    entries = cli.json("audit")["entries"]
+    assert any(e["action"] == "stop" and e["target"] == slow and e["actor"] == "admin" for e in entries), entries
+
+    add = cli("pool", "add-user", "viewer1", "--role", "viewer", "--password-stdin", stdin="pw-viewer-123\n")
+    assert add.returncode == 0, add.stderr
+    viewer = web.call("POST", "/api/login", {"user": "viewer1", "password": "pw-viewer-123"})[1]["token"]
+    status, refused = web.upload(viewer, task_zip())
+    assert status == 403 and refused["error"]["code"]
+    status, alerts = web.call("GET", "/api/alerts", token=token)
+    assert status == 200 and isinstance(alerts["alerts"], list)
