@@ -182,6 +182,8 @@ def task_info(row: Any) -> pb.TaskInfo:
         task_type=row["task_type"],
         parent_task_id=row["parent_task_id"],
         exit_code=row["exit_code"] if row["exit_reported"] else None,
+        started_at=row["started_at"] or 0.0,
+        finished_at=row["finished_at"] or 0.0,
     )
 
 

@@ -892,6 +892,8 @@ class TaskInfo(_message.Message):
     TASK_TYPE_FIELD_NUMBER: _builtins.int
     PARENT_TASK_ID_FIELD_NUMBER: _builtins.int
     EXIT_CODE_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     status: _builtins.str
     message: _builtins.str
@@ -910,6 +912,9 @@ class TaskInfo(_message.Message):
     parent_task_id: _builtins.str
     exit_code: _builtins.int
     """Set once a worker has reported how the task ended; unset while it has not run (and on HiveMind)."""
+    started_at: _builtins.float
+    """When a worker started it and when it ended (0: not yet), for wait and run times."""
+    finished_at: _builtins.float
     def __init__(
         self,
         *,
@@ -928,10 +933,12 @@ class TaskInfo(_message.Message):
         task_type: _builtins.str = ...,
         parent_task_id: _builtins.str = ...,
         exit_code: _builtins.int | None = ...,
+        started_at: _builtins.float = ...,
+        finished_at: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cpu_usage", b"cpu_usage", "created_at", b"created_at", "exit_code", b"exit_code", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "message", b"message", "owner", b"owner", "parent_task_id", b"parent_task_id", "priority", b"priority", "status", b"status", "task_id", b"task_id", "task_type", b"task_type", "updated_at", b"updated_at", "worker_ip", b"worker_ip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "cpu_usage", b"cpu_usage", "created_at", b"created_at", "exit_code", b"exit_code", "finished_at", b"finished_at", "gpu_memory_usage", b"gpu_memory_usage", "gpu_usage", b"gpu_usage", "memory_usage", b"memory_usage", "message", b"message", "owner", b"owner", "parent_task_id", b"parent_task_id", "priority", b"priority", "started_at", b"started_at", "status", b"status", "task_id", b"task_id", "task_type", b"task_type", "updated_at", b"updated_at", "worker_ip", b"worker_ip"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015

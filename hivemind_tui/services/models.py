@@ -44,6 +44,8 @@ class TaskInfo:
     memory_usage: float = 0.0
     gpu_usage: float = 0.0
     gpu_memory_usage: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
 
     @property
     def finished(self) -> bool:

@@ -70,6 +70,8 @@ def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
         memory_usage=t.memory_usage,
         gpu_usage=t.gpu_usage,
         gpu_memory_usage=t.gpu_memory_usage,
+        started_at=_opt(t.started_at),
+        finished_at=_opt(t.finished_at),
     )
 
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 
 TASK_STATUSES = ("PENDING", "ASSIGNED", "RUNNING", "COMPLETED", "FAILED", "STOPPED")
+# Seconds: from a second to a day, the spread of waits and runs on a cluster.
+BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
+
+
+def histogram(name: str, documentation: str, values: list[float]) -> HistogramMetricFamily:
+    """Over the tasks the pool lists now (they stay listed for retention_days), not a running count."""
+    counts = [sum(v <= bound for v in values) for bound in BUCKETS]
+    buckets = [(f"{bound:g}", float(count)) for bound, count in zip(BUCKETS, counts, strict=True)]
+    buckets.append(("+Inf", float(len(values))))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=sum(values))
 
 
 class SnapshotCollector(Collector):
     def __init__(self, snapshot: Callable[[], ClusterSnapshot | None]) -> None:
         self._snapshot = snapshot
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         up = GaugeMetricFamily("hivemind_pool_up", "1 while the Node Pool answers, 0 when it does not")
         up.add_metric([], 1.0 if snap is not None and snap.health is not None else 0.0)
@@ -35,6 +45,10 @@ class SnapshotCollector(Collector):
         for status in sorted(set(TASK_STATUSES) | set(counts)):
             tasks.add_metric([status], float(counts.get(status, 0)))
         yield tasks
+        waits = [t.started_at - t.created_at for t in snap.tasks if t.started_at and t.created_at]
+        runs = [t.finished_at - t.started_at for t in snap.tasks if t.finished_at and t.started_at]
+        yield histogram("hivemind_task_wait_seconds", "from submit to a worker starting the task", waits)
+        yield histogram("hivemind_task_run_seconds", "from a worker starting the task to its end", runs)
         alerts = GaugeMetricFamily("hivemind_alerts_active", "alerts raised and not yet cleared")
         alerts.add_metric([], float(len(snap.active_alerts)))
         yield alerts

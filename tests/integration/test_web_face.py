@@ -160,6 +160,7 @@ def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
     assert values["hivemind_pool_up"] == 1 and values["hivemind_nodes{state=online}"] == 1
     assert values["hivemind_alerts_active"] == 0 and "process_cpu_seconds_total" in values
     assert any(k.startswith("hivemind_node_cpu_ratio{node=") for k in values)
+    assert values["hivemind_task_run_seconds_count"] >= 1 and values["hivemind_task_wait_seconds_count"] >= 1
     assert web.call("GET", "/metrics")[0] == 401  # metrics_token is set
     status, system = web.call("GET", "/api/system/status", token=token)
     assert status == 200 and system["pool"]["reachable"] is True and system["host"]["cpu_percent"] is not None

@@ -23,7 +23,11 @@ def served_metrics() -> str:
         ConnectionState("connected"),
         health=PoolHealth("1.0", (), None, 2.5),
         nodes=NodeList(True, [NodeInfo("n1", online=True, cpu_usage=50.0, memory_usage=25.0), NodeInfo("n2")]),
-        tasks=[TaskInfo("a", "RUNNING"), TaskInfo("b", "FAILED"), TaskInfo("c", "FAILED")],
+        tasks=[
+            TaskInfo("a", "RUNNING", created_at=100.0, started_at=103.0),
+            TaskInfo("b", "FAILED", created_at=100.0, started_at=110.0, finished_at=170.0),
+            TaskInfo("c", "FAILED"),
+        ],
     )
     return generate_latest(registry_for(lambda: snap)).decode()
 
@@ -41,6 +45,10 @@ def test_the_rules_name_only_served_metrics() -> None:
     assert 'hivemind_tasks{status="FAILED"} 2.0' in text and 'hivemind_nodes{state="offline"} 1.0' in text
     assert 'hivemind_node_cpu_ratio{node="n1"} 0.5' in text and "hivemind_pool_up 1.0" in text
     assert "hivemind_pool_rpc_latency_seconds 0.0025" in text
+    # waits 3 s and 10 s; one run of 60 s
+    assert 'hivemind_task_wait_seconds_bucket{le="5"} 1.0' in text and "hivemind_task_wait_seconds_sum 13.0" in text
+    assert 'hivemind_task_run_seconds_bucket{le="15"} 0.0' in text
+    assert 'hivemind_task_run_seconds_bucket{le="60"} 1.0' in text and "hivemind_task_run_seconds_count 1.0" in text
 
 
 def test_without_a_snapshot_the_pool_is_down() -> None:
