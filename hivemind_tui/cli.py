@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -137,7 +138,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         configure_logging(ctx.data_dir.logs, getattr(args, "process_kind", "cli"), loaded.settings.log_level)
         # The command's name only: its arguments may hold a join token or a password file's contents.
         group = getattr(handler, "__module__", "").rpartition(".")[2].removesuffix("_cmd")
-        log.info("command %s %s", group, getattr(handler, "__qualname__", "?").removesuffix("_cmd"))
+        log.info("command %s %s", group, getattr(handler, "__qualname__", "?").rpartition(".")[2].removesuffix("_cmd"))
         outcome = handler(ctx)
         result = outcome if isinstance(outcome, Result) else asyncio.run(outcome)
         _emit(result, as_json)
@@ -154,7 +155,8 @@ def _default_handler() -> Handler:
     """Without a command the console starts (with --json, or with no terminal, the help is the answer)."""
 
     def console_or_help(ctx: Context) -> Result:
-        if ctx.json or not sys.stdout.isatty():
+        # textual-serve runs the console on a pipe, through Textual's web driver: that is a console too.
+        if ctx.json or (not sys.stdout.isatty() and not os.environ.get("TEXTUAL_DRIVER")):
             gc.enable()
             text = build_parser().format_help()
             return Result({"help": text}, text)

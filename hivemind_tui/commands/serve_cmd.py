@@ -13,10 +13,13 @@ from hivemind_tui.core.errors import UnreachableError, UsageError
 from hivemind_tui.nodepool.server import is_loopback
 from hivemind_tui.services.host_metrics import PsutilMetrics
 from hivemind_tui.web.app import WebFace
+from hivemind_tui.web.console import console_command
 
 
 def register(registry: CommandRegistry) -> None:
-    cmd = registry.command("serve", serve, "serve the HTTP face: JSON API, /health, /metrics (default 127.0.0.1:5000)")
+    cmd = registry.command(
+        "serve", serve, "serve the HTTP face: JSON API, /health, /metrics, the console at /console/ (default :5000)"
+    )
     cmd.add_argument("--listen", metavar="HOST:PORT", help="default: the web_listen setting")
     cmd.add_argument(
         "--insecure-public",
@@ -40,7 +43,9 @@ async def serve(ctx: Context) -> Result:
     if address is None:
         raise UnreachableError("no pool is configured and the embedded pool could not start")
     face = WebFace(ctx.settings, ctx.data_dir, address, PsutilMetrics(ctx.settings.mounts(ctx.data_dir.root)))
-    runner = web.AppRunner(face.app(), access_log=None)
+    public = f"http://{host}:{port}" if ":" not in host.strip("[]") else f"http://[{host.strip('[]')}]:{port}"
+    app = await face.app(console_command(ctx.data_dir.root, ctx.args.config), public)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host.strip("[]"), int(port))

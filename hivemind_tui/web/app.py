@@ -49,6 +49,7 @@ from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_actions import TaskActions
 from hivemind_tui.services.task_manager import SubmitOptions, TaskManager
 from hivemind_tui.services.task_views import task_rows
+from hivemind_tui.web.console import console_app, login_page
 from hivemind_tui.web.metrics import registry_for
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,12 @@ class WebFace:
         self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.registry = registry_for(lambda: self.snapshot)
 
-    def app(self) -> web.Application:
+    async def app(self, console_command: str | None = None, public_url: str = "") -> web.Application:
+        """The application; with `console_command`, also the console in the browser at /console/."""
         app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_LOGIN_BODY)
+        if console_command is not None:
+            app.router.add_get("/", login_page)
+            app.add_subapp("/console/", await console_app(console_command, public_url, self._has_session))
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/api/login", self.login)
@@ -159,6 +164,13 @@ class WebFace:
             await asyncio.sleep(self.settings.refresh_interval)
 
     # -- sessions -----------------------------------------------------------------------------------
+    def _has_session(self, request: web.Request) -> bool:
+        try:
+            self._session(request)
+        except NotAuthenticatedError:
+            return False
+        return True
+
     def _session(self, request: web.Request) -> Session:
         header = request.headers.get("Authorization", "")
         token = (

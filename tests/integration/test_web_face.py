@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -217,3 +218,104 @@ def test_submit_log_result_stop_and_alerts(cli: CLI, web: Web) -> None:
     assert status == 403 and refused["error"]["code"]
     status, alerts = web.call("GET", "/api/alerts", token=token)
     assert status == 200 and isinstance(alerts["alerts"], list)
+
+
+class Chromium:
+    """Debian's chromium, headless, driven over the DevTools protocol (one page)."""
+
+    def __init__(self, profile: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                "chromium",
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--remote-debugging-port={self.port}",
+                f"--user-data-dir={profile}",
+                "--window-size=1280,800",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._id = 0
+        self.ws: Any = None
+
+    async def connect(self, http: Any) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                async with http.get(f"http://127.0.0.1:{self.port}/json/list") as reply:
+                    pages = [t for t in await reply.json() if t["type"] == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "chromium did not start"
+            await asyncio.sleep(0.2)
+        self.ws = await http.ws_connect(pages[0]["webSocketDebuggerUrl"], max_msg_size=0)
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self._id += 1
+        await self.ws.send_json({"id": self._id, "method": method, "params": params})
+        while True:
+            message = await self.ws.receive_json(timeout=30)
+            if message.get("id") == self._id:
+                assert "error" not in message, message
+                return message["result"]
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        return result["result"].get("value")
+
+    async def until(self, expression: str, timeout: float = 30) -> Any:
+        deadline = time.monotonic() + timeout
+        while not (value := await self.evaluate(expression)):
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            await asyncio.sleep(0.2)
+        return value
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def test_the_console_in_a_browser_sits_behind_the_login(cli: CLI, web: Web, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.system import require_tools
+
+    require_tools("chromium")
+    browser = Chromium(tmp_path / "profile")
+    try:
+        async with aiohttp.ClientSession() as http:
+            await browser.connect(http)
+            await browser.send("Page.enable")
+            await browser.send("Page.navigate", url=web.base + "/console/")
+            # Without a session the console is out of reach: the login page answers.
+            await browser.until("document.getElementById('login') !== null")
+            assert await browser.evaluate("location.pathname") == "/"
+            async with http.get(web.base + "/console/ws") as refused:
+                assert refused.status == 401
+            password = (cli.data / "pool" / "admin-password").read_text().strip()
+            await browser.evaluate(
+                "document.getElementById('user').value = 'admin';"
+                f"document.getElementById('password').value = {json.dumps(password)};"
+                "document.getElementById('login').requestSubmit(); true"
+            )
+            await browser.until("location.pathname === '/console/'")
+            console_log = cli.data / "logs" / "console.log"
+            deadline = time.monotonic() + 60  # its own console process, started for this browser session
+            while not (console_log.exists() and "hivemind_tui.ui" in console_log.read_text()):
+                assert time.monotonic() < deadline, "no console process started for the browser"
+                await asyncio.sleep(0.2)
+            # The page's terminal (xterm.js, from textual-serve) exists and is wired to that process.
+            await browser.until("document.querySelector('.xterm') !== null")
+    finally:
+        browser.close()
