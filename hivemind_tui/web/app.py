@@ -64,6 +64,9 @@ HTTP_STATUS: dict[int, int] = {
 }
 NOT_FOUND_CODES = ("TASK_NOT_FOUND", "NODE_NOT_FOUND", "NOT_FOUND")
 MAX_LOGIN_BODY = 64 * 1024
+# Failed logins an address may make in a window before it is told to wait (the pool slows guesses too).
+LOGIN_FAILURES = 5
+LOGIN_WINDOW = 60.0
 UPLOAD_CHUNK = 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +77,8 @@ def error_response(error: HivemindError) -> web.Response:
         status = 404
     elif error.code == "TOO_LARGE":
         status = 413
+    elif error.code == "RATE_LIMITED":
+        status = 429
     else:
         status = HTTP_STATUS.get(error.exit_code, 409)
     return web.json_response({"error": {"code": error.code, "message": error.message}}, status=status)
@@ -91,6 +96,25 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return web.json_response({"error": {"code": "INTERNAL", "message": "internal error; see the log"}}, status=500)
+
+
+# The login page and the console page run only their own scripts; textual-serve's page inlines some, and
+# its terminal talks over a websocket to this same host.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path == "/" or request.path.startswith("/console/"):
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response
 
 
 @dataclass
@@ -117,12 +141,13 @@ class WebFace:
         self.monitor = Monitor(settings, self.watcher, metrics, None, None, clock)
         self.snapshot: ClusterSnapshot | None = None
         self.sessions: dict[str, WebSession] = {}
+        self.failed_logins: dict[str, list[float]] = {}
         self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.registry = registry_for(lambda: self.snapshot)
 
     async def app(self, console_command: str | None = None, public_url: str = "") -> web.Application:
         """The application; with `console_command`, also the console in the browser at /console/."""
-        app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_LOGIN_BODY)
+        app = web.Application(middlewares=[security_headers, errors_as_json], client_max_size=MAX_LOGIN_BODY)
         if console_command is not None:
             app.router.add_get("/", login_page)
             app.add_subapp("/console/", await console_app(console_command, public_url, self._has_session))
@@ -191,12 +216,25 @@ class WebFace:
         user, password = (body.get("user"), body.get("password")) if isinstance(body, dict) else (None, None)
         if not isinstance(user, str) or not isinstance(password, str) or not user or not password:
             raise UsageError('expected a JSON body {"user": ..., "password": ...}')
+        address = request.remote or "?"
+        now = self.clock()
+        recent = [t for t in self.failed_logins.get(address, []) if now - t < LOGIN_WINDOW]
+        if len(recent) >= LOGIN_FAILURES:
+            raise RateLimitedError(f"too many failed logins from {address}; wait {LOGIN_WINDOW:.0f} s")
         session = Session(self.client, self.data_dir.tokens, self.clock)
-        data = await session.login(user, password, remember=False)
+        try:
+            data = await session.login(user, password, remember=False)
+        except NotAuthenticatedError:
+            self.failed_logins[address] = [*recent, now]
+            if len(self.failed_logins) > 10_000:  # stays small however many addresses try
+                self.failed_logins = {a: ts for a, ts in self.failed_logins.items() if now - ts[-1] < LOGIN_WINDOW}
+            raise
+        self.failed_logins.pop(address, None)
         token = secrets.token_urlsafe(32)
         register_secret(token)
         expires = data.expires_at or self.clock() + self.settings.token_ttl
         self.sessions[token] = WebSession(session, expires)
+        await AuditLog(self.store).record(user, "login", self.address, f"HTTP API from {request.remote or '?'}")
         response = web.json_response({"token": token, "expires_at": expires, "user": user, "role": data.role})
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=int(expires - self.clock()))
         return response
@@ -395,6 +433,10 @@ class WebFace:
 
 class TooLargeError(HivemindError):
     code = "TOO_LARGE"
+
+
+class RateLimitedError(HivemindError):
+    code = "RATE_LIMITED"
 
 
 def safe_filename(task_id: str) -> str:

@@ -121,6 +121,10 @@ def metrics(face: Web) -> dict[str, float]:
 def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
     status, health = web.call("GET", "/health")
     assert status == 200 and health["status"] == "healthy"
+    with urllib.request.urlopen(web.base + "/health", timeout=30) as reply:  # noqa: S310 - loopback only
+        assert reply.headers["X-Content-Type-Options"] == "nosniff"
+    with urllib.request.urlopen(web.base + "/", timeout=30) as reply:  # noqa: S310 - the login page
+        assert "default-src 'self'" in reply.headers["Content-Security-Policy"]
     assert set(health) == set(cli.json("health"))  # the CLI's health JSON, key for key
     assert "token" not in json.dumps(health)
 
@@ -174,6 +178,15 @@ def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
     assert status == 503 and down["status"] == "unhealthy" and down["problems"]
 
 
+def test_failed_logins_are_rate_limited_per_address(web: Web, cli: CLI) -> None:
+    for _ in range(5):
+        assert web.call("POST", "/api/login", {"user": "admin", "password": "guess"})[0] == 401
+    status, limited = web.call("POST", "/api/login", {"user": "admin", "password": "guess"})
+    assert status == 429 and limited["error"]["code"] == "RATE_LIMITED"
+    password = (cli.data / "pool" / "admin-password").read_text().strip()
+    assert web.call("POST", "/api/login", {"user": "admin", "password": password})[0] == 429  # even the right one
+
+
 def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
     proc = CLI(tmp_path / "data")("serve", "--listen", "0.0.0.0:5999")
     assert proc.returncode == 2 and "TLS proxy" in proc.stderr
@@ -209,6 +222,7 @@ def test_submit_log_result_stop_and_alerts(cli: CLI, web: Web) -> None:
     assert status == 200 and stopped["stopped"] == [slow], stopped  # what the pool answered, as `tasks stop`
     wait_for(cli, slow, {"STOPPED"})
     entries = cli.json("audit")["entries"]
+    assert any(e["action"] == "login" and "HTTP API" in e["detail"] for e in entries), entries
     assert any(e["action"] == "stop" and e["target"] == slow and e["actor"] == "admin" for e in entries), entries
 
     add = cli("pool", "add-user", "viewer1", "--role", "viewer", "--password-stdin", stdin="pw-viewer-123\n")
