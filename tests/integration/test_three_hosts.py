@@ -27,7 +27,7 @@ import pytest
 from tests.helpers import FAST_ENV, make_zip
 from tests.integration.cli_harness import CLI, ENV
 from tests.integration.test_split_tasks import DP_MAIN, DP_MANIFEST, run_whole
-from tests.system import require, require_root, require_tools
+from tests.system import require_wireguard_namespaces
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.xdist_group("three-hosts")]
 
@@ -156,14 +156,7 @@ class HostCLI(CLI):
 
 @pytest.fixture
 def hosts() -> Iterator[Hosts]:
-    require_root()
-    require_tools("ip", "wg", "wg-quick", "wireguard-go")
-    require(Path("/dev/net/tun").exists(), "needs /dev/net/tun for wireguard-go")
-    probe = sh("ip", "netns", "add", f"hm-probe-{secrets.token_hex(2)}", check=False)
-    require(probe.returncode == 0, f"cannot create network namespaces here: {probe.stderr.strip()}")
-    for line in sh("ip", "netns", "list").stdout.splitlines():
-        if line.startswith("hm-probe-"):
-            sh("ip", "netns", "del", line.split()[0], check=False)
+    require_wireguard_namespaces()
     made = Hosts()
     try:
         made.up()
@@ -211,6 +204,14 @@ def result_lines(cli: HostCLI, parent: str, tmp_path: Path) -> list[bytes]:
         summary = json.loads(zf.read("aggregate.json"))
         assert summary["completed"] == summary["total"] == 4
         return zf.read("output/result.csv").splitlines()
+
+
+def serve_pool(hosts: Hosts, data: Path, listen: str, env: dict[str, str]) -> None:
+    """`pool serve --listen LISTEN --workers 0` on the master, once it has written pool.json."""
+    command = [*MODULE, "--data-dir", str(data), "pool", "serve", "--listen", listen, "--workers", "0"]
+    pool = hosts.start("master", command, env)
+    wait_until(f"the pool on {listen}", lambda: (data / "pool" / "pool.json").exists() or pool.poll())
+    assert pool.poll() is None, pool.stderr.read() if pool.stderr else ""
 
 
 def run_the_cluster(hosts: Hosts, cli: HostCLI, workers: dict[str, str], tmp_path: Path) -> dict[str, float]:
@@ -285,23 +286,7 @@ def test_workers_join_over_the_vpn_and_survive_a_cut_link(hosts: Hosts, tmp_path
     for worker, doc in added.items():
         hosts.wireguard(worker)
         hosts.load(worker, doc["config"], doc["peer"]["address"], tmp_path)
-    pool = hosts.start(
-        "master",
-        [
-            *MODULE,
-            "--data-dir",
-            str(master_data),
-            "pool",
-            "serve",
-            "--listen",
-            f"{VPN_SERVER}:{POOL_PORT}",
-            "--workers",
-            "0",
-        ],
-        {**ENV, **env},
-    )
-    wait_until("the pool on the VPN address", lambda: (master_data / "pool" / "pool.json").exists() or pool.poll())
-    assert pool.poll() is None, pool.stderr.read() if pool.stderr else ""
+    serve_pool(hosts, master_data, f"{VPN_SERVER}:{POOL_PORT}", {**ENV, **env})
     run_the_cluster(hosts, cli, {w: doc["join_command"] for w, doc in added.items()}, tmp_path)
 
 
@@ -309,23 +294,7 @@ def test_workers_join_over_tls_on_plain_veth(hosts: Hosts, tmp_path: Path) -> No
     master_data = tmp_path / "master-data"
     cli = HostCLI(hosts, "master", master_data)
     assert cli("tls", "init", "--host", MASTER_IP).returncode == 0
-    pool = hosts.start(
-        "master",
-        [
-            *MODULE,
-            "--data-dir",
-            str(master_data),
-            "pool",
-            "serve",
-            "--listen",
-            f"{MASTER_IP}:{POOL_PORT}",
-            "--workers",
-            "0",
-        ],
-        ENV,
-    )
-    wait_until("the pool on the LAN address", lambda: (master_data / "pool" / "pool.json").exists() or pool.poll())
-    assert pool.poll() is None, pool.stderr.read() if pool.stderr else ""
+    serve_pool(hosts, master_data, f"{MASTER_IP}:{POOL_PORT}", ENV)
     token = cli.json("pool", "join-token", "--ttl", "10m")
     assert token["tls"] is True and token["addresses"] == [f"{MASTER_IP}:{POOL_PORT}"]
     commands = {w: f"hivemind-tui worker --join {token['token']} --listen {ip}:0" for w, ip in WORKER_IPS.items()}

@@ -20,7 +20,7 @@ import pytest
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.wireguard import WireGuard
 from tests.conftest import fast_settings
-from tests.system import require, require_root, require_tools
+from tests.system import require_tools, require_wireguard_namespaces
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -92,14 +92,8 @@ class Namespaces:
 
 @pytest.fixture
 def namespaces() -> Iterator[Namespaces]:
-    require_root()
-    require_tools("ip", "wg", "wg-quick", "wireguard-go", "ping")
-    require(Path("/dev/net/tun").exists(), "needs /dev/net/tun for wireguard-go")
-    probe = sh("ip", "netns", "add", f"hm-probe-{secrets.token_hex(2)}", check=False)
-    require(probe.returncode == 0, f"cannot create network namespaces here: {probe.stderr.strip()}")
-    for line in sh("ip", "netns", "list").stdout.splitlines():
-        if line.startswith("hm-probe-"):
-            sh("ip", "netns", "del", line.split()[0], check=False)
+    require_wireguard_namespaces()
+    require_tools("ping")
     spaces = Namespaces()
     try:
         spaces.up()
