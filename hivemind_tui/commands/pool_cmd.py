@@ -27,7 +27,7 @@ from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_
 from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin, is_loopback
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
-from hivemind_tui.nodepool.worker import default_node_id
+from hivemind_tui.nodepool.worker import default_node_id, is_wildcard
 
 T = TypeVar("T")
 STOP_WAIT = 20.0
@@ -283,7 +283,7 @@ def _join_addresses(ctx: Context) -> list[str]:
         raise UsageError("no pool runs for this data dir: pass --address HOST:PORT (where workers reach it)")
     address = info.join_address or info.address  # under mutual TLS, workers join at the join desk
     host, _, port = address.rpartition(":")
-    if host.strip("[]") not in ("0.0.0.0", "::", ""):  # noqa: S104 - recognising wildcards, not binding
+    if not is_wildcard(host):
         return [address]
     cert = tls_paths(ctx.settings).cert("pool")
     names = [n for n in tls.info(cert).names if not is_loopback(n)] if cert.exists() else []

@@ -19,7 +19,7 @@ from hivemind_tui.core.join_token import decode as decode_token
 from hivemind_tui.core.logging_setup import configure_logging, register_secret
 from hivemind_tui.core.poolfile import running_pool
 from hivemind_tui.core.tls_probe import ChannelSecurity, diagnose
-from hivemind_tui.core.tls_setup import client_security, tls_paths
+from hivemind_tui.core.tls_setup import client_security, read_file, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.join_client import JoinState, join_pool
 from hivemind_tui.nodepool.sandbox import Sandbox
@@ -96,21 +96,14 @@ class PoolLink:
     serve_tls: tuple[bytes, bytes] | None
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
-
-
 def _joined_link(state: JoinState, record: dict[str, object]) -> PoolLink:
-    secret = _read(state.secret, "the worker secret").decode().strip()
+    secret = read_file(state.secret, "the worker secret").decode().strip()
     register_secret(secret)
     address = str(record["pool"])
     if not record.get("tls"):
         return PoolLink(address, secret, None, None)
-    cert, key = _read(state.cert, "the worker certificate"), _read(state.key, "the worker key")
-    security = ChannelSecurity(_read(state.ca, "the pool's CA"), str(state.ca), cert, key)
+    cert, key = read_file(state.cert, "the worker certificate"), read_file(state.key, "the worker key")
+    security = ChannelSecurity(read_file(state.ca, "the pool's CA"), str(state.ca), cert, key)
     return PoolLink(address, secret, security, (cert, key))
 
 
@@ -118,11 +111,11 @@ def _worker_pair(ctx: Context, node_id: str) -> tuple[bytes, bytes]:
     """This worker's certificate: the settings', or one the data dir's own CA issues (a local worker)."""
     s = ctx.settings
     if s.tls_client_cert and s.tls_client_key:
-        return _read(Path(s.tls_client_cert).expanduser(), "tls_client_cert"), _read(
+        return read_file(Path(s.tls_client_cert).expanduser(), "tls_client_cert"), read_file(
             Path(s.tls_client_key).expanduser(), "tls_client_key"
         )
     paths = tls_paths(s)
-    name = "worker-" + tls.worker_name(node_id).split(".")[0]
+    name = "worker-" + tls.node_label(node_id)
     if not paths.cert(name).exists():
         if not paths.ca_key.exists():
             raise ConfigError(
@@ -187,7 +180,7 @@ async def worker(ctx: Context) -> Result:
         transfer_deadline=s.transfer_deadline,
         channel_options=grpc_options(s),
         cpu_score_cache=state_dir / "cpu-score.json",
-        spool_dir=state_dir / "spool" / tls.worker_name(node_id).split(".")[0],
+        spool_dir=state_dir / "spool" / tls.node_label(node_id),
         run=RunSettings(
             time_limit=s.task_time_limit,
             zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),

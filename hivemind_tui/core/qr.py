@@ -87,14 +87,19 @@ def sextants(data: str, dark: bool = False) -> QrDrawing:
     return QrDrawing("\n".join(lines), len(grid[0]) // 2, len(lines))
 
 
+def drawings(data: str, dark: bool = False) -> tuple[QrDrawing, QrDrawing]:
+    """Both drawings, clearest first: square half blocks, then sextants."""
+    return half_blocks(data, dark), sextants(data, dark)
+
+
+def pick(choices: tuple[QrDrawing, ...], columns: int, rows: int) -> QrDrawing | None:
+    """The first of `choices` that fits `columns` x `rows`."""
+    return next((d for d in choices if d.columns <= columns and d.rows <= rows), None)
+
+
 def fitting(data: str, columns: int, rows: int, dark: bool = False) -> QrDrawing | None:
     """The clearest drawing that fits `columns` x `rows`: square half blocks first, else sextants."""
-    drawers: tuple[Drawer, ...] = (half_blocks, sextants)
-    for draw in drawers:
-        drawing = draw(data, dark)
-        if drawing.columns <= columns and drawing.rows <= rows:
-            return drawing
-    return None
+    return pick(drawings(data, dark), columns, rows)
 
 
 def image(data: str, kind: str) -> bytes:

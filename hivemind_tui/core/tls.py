@@ -61,10 +61,15 @@ class CertInfo:
     is_ca: bool
 
 
-def worker_name(node_id: str) -> str:
-    """The DNS name a worker's certificate carries and the pool checks; node ids may hold any character."""
+def node_label(node_id: str) -> str:
+    """A node id as one DNS label (and a safe file name): node ids may hold any character."""
     label = "".join(c if c.isalnum() or c == "-" else "-" for c in node_id.lower()).strip("-") or "node"
-    return f"{label[:63]}.{WORKER_DOMAIN}"
+    return label[:63]
+
+
+def worker_name(node_id: str) -> str:
+    """The DNS name a worker's certificate carries and the pool checks."""
+    return f"{node_label(node_id)}.{WORKER_DOMAIN}"
 
 
 def default_hosts(vpn_address: str | None = None) -> list[str]:

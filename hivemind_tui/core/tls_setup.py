@@ -22,7 +22,8 @@ def tls_paths(settings: Settings) -> tls.TlsPaths:
     return tls.TlsPaths(settings.data_path / "tls")
 
 
-def _read(path: Path, what: str) -> bytes:
+def read_file(path: Path, what: str) -> bytes:
+    """The file's bytes, or a setting error naming what it is and why it cannot be read."""
     try:
         return path.expanduser().read_bytes()
     except OSError as exc:
@@ -60,13 +61,13 @@ def server_tls(settings: Settings) -> ServerTls | None:
             raise ConfigError("tls_client_auth needs TLS: run `hivemind-tui tls init` or set tls_cert and tls_key")
         return None
     ca_path = _setting_or(settings.tls_ca, paths.ca)
-    ca = _read(ca_path, "the CA certificate") if ca_path is not None else None
+    ca = read_file(ca_path, "the CA certificate") if ca_path is not None else None
     if settings.tls_client_auth and ca is None:
         raise ConfigError("tls_client_auth needs the CA that signs client certificates: set tls_ca")
-    chain = _read(cert, "the pool certificate")
+    chain = read_file(cert, "the pool certificate")
     if ca is not None and ca not in chain:
         chain = chain.rstrip(b"\n") + b"\n" + ca
-    return ServerTls(chain, _read(key, "the pool key"), ca, settings.tls_client_auth)
+    return ServerTls(chain, read_file(key, "the pool key"), ca, settings.tls_client_auth)
 
 
 def _client_pair(settings: Settings, cert_name: str) -> tuple[bytes | None, bytes | None]:
@@ -75,7 +76,7 @@ def _client_pair(settings: Settings, cert_name: str) -> tuple[bytes | None, byte
     key = _setting_or(settings.tls_client_key, paths.key(cert_name))
     if cert is None or key is None:
         return None, None
-    return _read(cert, "the client certificate"), _read(key, "the client key")
+    return read_file(cert, "the client certificate"), read_file(key, "the client key")
 
 
 def client_security(settings: Settings, address: str, cert_name: str = tls.CLIENT_NAME) -> ChannelSecurity | None:
@@ -89,7 +90,7 @@ def client_security(settings: Settings, address: str, cert_name: str = tls.CLIEN
         if info is None or not info.tls or info.address != address or not ca_path.exists():
             return None
     cert, key = _client_pair(settings, cert_name)
-    return ChannelSecurity(_read(ca_path, "the CA certificate"), str(ca_path), cert, key)
+    return ChannelSecurity(read_file(ca_path, "the CA certificate"), str(ca_path), cert, key)
 
 
 def channel_credentials(security: ChannelSecurity) -> grpc.ChannelCredentials:

@@ -262,12 +262,7 @@ class Scheduler:
         retry limit), unless it started too recently for this heartbeat to know of it. A task the node
         reports that the pool does not expect there, or at another attempt, is returned: the worker stops it.
         """
-        expected = {
-            row["task_id"]: row
-            for row in await self._storage.fetchall(
-                "SELECT * FROM tasks WHERE worker = ? AND status IN ('ASSIGNED', 'RUNNING')", (node_id,)
-            )
-        }
+        expected = {row["task_id"]: row for row in await self._active_on(node_id)}
         now = self._clock()
         for task_id, row in expected.items():
             started = row["started_at"] or now
@@ -282,12 +277,14 @@ class Scheduler:
             log.info("node %s runs %d task(s) the pool does not expect there: stopping them", node_id, len(stop))
         return stop
 
-    async def requeue_node(self, node_id: str, held: dict[str, int]) -> None:
-        """A node's worker process was replaced: what ran there is gone, except results it still holds."""
-        rows = await self._storage.fetchall(
+    async def _active_on(self, node_id: str) -> list[aiosqlite.Row]:
+        return await self._storage.fetchall(
             "SELECT * FROM tasks WHERE worker = ? AND status IN ('ASSIGNED', 'RUNNING')", (node_id,)
         )
-        for row in rows:
+
+    async def requeue_node(self, node_id: str, held: dict[str, int]) -> None:
+        """A node's worker process was replaced: what ran there is gone, except results it still holds."""
+        for row in await self._active_on(node_id):
             if held.get(row["task_id"]) != row["attempts"]:
                 await self._requeue(row, f"worker {node_id} restarted", fail_words="worker lost")
 

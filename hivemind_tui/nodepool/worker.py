@@ -89,10 +89,15 @@ def default_node_id(state_dir: Path) -> str:
     return f"{socket.gethostname()}-{suffix}"
 
 
+def is_wildcard(host: str) -> bool:
+    """An address that means "every address here": it tells no one where to dial."""
+    return host.strip("[]") in ("", "0.0.0.0", "::")  # noqa: S104 - recognising wildcards, not binding
+
+
 def advertised_host(listen: str) -> str:
     """The host the pool should dial; a wildcard listen address says nothing, so the pool uses the peer's."""
     host = listen.rpartition(":")[0].strip("[]")
-    return "" if host in ("", "0.0.0.0", "::") else host  # noqa: S104 - recognising wildcards, not binding
+    return "" if is_wildcard(host) else host
 
 
 def task_base_dir(node_id: str, state_dir: Path, sandbox: Sandbox) -> Path:

@@ -15,8 +15,6 @@ from pathlib import Path
 from aiohttp import web
 from textual_serve.server import Server
 
-Handler = Callable[[web.Request], object]
-
 LOGIN_PAGE = Path(__file__).with_name("login.html")
 
 

@@ -26,7 +26,8 @@ class QrScreen(Screen[None]):
     def __init__(self, title: str, data: str) -> None:
         super().__init__()
         self._title = title
-        self._data = data
+        # Made once: a resize only picks the one that fits.
+        self._drawings = qr.drawings(data, dark=True)
 
     def compose(self) -> ComposeResult:
         yield Static(id="qr-code")
@@ -40,9 +41,9 @@ class QrScreen(Screen[None]):
 
     def _draw(self, columns: int, rows: int) -> None:
         code = self.query_one("#qr-code", Static)
-        drawing = qr.fitting(self._data, columns, rows, dark=True)
+        drawing = qr.pick(self._drawings, columns, rows)
         if drawing is None:
-            smallest = qr.sextants(self._data, dark=True)
+            smallest = self._drawings[-1]
             code.update(Text(f"the QR code needs {smallest.columns}x{smallest.rows + 1}: enlarge the terminal"))
             return
         code.update(Text(drawing.text, style=QR_STYLE))
