@@ -64,6 +64,12 @@ def build_parser(with_commands: bool = True) -> Parser:
     parser.add_argument(
         "--keep-pool", action="store_true", help="console: leave an embedded pool it started running on exit"
     )
+    parser.add_argument(
+        "--session-file",
+        metavar="FILE",
+        type=Path,
+        help="console: the session to use instead of the remembered login (`serve` hands one to each browser)",
+    )
     parser.set_defaults(handler=None)
     if with_commands:
         from hivemind_tui.commands import register_all

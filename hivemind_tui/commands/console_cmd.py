@@ -40,7 +40,12 @@ def run_console(ctx: Context) -> Result:
     from hivemind_tui.ui.startup import DeferredBackend
 
     backend = DeferredBackend(
-        settings, ctx.data_dir, address, not settings.pool_address, settings.mounts(ctx.data_dir.root)
+        settings,
+        ctx.data_dir,
+        address,
+        not settings.pool_address,
+        settings.mounts(ctx.data_dir.root),
+        ctx.args.session_file,
     )
     HivemindApp(backend).run()
     if started:

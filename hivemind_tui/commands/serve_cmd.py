@@ -44,7 +44,7 @@ async def serve(ctx: Context) -> Result:
         raise UnreachableError("no pool is configured and the embedded pool could not start")
     face = WebFace(ctx.settings, ctx.data_dir, address, PsutilMetrics(ctx.settings.mounts(ctx.data_dir.root)))
     public = f"http://{host}:{port}" if ":" not in host.strip("[]") else f"http://[{host.strip('[]')}]:{port}"
-    app = await face.app(console_command(ctx.data_dir.root, ctx.args.config), public)
+    app = await face.app(console_command(ctx.data_dir.root, ctx.args.config, address), public)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

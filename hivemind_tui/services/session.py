@@ -57,9 +57,14 @@ def token_file(tokens_dir: Path, pool_address: str) -> Path:
 
 
 class Session:
-    def __init__(self, client: PoolClient, tokens_dir: Path, clock: Clock = system_clock) -> None:
+    """`file` replaces the remembered login's file: the HTTP face hands each browser console its own."""
+
+    def __init__(
+        self, client: PoolClient, tokens_dir: Path, clock: Clock = system_clock, file: Path | None = None
+    ) -> None:
         self.client = client
         self._tokens_dir = tokens_dir
+        self._file = file
         self._clock = clock
         self.data: SessionData | None = None
         self._remember = False
@@ -67,7 +72,7 @@ class Session:
 
     @property
     def path(self) -> Path:
-        return token_file(self._tokens_dir, self.client.address)
+        return self._file or token_file(self._tokens_dir, self.client.address)
 
     @property
     def username(self) -> str:
@@ -97,9 +102,14 @@ class Session:
         return True
 
     def _save(self) -> None:
-        if self._remember and self.data is not None:
-            make_private_dir(self._tokens_dir)
-            atomic_write(self.path, json.dumps(asdict(self.data)).encode(), mode=0o600)
+        if self._remember:
+            self.write_to(self.path)
+
+    def write_to(self, path: Path) -> None:
+        """Keep the session in `path` (0600), which `Session(..., file=path).load()` takes up in another process."""
+        if self.data is not None:
+            make_private_dir(path.parent)
+            atomic_write(path, json.dumps(asdict(self.data)).encode(), mode=0o600)
 
     def forget(self) -> None:
         self.path.unlink(missing_ok=True)

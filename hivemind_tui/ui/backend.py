@@ -162,6 +162,7 @@ class LiveBackend:
         embedded: bool,
         metrics: MetricsSource | None,
         clock: Clock = system_clock,
+        session_file: Path | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = data_dir
@@ -171,7 +172,7 @@ class LiveBackend:
         self._metrics = metrics
         self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.client = PoolClient(settings, address, clock)
-        self.session = Session(self.client, data_dir.tokens, clock)
+        self.session = Session(self.client, data_dir.tokens, clock, session_file)
         self.session.load()
         self._monitor: Monitor | None = None
         # Counted at close for an embedded pool, so the console can stop a pool it started (a session that

@@ -21,13 +21,22 @@ if TYPE_CHECKING:
 
 
 class DeferredBackend:
-    def __init__(self, settings: Settings, data_dir: DataDir, address: str, embedded: bool, mounts: list[Path]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: DataDir,
+        address: str,
+        embedded: bool,
+        mounts: list[Path],
+        session_file: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = time.time
         self._data_dir = data_dir
         self._address = address
         self._embedded = embedded
         self._mounts = mounts
+        self._session_file = session_file
         self._live: LiveBackend | None = None
         self._remembered = self._read_token_file()
 
@@ -35,7 +44,7 @@ class DeferredBackend:
         """The remembered session as the session service keeps it (same file name rule), if still valid."""
         name = re.sub(r"[^A-Za-z0-9.-]", "_", self._address) + ".json"
         try:
-            text = (self._data_dir.tokens / name).read_text()
+            text = (self._session_file or self._data_dir.tokens / name).read_text()
         except OSError:
             return {}
         import json  # only with a remembered session: a first start paints without it
@@ -52,7 +61,13 @@ class DeferredBackend:
         from hivemind_tui.ui.backend import LiveBackend
 
         return LiveBackend(
-            self.settings, self._data_dir, self._address, self._embedded, PsutilMetrics(self._mounts), self.clock
+            self.settings,
+            self._data_dir,
+            self._address,
+            self._embedded,
+            PsutilMetrics(self._mounts),
+            self.clock,
+            self._session_file,
         )
 
     async def open(self) -> None:

@@ -16,7 +16,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -145,12 +145,14 @@ class WebFace:
         self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.registry = registry_for(lambda: self.snapshot)
 
-    async def app(self, console_command: str | None = None, public_url: str = "") -> web.Application:
+    async def app(self, console_command: list[str] | None = None, public_url: str = "") -> web.Application:
         """The application; with `console_command`, also the console in the browser at /console/."""
         app = web.Application(middlewares=[security_headers, errors_as_json], client_max_size=MAX_LOGIN_BODY)
         if console_command is not None:
             app.router.add_get("/", login_page)
-            app.add_subapp("/console/", await console_app(console_command, public_url, self._has_session))
+            app.add_subapp(
+                "/console/", await console_app(console_command, public_url, self._has_session, self._hand_over)
+            )
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics)
         app.router.add_post("/api/login", self.login)
@@ -195,6 +197,16 @@ class WebFace:
         except NotAuthenticatedError:
             return False
         return True
+
+    @contextlib.contextmanager
+    def _hand_over(self, request: web.Request) -> Iterator[Path]:
+        """The browser session's pool login in a file for its console process, gone when the console ends."""
+        path = self.data_dir.root / "web-consoles" / f"{secrets.token_hex(8)}.json"
+        self._session(request).write_to(path)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def _session(self, request: web.Request) -> Session:
         header = request.headers.get("Authorization", "")

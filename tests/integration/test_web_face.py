@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -300,36 +301,76 @@ class Chromium:
             self.proc.wait()
 
 
+# Keeps what the console sends to the page's terminal, as text, before textual-serve's own script runs.
+RECORD_THE_TERMINAL = """
+window.__terminal = [];
+const decoder = new TextDecoder();
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (e) => {
+      if (typeof e.data !== "string") window.__terminal.push(decoder.decode(e.data, {stream: true}));
+    });
+  }
+};
+"""
+ESCAPES = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])")
+
+
+async def terminal_text(browser: Chromium, since: int = 0) -> str:
+    """What the console painted after the first `since` messages, escape sequences removed."""
+    return ESCAPES.sub("", await browser.evaluate(f"window.__terminal.slice({since}).join('')"))
+
+
 async def test_the_console_in_a_browser_sits_behind_the_login(cli: CLI, web: Web, tmp_path: Path) -> None:
     import aiohttp
 
     from tests.system import require_tools
 
     require_tools("chromium")
+    add = cli("pool", "add-user", "viewer1", "--role", "viewer", "--password-stdin", stdin="pw-viewer-123\n")
+    assert add.returncode == 0, add.stderr
     browser = Chromium(tmp_path / "profile")
     try:
         async with aiohttp.ClientSession() as http:
             await browser.connect(http)
             await browser.send("Page.enable")
+            await browser.send("Page.addScriptToEvaluateOnNewDocument", source=RECORD_THE_TERMINAL)
             await browser.send("Page.navigate", url=web.base + "/console/")
             # Without a session the console is out of reach: the login page answers.
             await browser.until("document.getElementById('login') !== null")
             assert await browser.evaluate("location.pathname") == "/"
             async with http.get(web.base + "/console/ws") as refused:
                 assert refused.status == 401
-            password = (cli.data / "pool" / "admin-password").read_text().strip()
             await browser.evaluate(
-                "document.getElementById('user').value = 'admin';"
-                f"document.getElementById('password').value = {json.dumps(password)};"
+                "document.getElementById('user').value = 'viewer1';"
+                "document.getElementById('password').value = 'pw-viewer-123';"
                 "document.getElementById('login').requestSubmit(); true"
             )
             await browser.until("location.pathname === '/console/'")
-            console_log = cli.data / "logs" / "console.log"
-            deadline = time.monotonic() + 60  # its own console process, started for this browser session
-            while not (console_log.exists() and "hivemind_tui.ui" in console_log.read_text()):
-                assert time.monotonic() < deadline, "no console process started for the browser"
+            # Its own console process, logged in as the page's user (the host's remembered login is the
+            # admin's), on the dashboard.
+            deadline = time.monotonic() + 60
+            while "This host" not in (painted := await terminal_text(browser)) or "viewer1 (viewer)" not in painted:
+                assert time.monotonic() < deadline, painted[-2000:]
                 await asyncio.sleep(0.2)
-            # The page's terminal (xterm.js, from textual-serve) exists and is wired to that process.
-            await browser.until("document.querySelector('.xterm') !== null")
+            assert "NODE" not in painted  # the node monitor's header, not yet shown
+            assert list((cli.data / "web-consoles").glob("*.json"))  # its session, handed over in a file
+
+            # Keys typed into the page reach the console: `n` opens the node monitor.
+            mark = await browser.evaluate("window.__terminal.length")
+            await browser.evaluate("document.querySelector('.xterm-helper-textarea').focus(); true")
+            await browser.send("Input.dispatchKeyEvent", type="keyDown", key="n", text="n")
+            await browser.send("Input.dispatchKeyEvent", type="keyUp", key="n")
+            deadline = time.monotonic() + 30
+            while "NODE" not in (after := await terminal_text(browser, mark)):
+                assert time.monotonic() < deadline, after[-2000:]
+                await asyncio.sleep(0.2)
+            await browser.send("Page.navigate", url="about:blank")  # the websocket closes, the console ends
+            deadline = time.monotonic() + 30
+            while list((cli.data / "web-consoles").glob("*.json")):
+                assert time.monotonic() < deadline, "the handed-over session outlived its console"
+                await asyncio.sleep(0.2)
     finally:
         browser.close()
