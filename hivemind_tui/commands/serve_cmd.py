@@ -1,4 +1,6 @@
-"""`serve`: the HTTP face (JSON API, /health, /metrics) against the configured pool, until SIGINT/SIGTERM."""
+"""`serve`: the HTTP face (JSON API, /health, /metrics, the console) against the configured pool, until
+SIGINT/SIGTERM. It speaks HTTPS with the pool's certificate whenever there is one (`tls init`, or the
+tls_cert and tls_key settings); plain HTTP only on loopback, or anywhere with --insecure-public."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from aiohttp import web
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import resolve_address
 from hivemind_tui.core.errors import UnreachableError, UsageError
+from hivemind_tui.core.tls_setup import https_context
 from hivemind_tui.nodepool.server import is_loopback
 from hivemind_tui.services.host_metrics import PsutilMetrics
 from hivemind_tui.web.app import WebFace
@@ -24,7 +27,7 @@ def register(registry: CommandRegistry) -> None:
     cmd.add_argument(
         "--insecure-public",
         action="store_true",
-        help="allow a non-loopback address (plain HTTP: put a TLS proxy in front)",
+        help="allow a non-loopback address without TLS (put a TLS proxy in front)",
     )
     cmd.set_defaults(process_kind="serve")
 
@@ -34,27 +37,32 @@ async def serve(ctx: Context) -> Result:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"--listen {listen}: expected HOST:PORT")
-    if not is_loopback(host) and not ctx.args.insecure_public:
+    https = https_context(ctx.settings)
+    if https is None and not is_loopback(host) and not ctx.args.insecure_public:
         raise UsageError(
-            f"refusing to serve plain HTTP on {listen}: passwords would cross the network in clear; "
-            "put a TLS proxy in front and pass --insecure-public"
+            f"refusing to serve plain HTTP on {listen}: passwords would cross the network in clear; run "
+            "`hivemind-tui tls init --host HOST` (or set tls_cert and tls_key), or put a TLS proxy in front "
+            "and pass --insecure-public"
         )
     address = await resolve_address(ctx, start=True)
     if address is None:
         raise UnreachableError("no pool is configured and the embedded pool could not start")
-    face = WebFace(ctx.settings, ctx.data_dir, address, PsutilMetrics(ctx.settings.mounts(ctx.data_dir.root)))
-    public = f"http://{host}:{port}" if ":" not in host.strip("[]") else f"http://[{host.strip('[]')}]:{port}"
+    metrics = PsutilMetrics(ctx.settings.mounts(ctx.data_dir.root))
+    face = WebFace(ctx.settings, ctx.data_dir, address, metrics, secure_cookies=https is not None)
+    scheme = "https" if https is not None else "http"
+    bare = host.strip("[]")
+    public = f"{scheme}://[{bare}]:{port}" if ":" in bare else f"{scheme}://{bare}:{port}"
     app = await face.app(console_command(ctx.data_dir.root, ctx.args.config, address), public)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        site = web.TCPSite(runner, bare, int(port), ssl_context=https)
         try:
             await site.start()
         except OSError as exc:
             raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
         bound = runner.addresses[0] if runner.addresses else (host, int(port))
-        ctx.warn(f"serving http://{listen.rpartition(':')[0]}:{bound[1]} for the pool at {address}")
+        ctx.warn(f"serving {public.rpartition(':')[0]}:{bound[1]} for the pool at {address}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

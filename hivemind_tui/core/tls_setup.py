@@ -6,6 +6,7 @@ on the same data dir trust its CA by themselves. Settings name other files and a
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,33 @@ class ServerTls:
         )
 
 
-def server_tls(settings: Settings) -> ServerTls | None:
-    """The pool's certificate, with the CA after it so that a joining worker can read the CA off the handshake."""
+def server_files(settings: Settings) -> tuple[Path, Path] | None:
+    """The pool's certificate and key files (also the HTTP face's), or None when there are none."""
     paths = tls_paths(settings)
     cert = _setting_or(settings.tls_cert, paths.cert("pool"))
     key = _setting_or(settings.tls_key, paths.key("pool"))
-    if cert is None or key is None:
+    return None if cert is None or key is None else (cert, key)
+
+
+def https_context(settings: Settings) -> ssl.SSLContext | None:
+    """The HTTP face's TLS: the pool's certificate and key, TLS 1.2 or later; None without them."""
+    files = server_files(settings)
+    if files is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(*files)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use the certificate {files[0]} with the key {files[1]}: {exc}") from None
+    return context
+
+
+def server_tls(settings: Settings) -> ServerTls | None:
+    """The pool's certificate, with the CA after it so that a joining worker can read the CA off the handshake."""
+    paths = tls_paths(settings)
+    files = server_files(settings)
+    if files is None:
         if settings.tls_client_auth:
             raise ConfigError("tls_client_auth needs TLS: run `hivemind-tui tls init` or set tls_cert and tls_key")
         return None
@@ -64,6 +86,7 @@ def server_tls(settings: Settings) -> ServerTls | None:
     ca = read_file(ca_path, "the CA certificate") if ca_path is not None else None
     if settings.tls_client_auth and ca is None:
         raise ConfigError("tls_client_auth needs the CA that signs client certificates: set tls_ca")
+    cert, key = files
     chain = read_file(cert, "the pool certificate")
     if ca is not None and ca not in chain:
         chain = chain.rstrip(b"\n") + b"\n" + ca

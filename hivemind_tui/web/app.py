@@ -131,8 +131,10 @@ class WebFace:
         address: str,
         metrics: MetricsSource | None,
         clock: Clock = system_clock,
+        secure_cookies: bool = False,
     ) -> None:
         self.settings = settings
+        self.secure_cookies = secure_cookies
         self.data_dir = data_dir
         self.address = address
         self.clock = clock
@@ -248,7 +250,14 @@ class WebFace:
         self.sessions[token] = WebSession(session, expires)
         await AuditLog(self.store).record(user, "login", self.address, f"HTTP API from {request.remote or '?'}")
         response = web.json_response({"token": token, "expires_at": expires, "user": user, "role": data.role})
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", max_age=int(expires - self.clock()))
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="Strict",
+            secure=self.secure_cookies,
+            max_age=int(expires - self.clock()),
+        )
         return response
 
     async def logout(self, request: web.Request) -> web.Response:

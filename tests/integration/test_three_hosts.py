@@ -298,4 +298,26 @@ def test_workers_join_over_tls_on_plain_veth(hosts: Hosts, tmp_path: Path) -> No
     token = cli.json("pool", "join-token", "--ttl", "10m")
     assert token["tls"] is True and token["addresses"] == [f"{MASTER_IP}:{POOL_PORT}"]
     commands = {w: f"hivemind-tui worker --join {token['token']} --listen {ip}:0" for w, ip in WORKER_IPS.items()}
+    web_face_over_https(hosts, master_data)
     run_the_cluster(hosts, cli, commands, tmp_path)
+
+
+def web_face_over_https(hosts: Hosts, master_data: Path) -> None:
+    """`serve` on the master's address needs no --insecure-public once `tls init` has run: it speaks HTTPS
+    with the pool's certificate, and a browser on w1 that trusts the CA gets /health."""
+    listen = f"{MASTER_IP}:{POOL_PORT + 10}"
+    face = hosts.start("master", [*MODULE, "--data-dir", str(master_data), "serve", "--listen", listen], ENV)
+    ask = (
+        "import ssl, sys, urllib.request; "
+        f"trust = ssl.create_default_context(cafile={str(master_data / 'tls' / 'ca.pem')!r}); "
+        f"print(urllib.request.urlopen('https://{listen}/health', timeout=5, context=trust).read().decode())"
+    )
+
+    def health_from_w1() -> subprocess.CompletedProcess[str] | None:
+        assert face.poll() is None, face.stderr.read() if face.stderr else ""
+        answer = hosts.run("w1", sys.executable, "-c", ask, check=False)
+        return answer if answer.returncode == 0 else None
+
+    answer = wait_until("the HTTP face on the master", health_from_w1)
+    assert json.loads(answer.stdout)["status"] == "healthy"
+    face.terminate()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import ssl
 import subprocess
 import sys
 import time
@@ -40,8 +42,9 @@ def multipart(fields: dict[str, str], file: bytes) -> tuple[bytes, str]:
 
 
 class Web:
-    def __init__(self, port: int) -> None:
-        self.base = f"http://127.0.0.1:{port}"
+    def __init__(self, port: int, https: ssl.SSLContext | None = None) -> None:
+        self.base = f"{'https' if https else 'http'}://127.0.0.1:{port}"
+        self.https = https
 
     def upload(self, token: str, file: bytes, **fields: str) -> tuple[int, Any]:
         body, kind = multipart(fields, file)
@@ -49,7 +52,7 @@ class Web:
         request.add_header("Content-Type", kind)
         request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=60, context=self.https) as reply:  # noqa: S310 - loopback
                 return reply.status, json.loads(reply.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
@@ -58,7 +61,7 @@ class Web:
         request = urllib.request.Request(self.base + path)  # noqa: S310 - http on loopback
         request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=60, context=self.https) as reply:  # noqa: S310 - loopback
                 return reply.status, reply.read(), reply.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(), exc.headers.get("Content-Type", "")
@@ -73,16 +76,16 @@ class Web:
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(request, timeout=30, context=self.https) as reply:  # noqa: S310 - loopback
                 raw, status, kind = reply.read(), reply.status, reply.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
             raw, status, kind = exc.read(), exc.code, exc.headers.get("Content-Type", "")
         return status, json.loads(raw) if "json" in kind else raw.decode()
 
 
-@pytest.fixture
-def web(cli: CLI) -> Iterator[Web]:
-    admin_login(cli)  # the remembered login the face's snapshot (and /metrics) uses
+@contextlib.contextmanager
+def serving(cli: CLI, https: ssl.SSLContext | None = None) -> Iterator[Web]:
+    """`hivemind-tui serve` on a free loopback port of the CLI's data dir, until the block ends."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hivemind_tui", "--data-dir", str(cli.data), "serve", "--listen", f"127.0.0.1:{port}"],
@@ -90,7 +93,7 @@ def web(cli: CLI) -> Iterator[Web]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    face = Web(port)
+    face = Web(port, https)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -106,6 +109,13 @@ def web(cli: CLI) -> Iterator[Web]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture
+def web(cli: CLI) -> Iterator[Web]:
+    admin_login(cli)  # the remembered login the face's snapshot (and /metrics) uses
+    with serving(cli) as face:
+        yield face
 
 
 def metrics(face: Web) -> dict[str, float]:
@@ -191,6 +201,25 @@ def test_failed_logins_are_rate_limited_per_address(web: Web, cli: CLI) -> None:
 def test_serve_refuses_plain_http_on_a_public_address(tmp_path: Path) -> None:
     proc = CLI(tmp_path / "data")("serve", "--listen", "0.0.0.0:5999")
     assert proc.returncode == 2 and "TLS proxy" in proc.stderr
+
+
+def test_serve_speaks_https_with_the_pools_certificate(cli: CLI) -> None:
+    assert cli("tls", "init").returncode == 0  # the face takes DATA_DIR/tls/pool.pem by itself
+    trusting = ssl.create_default_context(cafile=str(cli.data / "tls" / "ca.pem"))
+    with serving(cli, trusting) as web:
+        status, health = web.call("GET", "/health")
+        assert status == 200 and health["status"] == "healthy"
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):  # a client without the CA
+            urllib.request.urlopen(web.base + "/health", timeout=30)  # noqa: S310 - loopback only
+        with pytest.raises((ConnectionError, urllib.error.URLError)):  # and plain HTTP gets no answer
+            urllib.request.urlopen(web.base.replace("https", "http") + "/health", timeout=30)  # noqa: S310
+        password = (cli.data / "pool" / "admin-password").read_text().strip()
+        body = json.dumps({"user": "admin", "password": password}).encode()
+        request = urllib.request.Request(web.base + "/api/login", data=body, method="POST")  # noqa: S310
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30, context=trusting) as reply:  # noqa: S310 - loopback
+            cookie = reply.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie
 
 
 def test_submit_log_result_stop_and_alerts(cli: CLI, web: Web) -> None:
