@@ -129,6 +129,38 @@ def metrics(face: Web) -> dict[str, float]:
     return values
 
 
+def cluster_figures(values: dict[str, float]) -> dict[str, float]:
+    """What /metrics and `status --json` both tell: pool up, nodes, tasks by status, active alerts."""
+    return {
+        k: v
+        for k, v in values.items()
+        if k.startswith(("hivemind_pool_up", "hivemind_nodes", "hivemind_tasks", "hivemind_alerts"))
+    }
+
+
+def same_moment_as_status(web: Web, cli: CLI) -> dict[str, float]:
+    """/metrics with `status --json` taken between two scrapes that agree (nothing moved meanwhile): every
+    figure both tell is the same."""
+    deadline = time.monotonic() + 30
+    while True:
+        before = metrics(web)
+        status = cli.json("status")
+        after = metrics(web)
+        if cluster_figures(before) == cluster_figures(after):
+            break
+        assert time.monotonic() < deadline, "the metrics never held still"
+    told = {
+        "hivemind_pool_up": float(status["pool"]["reachable"]),
+        "hivemind_alerts_active": float(len(status["alerts"])),
+        "hivemind_nodes{state=online}": float(status["nodes"]["online"]),
+        "hivemind_nodes{state=offline}": float(status["nodes"]["total"] - status["nodes"]["online"]),
+    }
+    told |= {f"hivemind_tasks{{status={s}}}": float(n) for s, n in status["tasks"].items()}
+    assert {k: after.get(k, 0.0) for k in told} == told
+    assert all(v == 0 for k, v in cluster_figures(after).items() if k.startswith("hivemind_tasks") and k not in told)
+    return after
+
+
 def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
     status, health = web.call("GET", "/health")
     assert status == 200 and health["status"] == "healthy"
@@ -172,7 +204,7 @@ def test_health_api_and_metrics(cli: CLI, web: Web, tmp_path: Path) -> None:
     while metrics(web).get("hivemind_tasks{status=COMPLETED}", 0) < 1:
         assert time.monotonic() < deadline, metrics(web)
         time.sleep(0.2)
-    values = metrics(web)
+    values = same_moment_as_status(web, cli)
     assert values["hivemind_pool_up"] == 1 and values["hivemind_nodes{state=online}"] == 1
     assert values["hivemind_alerts_active"] == 0 and "process_cpu_seconds_total" in values
     assert any(k.startswith("hivemind_node_cpu_ratio{node=") for k in values)
