@@ -16,8 +16,15 @@ from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.store import Store
 
 
-async def health_report(settings: Settings, console_db: Path, address: str | None) -> dict[str, Any]:
-    """The report (README: `health`); `status` is "healthy" or "unhealthy", `problems` say why."""
+async def health_report(
+    settings: Settings,
+    console_db: Path,
+    address: str | None,
+    client: PoolClient | None = None,
+    store: Store | None = None,
+) -> dict[str, Any]:
+    """The report (README: `health`); `status` is "healthy" or "unhealthy", `problems` say why. A caller that
+    asks often (the HTTP face) passes its open `client` and `store`; otherwise each is opened for the report."""
     problems: list[str] = []
     pool: dict[str, Any] = {
         "address": address,
@@ -29,19 +36,23 @@ async def health_report(settings: Settings, console_db: Path, address: str | Non
     if address is None:
         problems.append("no pool is configured and the embedded pool of this data dir is not running")
     else:
-        client = PoolClient(settings, address)
+        asker = client or PoolClient(settings, address)
         try:
             result = await asyncio.wait_for(
-                client.check_health(deadline=settings.rpc_deadline / 3), settings.rpc_deadline
+                asker.check_health(deadline=settings.rpc_deadline / 3), settings.rpc_deadline
             )
-            pool = pool_json(address, result, client.state)
+            pool = pool_json(address, result, asker.state)
         except (HivemindError, TimeoutError) as exc:
             problems.append(getattr(exc, "message", "") or f"the pool at {address} did not answer in time")
         finally:
-            await client.close()
+            if client is None:
+                await asker.close()
     database = {"ok": False, "path": str(console_db)}
     try:
-        async with Store(console_db, settings.db_busy_timeout) as store:
+        if store is None:
+            async with Store(console_db, settings.db_busy_timeout) as opened:
+                await opened.fetchone("SELECT 1")
+        else:
             await store.fetchone("SELECT 1")
         database["ok"] = True
     except Exception as exc:  # any failure of the store is a finding, not a crash

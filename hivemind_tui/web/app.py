@@ -146,6 +146,7 @@ class WebFace:
         self.failed_logins: dict[str, list[float]] = {}
         self.store = Store(data_dir.console_db, settings.db_busy_timeout)
         self.registry = registry_for(lambda: self.snapshot)
+        self._probe: asyncio.Future[dict[str, Any]] | None = None
 
     async def app(self, console_command: list[str] | None = None, public_url: str = "") -> web.Application:
         """The application; with `console_command`, also the console in the browser at /console/."""
@@ -270,8 +271,17 @@ class WebFace:
 
     # -- routes -------------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
-        report = await health_report(self.settings, self.data_dir.console_db, self.address)
+        report = await self._health_probe()
         return web.json_response(report, status=200 if report["status"] == "healthy" else 503)
+
+    def _health_probe(self) -> asyncio.Future[dict[str, Any]]:
+        """One probe of the pool and the store at a time, on the face's own channel and connection: requests
+        that arrive while it runs share its answer, so a crowd of load balancers costs one health rpc."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(
+                health_report(self.settings, self.data_dir.console_db, self.address, self.client, self.store)
+            )
+        return asyncio.shield(self._probe)
 
     async def metrics(self, request: web.Request) -> web.Response:
         wanted = self.settings.metrics_token
