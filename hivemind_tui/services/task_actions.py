@@ -68,8 +68,8 @@ class TaskActions:
         self, task_id: str, tasks: list[TaskInfo], on_progress: Callable[[int, int], None] | None = None
     ) -> Stopped:
         if await self.manager.is_split(task_id):
-            stopped = await self.manager.stop(task_id, tasks, on_progress)
-            outcome = Stopped(task_id, "STOPPED", stopped, True)
+            status, stopped = await self.manager.stop(task_id, tasks, on_progress)
+            outcome = Stopped(task_id, status, stopped, True)
         else:
             status = await self.manager.session.call(partial(self._client.stop_task, task_id=task_id))
             outcome = Stopped(task_id, status, [task_id], False)

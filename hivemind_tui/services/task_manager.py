@@ -132,6 +132,12 @@ class TaskManager:
     def pool(self) -> str:
         return self.session.client.address
 
+    def _visible(self) -> tuple[object, ...]:
+        """The arguments of `p.pool = ? AND (p.owner = ? OR ?)`, the parents this session sees, as the pool
+        decides for tasks: its own on this pool, every one for an admin (the store is shared by everyone who
+        uses this data dir)."""
+        return (self.pool, self.session.username, self.session.role == "admin")
+
     def upload_limit(self) -> int:
         """Our pools take max_upload_bytes; a HiveMind pool (no extensions) takes the remote limit."""
         health = self.session.client.health
@@ -239,11 +245,12 @@ class TaskManager:
 
     async def unsent(self) -> list[str]:
         """Parents of this pool with subtasks not yet uploaded."""
+        args = self._visible()
         rows = await self.store.fetchall(
             "SELECT DISTINCT p.parent_id FROM parents p JOIN subtasks s ON s.parent_id = p.parent_id "
-            "WHERE p.pool = ? AND s.uploaded = 0 AND s.rejected = '' AND s.superseded = 0 AND p.stopped = 0 "
-            "ORDER BY p.created_at",
-            (self.pool,),
+            "WHERE p.pool = ? AND (p.owner = ? OR ?) "
+            "AND s.uploaded = 0 AND s.rejected = '' AND s.superseded = 0 AND p.stopped = 0 ORDER BY p.created_at",
+            args,
         )
         return [r["parent_id"] for r in rows]
 
@@ -314,11 +321,14 @@ class TaskManager:
     async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list)."""
         by_id = {t.task_id: t for t in tasks}
-        rows = await self.store.fetchall("SELECT * FROM parents WHERE pool = ? ORDER BY created_at DESC", (self.pool,))
+        args = self._visible()
+        rows = await self.store.fetchall(
+            "SELECT * FROM parents p WHERE p.pool = ? AND (p.owner = ? OR ?) ORDER BY created_at DESC", args
+        )
         subs = await self.store.fetchall(
             "SELECT s.* FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
-            "WHERE p.pool = ? AND s.superseded = 0 ORDER BY s.idx",
-            (self.pool,),
+            "WHERE p.pool = ? AND (p.owner = ? OR ?) AND s.superseded = 0 ORDER BY s.idx",
+            args,
         )
         grouped: dict[str, list[Any]] = {}
         for sub in subs:
@@ -354,10 +364,11 @@ class TaskManager:
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
         parents = await self.parents(tasks)
+        args = self._visible()
         replaced = await self.store.fetchall(  # subtasks a retry replaced: still the parent's, never loose
             "SELECT s.task_id FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
-            "WHERE p.pool = ? AND s.superseded = 1",
-            (self.pool,),
+            "WHERE p.pool = ? AND (p.owner = ? OR ?) AND s.superseded = 1",
+            args,
         )
         owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
         owned |= {r["task_id"] for r in replaced}
@@ -410,27 +421,38 @@ class TaskManager:
     # -- stop and retry ---------------------------------------------------------------------------
     async def stop(
         self, parent_id: str, tasks: list[TaskInfo], on_progress: Callable[[int, int], None] | None = None
-    ) -> list[str]:
+    ) -> tuple[str, list[str]]:
         """Stop every unfinished subtask, STOP_BATCH ids per call (StopTasks), or one by one on a pool
-        without it; unsent ones are never sent. `on_progress(done, total)` after each batch."""
+        without it; unsent ones are never sent. `on_progress(done, total)` after each batch. Returns the
+        parent's status after it and the subtasks the pool stopped: a finished parent stays as it was, and a
+        stop the pool refused before stopping anything leaves the parent as it was too."""
         state = await self._require(parent_id, tasks)
-        async with self.store.write() as conn:
+        unfinished = [s for s in state.subtasks if s.status not in FINISHED_STATUSES and s.status != "FAILED"]
+        if not unfinished:
+            return state.status, []
+        async with self.store.write() as conn:  # first, so that no unsent subtask is sent meanwhile
             await conn.execute("UPDATE parents SET stopped = 1 WHERE parent_id = ?", (parent_id,))
-        targets = [s.task_id for s in state.subtasks if s.uploaded and s.status not in FINISHED_STATUSES]
+        targets = [s.task_id for s in unfinished if s.uploaded]
         stopped: list[str] = []
         client = self.session.client
-        for start in range(0, len(targets), STOP_BATCH):
-            batch = targets[start : start + STOP_BATCH]
-            try:
-                answers = await self.session.call(partial(client.stop_tasks, task_ids=batch))
-                stopped += [t for t, status in answers if status != "NOT_FOUND"]
-            except NotSupportedError:
-                for task_id in batch:
-                    await self.session.call(partial(client.stop_task, task_id=task_id))
-                    stopped.append(task_id)
-            if on_progress is not None:
-                on_progress(start + len(batch), len(targets))
-        return stopped
+        try:
+            for start in range(0, len(targets), STOP_BATCH):
+                batch = targets[start : start + STOP_BATCH]
+                try:
+                    answers = await self.session.call(partial(client.stop_tasks, task_ids=batch))
+                    stopped += [t for t, status in answers if status != "NOT_FOUND"]
+                except NotSupportedError:
+                    for task_id in batch:
+                        await self.session.call(partial(client.stop_task, task_id=task_id))
+                        stopped.append(task_id)
+                if on_progress is not None:
+                    on_progress(start + len(batch), len(targets))
+        except BaseException:
+            if not stopped:
+                async with self.store.write() as conn:
+                    await conn.execute("UPDATE parents SET stopped = 0 WHERE parent_id = ?", (parent_id,))
+            raise
+        return "STOPPED", stopped
 
     async def retry(self, parent_id: str, tasks: list[TaskInfo]) -> list[str]:
         """Resubmit failed (and stopped) subtasks under new ids linked to the parent, up to the retry limit."""
@@ -545,13 +567,16 @@ class TaskManager:
         return state
 
     async def is_parent(self, task_id: str) -> bool:
-        return await self.store.fetchone("SELECT 1 FROM parents WHERE parent_id = ?", (task_id,)) is not None
+        args = self._visible()
+        query = "SELECT 1 FROM parents p WHERE p.pool = ? AND (p.owner = ? OR ?) AND parent_id = ?"
+        return await self.store.fetchone(query, (*args, task_id)) is not None
 
     async def is_split(self, task_id: str) -> bool:
         """A parent split into subtasks; a plain task this client submitted is its own only subtask."""
+        args = self._visible()
         row = await self.store.fetchone(
             "SELECT total, (SELECT task_id FROM subtasks WHERE parent_id = p.parent_id ORDER BY idx LIMIT 1) AS first "
-            "FROM parents p WHERE parent_id = ?",
-            (task_id,),
+            "FROM parents p WHERE p.pool = ? AND (p.owner = ? OR ?) AND parent_id = ?",
+            (*args, task_id),
         )
         return row is not None and not (row["total"] == 1 and row["first"] == task_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import free_port, task_zip
+from tests.helpers import free_port, make_zip, task_zip
 from tests.integration.cli_harness import CLI, ENV, admin_login, wait_for, wait_for_a_node
+from tests.integration.test_split_tasks import DP_MAIN, DP_MANIFEST, run_whole
 
 METRICS_TOKEN = "metrics-" + "m" * 20
 
@@ -294,6 +297,45 @@ def test_submit_log_result_stop_and_alerts(cli: CLI, web: Web) -> None:
     assert status == 403 and refused["error"]["code"]
     status, alerts = web.call("GET", "/api/alerts", token=token)
     assert status == 200 and isinstance(alerts["alerts"], list)
+
+
+def test_a_split_task_by_multipart_and_the_errors_of_the_api(cli: CLI, web: Web, tmp_path: Path) -> None:
+    password = (cli.data / "pool" / "admin-password").read_text().strip()
+    token = web.call("POST", "/api/login", {"user": "admin", "password": password})[1]["token"]
+    wait_for_a_node(cli)
+    rows = "id,name\n" + "".join(f"{i},name{i}\n" for i in range(1, 41))
+    files = {"main.py": DP_MAIN, "hivemind.toml": DP_MANIFEST, "data/in.csv": rows}
+    status, made = web.upload(token, make_zip(files), shards="4")
+    assert status == 201 and len(made["subtasks"]) == 4, made
+    parent = made["task_id"]
+    deadline = time.monotonic() + 120
+    while web.call("GET", f"/api/tasks/{parent}", token=token)[1]["task"]["status"] != "COMPLETED":
+        assert time.monotonic() < deadline, web.call("GET", f"/api/tasks/{parent}", token=token)
+        time.sleep(0.3)
+    status, body, kind = web.raw(f"/api/tasks/{parent}/result", token)
+    assert status == 200 and kind == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(body)) as zf:  # the four subtasks' outputs, concatenated in order
+        assert zf.read("output/result.csv").splitlines() == run_whole(tmp_path, files)["output/result.csv"].splitlines()
+
+    bad = make_zip({"main.py": "print(1)\n", "hivemind.toml": "[task\ntype = 1\n"})
+    status, refused = web.upload(token, bad)
+    assert status == 422 and "hivemind.toml" in refused["error"]["message"], refused
+    add = cli("pool", "add-user", "bob", "--password-stdin", stdin="bob-pass-1\n")
+    assert add.returncode == 0, add.stderr
+    bob = web.call("POST", "/api/login", {"user": "bob", "password": "bob-pass-1"})[1]["token"]
+    status, other = web.call("POST", f"/api/tasks/{parent}/stop", token=bob)  # the admin's task
+    assert status in (403, 404) and other["error"]["code"], other
+    assert parent not in json.dumps(web.call("GET", "/api/tasks", token=bob)[1])  # nor listed to bob
+    status, finished = web.call("POST", f"/api/tasks/{parent}/stop", token=token)  # nothing left to stop
+    assert status == 200 and finished["status"] == "COMPLETED" and finished["stopped"] == [], finished
+    assert web.call("GET", f"/api/tasks/{parent}", token=token)[1]["task"]["status"] == "COMPLETED"
+    assert not list((cli.data / "staging" / "uploads").glob("*"))
+
+    cli("pool", "stop")
+    started = time.monotonic()
+    status, down = web.call("GET", "/api/tasks", token=token)
+    assert status == 503 and down["error"]["code"], down
+    assert time.monotonic() - started < float(ENV.get("HIVEMIND_RPC_DEADLINE", "10")) * 3
 
 
 class Chromium:
