@@ -1,7 +1,8 @@
 """The console in a browser, through textual-serve: each browser session runs its own console process.
 
 The page and its websocket answer only a request that carries a live session of the HTTP face (the
-cookie `POST /api/login` sets); anything else is sent to the login page. Each console process is handed
+cookie `POST /api/login` sets); anything else is sent to the login page, and the websocket also wants an
+Origin naming this server. Each console process is handed
 that browser session's pool login in a file of its own (0600, removed when the websocket closes), never the
 login remembered on the host: a viewer who logs in on the page gets a viewer's console. textual-serve has
 no public builder of its aiohttp application, so its own `_make_app` is used and mounted at /console/.
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from textual_serve.app_service import AppService
@@ -86,12 +88,21 @@ async def console_app(
             if request.path.endswith("/ws"):
                 return web.Response(status=401, text="log in first\n")
             raise web.HTTPFound("/")
+        if request.path.endswith("/ws") and not same_origin(request):
+            return web.Response(status=403, text="the console's websocket answers only its own page\n")
         response = await handler(request)  # type: ignore[misc]
         assert isinstance(response, web.StreamResponse)
         return response
 
     app.middlewares.append(require_login)
     return app
+
+
+def same_origin(request: web.Request) -> bool:
+    """The websocket's Origin names this server: another site's page cannot drive a console with the
+    cookie the browser holds. The host is compared, not the scheme, so a TLS proxy in front still passes."""
+    origin = request.headers.get("Origin", "")
+    return bool(origin) and urlsplit(origin).netloc == request.host
 
 
 async def login_page(request: web.Request) -> web.FileResponse:

@@ -452,6 +452,16 @@ async def test_the_console_in_a_browser_sits_behind_the_login(cli: CLI, web: Web
                 "document.getElementById('login').requestSubmit(); true"
             )
             await browser.until("location.pathname === '/console/'")
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:  # holds a live cookie
+                # ...but speaks from another site's page, or from none: the websocket refuses.
+                password = (cli.data / "pool" / "admin-password").read_text().strip()
+                async with other.post(web.base + "/api/login", json={"user": "admin", "password": password}):
+                    pass
+                for origin, answer in (("http://evil.example", 403), (None, 403)):
+                    headers = {"Origin": origin} if origin else {}
+                    with pytest.raises(aiohttp.WSServerHandshakeError) as refused_ws:
+                        await other.ws_connect(web.base + "/console/ws", headers=headers)
+                    assert refused_ws.value.status == answer
             # Its own console process, logged in as the page's user (the host's remembered login is the
             # admin's), on the dashboard.
             deadline = time.monotonic() + 60
