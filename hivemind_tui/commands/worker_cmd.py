@@ -167,7 +167,9 @@ async def worker(ctx: Context) -> Result:
     if problem is not None:
         raise TlsProblemError(problem)
     sandbox = await asyncio.to_thread(Sandbox.detect, s.task_uids, s.task_network, s.task_bwrap)
-    candidates = [sys.executable, "/usr/bin/python3", "/usr/local/bin/python3"]
+    # A plain interpreter first, as HiveMind's worker gives each task a fresh venv: the task does not see the
+    # worker's packages, and it starts without the worker's site-packages (.pth files) to import.
+    candidates = [s.task_python] if s.task_python else ["/usr/bin/python3", "/usr/local/bin/python3", sys.executable]
     python = await asyncio.to_thread(choose_task_python, sandbox, candidates)
     config = WorkerConfig(
         pool_address=link.address,

@@ -217,6 +217,12 @@ class Settings:
     metrics_token: str = knob("", _text, "bearer token /metrics requires; empty: none", secret=True)
     task_network: bool = knob(True, _boolean, "tasks may use the network; off: only loopback (needs bwrap)")
     task_bwrap: bool = knob(True, _boolean, "run tasks in bwrap namespaces where bwrap works; off: uid and limits only")
+    task_python: str = knob(
+        "",
+        _text,
+        "the interpreter tasks run with; empty: the system's python3, else the worker's own (the first that runs "
+        "in the sandbox)",
+    )
     db_busy_timeout: float = knob(
         30.0, _positive_seconds, "how long a write to console.db waits for another process's write, seconds"
     )

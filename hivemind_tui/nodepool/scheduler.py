@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
 log = logging.getLogger(__name__)
 
 TICK = 1.0
+PENDING_ALL = "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at"
+# Between sweeps: the head of the queue is enough to fill the slots that just came free.
+PENDING_HEAD = PENDING_ALL + " LIMIT 256"
 # A task that started this recently may be missing from a heartbeat built before its ExecuteTask arrived.
 RECONCILE_GRACE = 2.0
 # How long the pool waits for the previous worker process of a node to say it still lives.
@@ -112,6 +116,7 @@ class Scheduler:
         self._dispatches: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._swept_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -143,20 +148,24 @@ class Scheduler:
             self._wake.clear()
             try:
                 await self.reclaim_lost()
-                await self.assign()
+                sweep = time.monotonic() - self._swept_at >= TICK
+                if sweep:
+                    self._swept_at = time.monotonic()
+                await self.assign(sweep)
             except Exception:
                 log.exception("scheduler pass failed")
 
     # -- assignment -------------------------------------------------------------------------------
-    async def assign(self) -> int:
-        """One pass: give every PENDING task that fits a node to that node. Returns how many."""
+    async def assign(self, sweep: bool = True) -> int:
+        """One pass: give PENDING tasks that fit a node to that node. Returns how many. A sweep (at most one
+        a TICK) also words why every other pending task waits; the passes between sweeps, one per upload or
+        finished task, read the head of the queue and stop when the free slots run out, so a long queue does
+        not cost a scan per event."""
         async with self._pass_lock:
-            return await self._assign()
+            return await self._assign(sweep)
 
-    async def _assign(self) -> int:
-        pending = await self._storage.fetchall(
-            "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at"
-        )
+    async def _assign(self, sweep: bool) -> int:
+        pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
         if not pending:
             return 0
         nodes = await self._nodes.all()
@@ -168,18 +177,24 @@ class Scheduler:
             )
         }
         free = {n["node_id"]: n["slots"] - busy.get(n["node_id"], 0) for n in nodes}
+        usable = [n for n in nodes if n["node_id"] in online and n["state"] == "active"]
+        slots_left = sum(max(free[n["node_id"]], 0) for n in usable)
+        # Tasks that ask for the same things fit the same nodes and wait for the same reason: worked out once
+        # per pass for each distinct set of requirements, not once per pending task.
+        fitting: dict[tuple[object, ...], list[aiosqlite.Row]] = {}
+        reasons: dict[tuple[object, ...], str] = {}
         assigned = 0
         for task in pending:
-            candidates = [
-                n
-                for n in nodes
-                if n["node_id"] in online
-                and n["state"] == "active"
-                and free[n["node_id"]] > 0
-                and all(need.met(task, n) for need in NEEDS)
-            ]
+            if not sweep and slots_left <= 0:
+                break
+            wants = tuple(task[need.field] for need in NEEDS)
+            if wants not in fitting:
+                fitting[wants] = [n for n in usable if all(need.met(task, n) for need in NEEDS)]
+            candidates = [n for n in fitting[wants] if free[n["node_id"]] > 0]
             if not candidates:
-                reason = wait_reason(task, nodes, online)
+                if wants not in reasons:
+                    reasons[wants] = wait_reason(task, nodes, online)
+                reason = reasons[wants]
                 if reason != task["message"]:
                     await self._set_if(task["task_id"], "PENDING", message=reason)
                 continue
@@ -194,6 +209,7 @@ class Scheduler:
             ):
                 continue
             free[node["node_id"]] -= 1
+            slots_left -= 1
             assigned += 1
             dispatch = asyncio.create_task(self._dispatch(task["task_id"], node))
             self._dispatches.add(dispatch)
