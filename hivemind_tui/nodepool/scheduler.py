@@ -165,9 +165,6 @@ class Scheduler:
             return await self._assign(sweep)
 
     async def _assign(self, sweep: bool) -> int:
-        pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
-        if not pending:
-            return 0
         nodes = await self._nodes.all()
         online = {n["node_id"] for n in nodes if self._nodes.is_online(n)}
         busy = {
@@ -179,6 +176,9 @@ class Scheduler:
         free = {n["node_id"]: n["slots"] - busy.get(n["node_id"], 0) for n in nodes}
         usable = [n for n in nodes if n["node_id"] in online and n["state"] == "active"]
         slots_left = sum(max(free[n["node_id"]], 0) for n in usable)
+        if not sweep and slots_left <= 0:
+            return 0
+        pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
         # Tasks that ask for the same things fit the same nodes and wait for the same reason: worked out once
         # per pass for each distinct set of requirements, not once per pending task.
         fitting: dict[tuple[object, ...], list[aiosqlite.Row]] = {}
