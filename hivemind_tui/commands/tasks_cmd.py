@@ -10,13 +10,13 @@ import asyncio
 import json
 import sys
 import time
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
-from hivemind_tui.core.errors import ExitCode, HivemindError, NotSupportedError, UsageError
+from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.services.log_follow import LogFollower
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
 from hivemind_tui.services.task_actions import TaskActions
 from hivemind_tui.services.task_manager import Progress, SubmitOptions, TaskManager
@@ -145,31 +145,23 @@ async def show(ctx: Context) -> Result:
 
 
 async def logs(ctx: Context) -> Result:
-    """GetTasklogSince from an offset; against a pool without it, GetTasklog polled and diffed."""
+    """New lines only (services/log_follow.py): by offset where the pool can, else by whole-log comparison."""
     task_id = ctx.args.task_id
     collected: list[str] = []
     async with connect(ctx) as conn:
-        offset, printed, since_supported = 0, 0, True
+        follower = LogFollower(conn.session, task_id)
         while True:
-            if since_supported:
-                try:
-                    text, offset = await conn.session.call(
-                        partial(conn.client.task_log_since, task_id=task_id, offset=offset)
-                    )
-                except NotSupportedError:
-                    since_supported = False
-                    continue
-            else:
-                whole = await conn.session.call(lambda token: conn.client.task_log(token, task_id))
-                text, printed = whole[printed:], len(whole)
-            if text:
+            fresh = await follower.poll()
+            finished = not ctx.args.follow or (not fresh and (await fetch_task(conn, task_id)).finished)
+            if finished:
+                fresh += follower.rest()
+            if fresh:
+                text = "".join(line + "\n" for line in fresh)
                 collected.append(text)
                 if not ctx.json:
                     sys.stdout.write(text)
                     sys.stdout.flush()
-            if not ctx.args.follow:
-                break
-            if not text and (await fetch_task(conn, task_id)).finished:
+            if finished:
                 break
             await asyncio.sleep(FOLLOW_POLL)
     return Result({"task_id": task_id, "log": "".join(collected)}, "")

@@ -23,6 +23,7 @@ from hivemind_tui.services.alerts import Alerts
 from hivemind_tui.services.audit import AuditLog
 from hivemind_tui.services.history import History, NodePoint
 from hivemind_tui.services.host_metrics import MetricsSource
+from hivemind_tui.services.log_follow import LogFollower, LogSource
 from hivemind_tui.services.models import ConnectionState, NodeList, TaskInfo
 from hivemind_tui.services.monitor import ClusterSnapshot, Monitor
 from hivemind_tui.services.nodepool_client import PoolClient
@@ -126,7 +127,7 @@ class ConsoleBackend(Protocol):
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None: ...
     async def stop_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
     async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]: ...
-    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]: ...
+    def log_follower(self, task_id: str) -> LogSource: ...
     async def download(
         self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None
     ) -> int: ...
@@ -290,8 +291,8 @@ class LiveBackend:
             new += await self.actions.retry(task_id, tasks)
         return new
 
-    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
-        return await self.session.call(lambda token: self.client.task_log_since(token, task_id, offset))
+    def log_follower(self, task_id: str) -> LogSource:
+        return LogFollower(self.session, task_id)
 
     async def download(
         self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None

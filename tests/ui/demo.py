@@ -139,6 +139,17 @@ DEMO_SERVER = ServerIdentity(
 DEMO_LOG = "".join(f"[{i:03d}] processed shard rows {i * 1000}-{i * 1000 + 999}\n" for i in range(40))
 
 
+class CannedLog:
+    """A log that is all there at once: the first poll gives every complete line, later ones nothing."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = text.split("\n")[:-1]
+
+    async def poll(self) -> list[str]:
+        lines, self._lines = self._lines, []
+        return lines
+
+
 class DemoBackend:
     """The fixture source. `nodes` sets the cluster size (10,000 for the scale tests)."""
 
@@ -336,9 +347,8 @@ class DemoBackend:
     async def retry_tasks(self, task_ids: list[str], tasks: list[TaskInfo]) -> list[str]:
         return [f"{t}.r1" for t in task_ids]
 
-    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
-        data = DEMO_LOG.encode()
-        return data[offset:].decode(), len(data)
+    def log_follower(self, task_id: str) -> CannedLog:
+        return CannedLog(DEMO_LOG)
 
     async def download(
         self, task_id: str, tasks: list[TaskInfo], path: Path, on_progress: ProgressCallback | None

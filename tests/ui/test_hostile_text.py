@@ -14,7 +14,7 @@ from hivemind_tui.services.alerts import Alert
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.app import HivemindApp
 from hivemind_tui.ui.screens.vpn import AddPeerScreen
-from tests.ui.demo import DemoBackend
+from tests.ui.demo import CannedLog, DemoBackend
 from tests.ui.demo_shots import settle
 
 HOSTILE = "[/i][b][link=x][@click=app.quit]"
@@ -49,9 +49,8 @@ class HostileBackend(DemoBackend):
         snap.problems.append("pool says " + HOSTILE)
         return snap
 
-    async def log_since(self, task_id: str, offset: int) -> tuple[str, int]:
-        text = f"line one {HOSTILE}\n[red]not red[/red]\n"
-        return (text, len(text.encode())) if offset == 0 else ("", offset)
+    def log_follower(self, task_id: str) -> CannedLog:
+        return CannedLog(f"line one {HOSTILE}\n[red]not red[/red]\n")
 
 
 ACTION = "[@click=app.quit]"  # shorter than HOSTILE, so a wrapped line rarely cuts it

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, RichLog, Static
 
 from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.ui.format import clock_text, plain
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.header import ConsoleHeader
@@ -52,8 +53,7 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
         self.timestamps = False
         self.matches: list[int] = []
         self.match = -1
-        self._offset = 0
-        self._partial = ""
+        self._source: LogSource | None = None
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()
@@ -74,13 +74,14 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(exclusive=True, group="log-view", exit_on_error=False)
     async def poll(self) -> None:
+        if self._source is None:
+            self._source = hive_of(self).backend.log_follower(self.task_id)
         try:
-            text, self._offset = await hive_of(self).backend.log_since(self.task_id, self._offset)
+            complete = await self._source.poll()
         except HivemindError as exc:
             self.query_one("#logview-title", Static).update(f"[b red]log unavailable: {plain(exc.message)}[/]")
             return
-        if text:
-            *complete, self._partial = (self._partial + text).split("\n")
+        if complete:
             now = hive_of(self).backend.clock() if hive_of(self).deterministic else time.time()
             fresh = [LogLine(now, line) for line in complete]
             self.lines = (self.lines + fresh)[-KEPT_LINES:]

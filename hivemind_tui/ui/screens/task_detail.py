@@ -17,7 +17,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Log, Static
 
-from hivemind_tui.core.errors import HivemindError, NotSupportedError
+from hivemind_tui.core.errors import HivemindError
+from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import ParentState, SubtaskState
 from hivemind_tui.ui.format import plain
@@ -64,10 +65,9 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         self.task_id = task_id
         self.task_parent: ParentState | None = None
         self.log_task = task_id
-        self.log_offset = 0
+        self.log_source: LogSource | None = None
         self.following = True
         self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
-        self._partial = ""
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()
@@ -128,7 +128,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
     def _subtask(self, event: VirtualTable.CursorMoved) -> None:
         if event.key is not None and event.key != self.log_task:
             self.log_task = str(event.key)
-            self.log_offset, self._partial = 0, ""
+            self.log_source = None
             self.log_lines.clear()
             self.query_one("#task-log", Log).clear()
             self.poll_log()
@@ -140,18 +140,14 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         if not self.following:
             self._title()
             return
-        backend = hive_of(self).backend
+        if self.log_source is None:
+            self.log_source = hive_of(self).backend.log_follower(self.log_task)
         try:
-            text, self.log_offset = await backend.log_since(self.log_task, self.log_offset)
-        except NotSupportedError:
-            title.update("this Node Pool cannot read logs from an offset; see `hivemind-tui tasks logs`")
-            return
+            complete = await self.log_source.poll()
         except HivemindError as exc:
             title.update(f"log unavailable: {plain(exc.message)}")
             return
-        if text:
-            text = self._partial + text
-            *complete, self._partial = text.split("\n")
+        if complete:
             self.log_lines.extend(complete)
             self.query_one("#task-log", Log).write_lines(complete)
         self._title()
