@@ -136,6 +136,8 @@ async def show(ctx: Context) -> Result:
             return Result({"task": data, "subtasks": subs}, "\n".join(lines))
         task = await fetch_task(conn, ctx.args.task_id)
     data = task_json(task)
+    if parent is not None:  # a plain task submitted here: what a pool without owners or types does not say
+        data |= {k: v for k, v in parent_json(parent).items() if data.get(k) is None and k in data}
     lines = [
         f"{k:<15} {when(v) if k.endswith('_at') else '-' if v is None else v}"
         for k, v in data.items()

@@ -179,6 +179,10 @@ class Accounts:
         async with self._storage.write() as conn:
             await conn.execute("UPDATE tokens SET revoked = 1 WHERE token_hash = ?", (token_hash(token),))
 
+    async def revoke_all(self) -> None:
+        async with self._storage.write() as conn:
+            await conn.execute("UPDATE tokens SET revoked = 1")
+
     async def prune_tokens(self) -> int:
         async with self._storage.write() as conn:
             cursor = await conn.execute("DELETE FROM tokens WHERE expires_at < ?", (self._clock() - 86400,))

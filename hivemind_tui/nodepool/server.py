@@ -160,6 +160,9 @@ class PoolServer:
         self.parts.nodes.on_restart = self.scheduler.requeue_node
         self.parts.reconcile = self.scheduler.reconcile
         await self.scheduler.requeue_after_restart()
+        if self.hivemind_compat:
+            # HiveMind without SECRET_KEY draws a new signing key at every start: no earlier token is valid.
+            await self.parts.accounts.revoke_all()
         self._server = new_server(grpc_options(self.settings))
         add_servicers(self._server, self.parts, self.hivemind_compat)
         host = self.listen.rpartition(":")[0]

@@ -21,6 +21,7 @@ from hivemind_tui.core.clock import Clock
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Accounts, Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.hivemind_imitation import HivemindImitation
 from hivemind_tui.nodepool.joining import JoinDesk
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry, Registration, peer_host
@@ -479,11 +480,9 @@ _OUR_MESSAGES = frozenset(
 )
 
 
-def hivemind_compatible(servicer: Any, service: str) -> Any:
-    """Make `servicer` answer as a HiveMind pool: extensions UNIMPLEMENTED, extension fields unset.
-
-    `pool serve --hivemind-compat` uses it, so that clients can be tested against HiveMind's behaviour.
-    """
+def hivemind_compatible(servicer: Any, service: str, imitation: HivemindImitation) -> Any:
+    """Make `servicer` answer as a HiveMind pool: extensions UNIMPLEMENTED, extension fields unset, and
+    HiveMind's own words and quirks where `imitation` has them (nodepool/hivemind_imitation.py)."""
     for method in pb.DESCRIPTOR.services_by_name[service].methods:
         original = getattr(servicer, method.name)
         if method.name in EXTENSION_RPCS:
@@ -492,12 +491,17 @@ def hivemind_compatible(servicer: Any, service: str) -> Any:
                 await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
             setattr(servicer, method.name, unimplemented)
-        else:
+            continue
+        imitated = getattr(imitation, method.name, None)
 
-            async def stripped(request: Any, context: grpc.aio.ServicerContext[Any, Any], _call: Any = original) -> Any:
+        async def answered(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any], _call: Any = original, _as: Any = imitated
+        ) -> Any:
+            if _as is None:
                 return strip_extensions(await _call(request, context))
+            return strip_extensions(await _as(request, context, lambda: _call(request, context)))
 
-            setattr(servicer, method.name, stripped)
+        setattr(servicer, method.name, answered)
     return servicer
 
 
@@ -579,7 +583,11 @@ def add_join_desk(server: grpc.aio.Server, parts: PoolParts) -> None:
 
 
 def add_servicers(server: grpc.aio.Server, parts: PoolParts, hivemind_compat: bool = False) -> None:
-    wrap = hivemind_compatible if hivemind_compat else (lambda servicer, service: servicer)
+    imitation = HivemindImitation(parts.accounts.authenticate, parts.tasks.find)
+
+    def wrap(servicer: Any, service: str) -> Any:
+        return hivemind_compatible(servicer, service, imitation) if hivemind_compat else servicer
+
     pb_grpc.add_UserServiceServicer_to_server(wrap(UserServicer(parts), "UserService"), server)
     add_master_servicer(server, wrap(MasterServicer(parts), "MasterNodeService"))
     pb_grpc.add_NodeManagerServiceServicer_to_server(wrap(NodeManagerServicer(parts), "NodeManagerService"), server)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -26,7 +27,7 @@ from hivemind_tui.core.tls_probe import diagnose
 from hivemind_tui.core.tls_setup import channel_credentials, client_security, secure_options
 from hivemind_tui.proto import nodepool_pb2 as pb
 from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
-from hivemind_tui.services.errors import NotConnectedError, RejectedError, error_for
+from hivemind_tui.services.errors import NotConnectedError, error_for, error_for_status
 from hivemind_tui.services.models import (
     ConnectionState,
     LoginResult,
@@ -117,6 +118,8 @@ def _check(reply: Any) -> Any:
     return reply
 
 
+# HiveMind's StopTask on a finished task: "task is already in {STATUS} state, cannot be stopped".
+HIVEMIND_ALREADY_FINISHED = re.compile(r"任務已處於 ([A-Z]+) 狀態")
 # The pool's words when mutual TLS refuses a peer without a certificate (nodepool/servicers.py).
 CLIENT_CERTIFICATE_REQUIRED = "CLIENT_CERTIFICATE_REQUIRED"
 
@@ -207,9 +210,7 @@ class PoolClient:
                             "(set tls_client_cert and tls_client_key, e.g. from `hivemind-tui tls issue`)"
                         ) from None
                     log.warning("%s failed: %s", name, exc.code().name)
-                    raise RejectedError(
-                        f"{name} failed: {exc.code().name} {exc.details() or ''}".strip(), code=exc.code().name
-                    ) from None
+                    raise error_for_status(name, exc.code().name, exc.details() or "") from None
                 retry_in = self._failed()
                 if not self._diagnosed:
                     self._diagnosed = True
@@ -330,9 +331,12 @@ class PoolClient:
             ),
             read=True,
         )
-        # A HiveMind pool sets neither success nor message: an empty list may also mean a bad token.
+        # A HiveMind pool sets neither success nor message: an empty list may also mean a bad token, which
+        # GetBalance then says in words.
         if not reply.success and reply.message:
             raise error_for(reply.message)
+        if not reply.success and not reply.tasks and token:
+            await self.balance(token)
         return TaskList([task_from_pb(t) for t in reply.tasks], _opt(reply.server_time))
 
     async def upload_task(self, token: str, task_id: str, task_zip: bytes, **fields: Any) -> None:
@@ -377,14 +381,16 @@ class PoolClient:
         )
 
     async def stop_task(self, token: str, task_id: str) -> str:
-        reply = _check(
-            await self._call(
-                "StopTask",
-                lambda d: self.master.StopTask(pb.StopTaskRequest(task_id=task_id, token=token), timeout=d),
-                read=False,
-            )
+        reply = await self._call(
+            "StopTask",
+            lambda d: self.master.StopTask(pb.StopTaskRequest(task_id=task_id, token=token), timeout=d),
+            read=False,
         )
-        return reply.message.partition(":")[2].strip() or "STOPPED"
+        # HiveMind refuses to stop a finished task, naming its status: that status is the answer.
+        finished = HIVEMIND_ALREADY_FINISHED.match(reply.message)
+        if not reply.success and finished:
+            return finished.group(1)
+        return _check(reply).message.partition(":")[2].strip() or "STOPPED"
 
     async def stop_tasks(self, token: str, task_ids: list[str]) -> list[tuple[str, str]]:
         """StopTasks (extension): many ids in one call; each id with its status after the call."""

@@ -18,10 +18,16 @@ class CLI:
     def __init__(self, data: Path) -> None:
         self.data = data
 
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "hivemind_tui", "--data-dir", str(self.data), *args]
+
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **ENV}
+
     def __call__(self, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "hivemind_tui", "--data-dir", str(self.data), *args],
-            env={**os.environ, **ENV},
+            self.command(*args),
+            env=self.environment(),
             input=stdin,
             capture_output=True,
             text=True,
