@@ -25,10 +25,11 @@ class FixedMetrics:
 
 
 class PoolProcess:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, *extra: str) -> None:
         self.data = data
         self.port = free_port()
-        self.proc = serve(data, self.port)
+        self.extra = extra
+        self.proc = serve(data, self.port, *extra)
         self.cli = CLI(data)
 
     @property
@@ -45,7 +46,7 @@ class PoolProcess:
         (self.data / "pool" / "pool.json").unlink(missing_ok=True)
 
     def restart(self) -> None:
-        self.proc = serve(self.data, self.port)
+        self.proc = serve(self.data, self.port, *self.extra)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

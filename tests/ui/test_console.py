@@ -196,3 +196,24 @@ async def test_the_console_path_paints_login_before_the_services_load(pool: Pool
             await wait_until(pilot, lambda a=app: a.snapshot is not None and a.snapshot.nodes is not None)
             assert isinstance(app.screen, DashboardScreen) and backend.role == "admin"
         # The second round starts from the remembered session, read without the services.
+
+
+async def test_a_hivemind_restart_asks_for_the_password_over_the_current_screen(tmp_path: Path) -> None:
+    """HiveMind draws a new signing key at every start: every token dies, and its task list for a dead token
+    is empty. The console notices, and asks for the password over the screen it was on."""
+    pool = PoolProcess(tmp_path / "hm-data", "--hivemind-compat", "--workers", "0")
+    try:
+        app = make_app(pool, tmp_path)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await settle(pilot, app)
+            await log_in(pilot, app, "admin", pool.admin_password)
+            await wait_until(pilot, lambda: app.snapshot is not None and app.snapshot.tasks is not None)
+            await pilot.press("t")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen")
+            await asyncio.to_thread(pool.kill)
+            await asyncio.to_thread(pool.restart)
+            await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), timeout=30)
+            await log_in(pilot, app, "admin", pool.admin_password)
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen")  # back where it was
+    finally:
+        pool.stop()
