@@ -68,6 +68,9 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX parents_finished ON parents(finished_at) WHERE finished_at IS NOT NULL",
         "CREATE INDEX alerts_cleared ON alerts(cleared_at) WHERE cleared_at IS NOT NULL",
     ],
+    # 7: a subtask's last status the pool listed: a pool that lists only some tasks (HiveMind: 100) must not
+    # turn a finished subtask back into an unknown one.
+    "ALTER TABLE subtasks ADD COLUMN last_status TEXT NOT NULL DEFAULT ''",
 ]
 
 

@@ -119,11 +119,12 @@ class TaskActions:
         state = await self.manager.parent(parent_id, tasks)
         if state is None:
             raise HivemindError(f"no submitted task {parent_id} for this pool", code="TASK_NOT_FOUND")
-        completed = sum(s.status == "COMPLETED" for s in state.subtasks)
-        if completed < state.total and not partial_result:
+        # Subtasks out of the pool's list (UNKNOWN) are asked for by id; the rest must have completed.
+        possible = sum(s.status in ("COMPLETED", "UNKNOWN") for s in state.subtasks)
+        if possible < state.total and not partial_result:
             raise HivemindError(
-                f"{parent_id}: {completed} of {state.total} subtasks completed ({state.status}); "
+                f"{parent_id}: {possible} of {state.total} subtasks completed ({state.status}); "
                 "--partial writes what exists",
                 code="NOT_FINISHED",
             )
-        return await self.manager.aggregate(parent_id, tasks, path, on_progress)
+        return await self.manager.aggregate(parent_id, tasks, path, on_progress, require_all=not partial_result)

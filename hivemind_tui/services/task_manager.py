@@ -342,12 +342,17 @@ class TaskManager:
         completed subtask: only unsent, failed or unfinished subtasks can need theirs again (resume, retry)."""
         finished: list[str] = []
         completed: list[Any] = []
+        seen: list[tuple[str, str]] = []
         for row, state in zip(rows, states, strict=True):
             if state.finished and row["finished_at"] is None:
                 finished.append(state.parent_id)
             for sub, sub_state in zip(grouped.get(row["parent_id"], []), state.subtasks, strict=True):
                 if sub_state.status == "COMPLETED" and sub["zip_path"]:
                     completed.append(sub)
+                if sub_state.status in FINISHED_STATUSES and sub["last_status"] != sub_state.status:
+                    seen.append((sub_state.status, sub["task_id"]))
+        if seen:
+            await self.remember_statuses(seen)
         if not finished and not completed:
             return
         for sub in completed:
@@ -360,6 +365,11 @@ class TaskManager:
             await conn.executemany(
                 "UPDATE subtasks SET zip_path = '' WHERE task_id = ?", [(s["task_id"],) for s in completed]
             )
+
+    async def remember_statuses(self, statuses: list[tuple[str, str]]) -> None:
+        """(status, subtask id) pairs: the last finished status each subtask was seen in."""
+        async with self.store.write() as conn:
+            await conn.executemany("UPDATE subtasks SET last_status = ? WHERE task_id = ?", statuses)
 
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
@@ -383,8 +393,12 @@ class TaskManager:
             task = by_id.get(sub["task_id"])
             if sub["rejected"]:
                 status = "FAILED"
-            else:
-                status = NOT_SENT if not sub["uploaded"] else task.status if task else "UNKNOWN"
+            elif not sub["uploaded"]:
+                status = NOT_SENT
+            elif task is not None:
+                status = task.status
+            else:  # not in the pool's list now: a finished subtask stays finished, anything else is unknown
+                status = sub["last_status"] if sub["last_status"] in FINISHED_STATUSES else "UNKNOWN"
             states.append(
                 SubtaskState(
                     sub["task_id"],
@@ -484,19 +498,37 @@ class TaskManager:
 
     # -- results ----------------------------------------------------------------------------------
     async def aggregate(
-        self, parent_id: str, tasks: list[TaskInfo], output: Path, on_progress: ProgressCallback | None = None
+        self,
+        parent_id: str,
+        tasks: list[TaskInfo],
+        output: Path,
+        on_progress: ProgressCallback | None = None,
+        require_all: bool = False,
     ) -> dict[str, Any]:
-        """One result zip: a folder per subtask, concatenated outputs, and `aggregate.json`; atomic."""
+        """One result zip: a folder per subtask, concatenated outputs, and `aggregate.json`; atomic. With
+        `require_all`, refused (nothing written) unless every subtask's result is there."""
         state = await self._require(parent_id, tasks)
         parent = await self._parent_row(parent_id)
         results: dict[int, bytes] = {}
         failed: list[str] = []
         missing: list[str] = []
+        learned: list[tuple[str, str]] = []
         for n, sub in enumerate(state.subtasks):
-            if sub.status != "COMPLETED":
+            if sub.status not in ("COMPLETED", "UNKNOWN"):
                 (failed if sub.status == "FAILED" else missing).append(sub.task_id)
                 continue
-            data = await self.session.call(partial(self.session.client.task_result, task_id=sub.task_id))
+            try:
+                data = await self.session.call(partial(self.session.client.task_result, task_id=sub.task_id))
+            except RejectedError:  # HiveMind: "result does not exist or is not finished"
+                if sub.status != "UNKNOWN":
+                    raise
+                data = b""
+            if sub.status == "UNKNOWN":
+                # Out of the pool's list: asked by id. A result there means it finished; none, that it has not.
+                if not data:
+                    missing.append(sub.task_id)
+                    continue
+                learned.append(("COMPLETED", sub.task_id))
             try:
                 await asyncio.to_thread(check_zip, data, self.limits)
             except ZipRejected as exc:
@@ -506,9 +538,17 @@ class TaskManager:
             results[sub.index] = data
             if on_progress is not None:
                 on_progress(Progress(n + 1, len(state.subtasks), n + 1, len(state.subtasks)))
+        if learned:
+            await self.remember_statuses(learned)
+        if require_all and len(results) < state.total:
+            raise HivemindError(
+                f"{parent_id}: {len(results)} of {state.total} subtask results are there ({state.status}); "
+                "--partial writes what exists",
+                code="NOT_FINISHED",
+            )
         summary = {
             "parent_task_id": parent_id,
-            "status": state.status,
+            "status": state.status if len(results) < state.total else "COMPLETED",
             "total": state.total,
             "completed": len(results),
             "failed": failed,

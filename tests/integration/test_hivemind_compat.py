@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, task_zip
+from tests.helpers import free_port, make_zip, task_zip
 from tests.integration.cli_harness import CLI, admin_login, serve, wait_for
+from tests.integration.test_split_tasks import DP_MAIN, DP_MANIFEST, run_whole
 
 
 @pytest.fixture
@@ -117,3 +120,32 @@ def test_logs_follow_a_log_the_pool_rewrites(hm: CLI, tmp_path: Path) -> None:
     assert output == [f"line {i}" for i in range(len(output))]  # in order, none twice, none missing
     assert any("請求停止" in line for line in lines)  # the system line the pool put above the output
     assert lines.count("--- Task Output ---") == 1
+
+
+def test_a_parent_larger_than_the_pools_list_is_whole(hm: CLI, tmp_path: Path) -> None:
+    """HiveMind lists at most 100 of a user's tasks: the subtasks it leaves out are asked for by id, and a
+    result is aggregated from every subtask or refused."""
+    admin_login(hm, hivemind=True)
+    rows = "id,name\n" + "".join(f"{i},name{i}\n" for i in range(1, 111))
+    files = {"main.py": DP_MAIN, "hivemind.toml": DP_MANIFEST, "data/in.csv": rows}
+    job = tmp_path / "big.zip"
+    job.write_bytes(make_zip(files))
+    parent = hm.json("tasks", "submit", str(job), "--shards", "110")["task_id"]
+    pool_db = hm.data / "pool" / "pool.db"
+    deadline = time.monotonic() + 240
+    while True:  # the pool's own database, read as an observer: every subtask finished
+        with sqlite3.connect(f"file:{pool_db}?mode=ro", uri=True) as db:
+            (left,) = db.execute("SELECT COUNT(*) FROM tasks WHERE status NOT IN ('COMPLETED', 'FAILED')").fetchone()
+        if left == 0:
+            break
+        assert time.monotonic() < deadline, f"{left} subtasks unfinished"
+        time.sleep(0.5)
+    subtasks = hm.json("tasks", "show", parent)["subtasks"]
+    assert sum(s["status"] == "UNKNOWN" for s in subtasks) == 10  # the pool lists 100 of the 110
+    out = tmp_path / "big-result.zip"
+    got = hm.json("tasks", "result", parent, "--output", str(out))["aggregate"]
+    assert got["completed"] == got["total"] == 110, got
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("output/result.csv").splitlines() == run_whole(tmp_path, files)["output/result.csv"].splitlines()
+    shown = hm.json("tasks", "show", parent)["task"]
+    assert shown["status"] == "COMPLETED" and shown["progress"] == {"done": 110, "total": 110}, shown
