@@ -51,13 +51,13 @@ async def logout(ctx: Context) -> Result:
     async with connect(ctx, need_login=False, start=False) as conn:
         user = conn.session.username
         was = conn.session.logged_in
-        await conn.session.logout()
+        revoked = await conn.session.logout()
         if was:
             await conn.audit.record(user, "logout", conn.client.address)
-    return Result(
-        {"logged_out": was, "user": user or None},
-        f"logged out {user} from {conn.client.address}" if was else "no session to log out",
-    )
+    text = f"logged out {user} from {conn.client.address}" if was else "no session to log out"
+    if was and not revoked:
+        text += "; this pool has no Logout, so the token stays valid until it expires"
+    return Result({"logged_out": was, "user": user or None, "token_revoked": revoked}, text)
 
 
 async def whoami(ctx: Context) -> Result:

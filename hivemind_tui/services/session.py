@@ -141,16 +141,21 @@ class Session:
             await asyncio.to_thread(self._save)
             log.info("token refreshed for %s", data.username)
 
-    async def logout(self) -> None:
+    async def logout(self) -> bool:
+        """Forget the session; True when the pool revoked its token (a pool without Logout, such as
+        HiveMind, leaves it valid until it expires)."""
+        revoked = False
         if self.data is not None:
             try:
                 await self.client.logout(self.data.token)
+                revoked = True
             except NotSupportedError:
                 log.info("this pool has no Logout; the token expires by itself")
             except TokenExpiredError:
-                pass
+                revoked = True
         self.data = None
         await asyncio.to_thread(self.forget)
+        return revoked
 
     async def token(self) -> str:
         """A token that is valid now: refreshed first when it is due or the pool just came back."""

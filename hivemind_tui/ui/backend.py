@@ -108,6 +108,8 @@ class ConsoleBackend(Protocol):
     @property
     def role(self) -> str: ...
     @property
+    def pool_has_roles(self) -> bool: ...
+    @property
     def connection(self) -> ConnectionState: ...
     @property
     def admin_password_file(self) -> Path | None: ...
@@ -194,6 +196,13 @@ class LiveBackend:
     @property
     def role(self) -> str:
         return "viewer" if self.settings.readonly else self.session.role
+
+    @property
+    def pool_has_roles(self) -> bool:
+        """False on a pool without roles (HiveMind): there nobody is an admin, and the node states cannot be
+        changed at all."""
+        health = self.client.health
+        return health is None or "roles" in health.extensions
 
     @property
     def connection(self) -> ConnectionState:

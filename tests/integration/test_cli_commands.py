@@ -131,7 +131,9 @@ def test_degraded_pool_exit_codes(tmp_path: Path) -> None:
         assert cli.json("nodes", "cordon", "x", code=6)["error"]["code"] == "NOT_SUPPORTED"
         health = cli.json("health")
         assert health["pool"]["extensions"] == []
-        assert cli.json("logout")["logged_out"] is True
+        assert cli.json("logout") == {"logged_out": True, "user": "admin", "token_revoked": False}
+        admin_login(cli, hivemind=True)
+        assert "the token stays valid until it expires" in cli("logout").stdout
     finally:
         cli("pool", "stop")
         proc.wait(timeout=20)

@@ -205,6 +205,10 @@ class DemoBackend:
         return "alice" if self._logged_in else ""
 
     @property
+    def pool_has_roles(self) -> bool:
+        return True
+
+    @property
     def role(self) -> str:
         return "viewer" if self.settings.readonly else self._role
 

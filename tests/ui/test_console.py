@@ -215,5 +215,17 @@ async def test_a_hivemind_restart_asks_for_the_password_over_the_current_screen(
             await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), timeout=30)
             await log_in(pilot, app, "admin", pool.admin_password)
             await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen")  # back where it was
+
+            # A pool without roles: the VPN (this host's, not the pool's) is the operator's to change...
+            await pilot.press("v")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "VpnScreen")
+            assert app.screen._may_change(quiet=True)  # type: ignore[attr-defined]
+            # ...and node states cannot be changed at all, which is what the console says.
+            await pilot.press("n")
+            await wait_until(pilot, lambda: type(app.screen).__name__ == "NodesScreen")
+            await pilot.press("c")
+            await wait_until(
+                pilot, lambda: any("this pool cannot change node states" in str(n.message) for n in app._notifications)
+            )
     finally:
         pool.stop()

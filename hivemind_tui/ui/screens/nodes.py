@@ -183,6 +183,9 @@ class NodesScreen(Section):
             self.hive.copy(str(self.table.cursor_key), "the node id")
 
     def action_state(self, state: str) -> None:
+        if not self.hive.backend.pool_has_roles:
+            self.notify("this pool cannot change node states", severity="warning")
+            return
         if self.hive.readonly or self.hive.backend.role != "admin":
             why = "read-only session" if self.hive.backend.settings.readonly else f"you are {self.hive.backend.role}"
             self.notify(f"only admins change node states ({why})", severity="warning")

@@ -175,7 +175,9 @@ class VpnScreen(Section):
 
     def _may_change(self, quiet: bool = False) -> bool:
         backend = self.hive.backend
-        ok = backend.role == "admin" and not backend.settings.readonly
+        # The VPN is this host's own, not the pool's: on a pool without roles (HiveMind) whoever runs the
+        # console here may change it, as the `vpn` commands need no pool login.
+        ok = (backend.role == "admin" or not backend.pool_has_roles) and not backend.settings.readonly
         if not ok and not quiet:
             self.notify(f"only admins change the VPN (you are {backend.role or 'not logged in'})", severity="warning")
         return ok
