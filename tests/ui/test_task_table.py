@@ -53,6 +53,8 @@ async def test_rows_follow_the_model_through_filters_and_new_tasks_come_first() 
 async def test_ages_move_with_the_clock_and_wide_values_fit() -> None:
     backend = NewestFirstBackend()
     backend.tasks.append(TaskInfo("fresh-01", "PENDING", "", "", "alice", DEMO_NOW - 2, DEMO_NOW - 2, 5000))
+    # As a HiveMind pool lists it: finished, no times of its own; the submit here knew when it was made.
+    backend.tasks.append(TaskInfo("hm-done", "COMPLETED", "", "", "alice", DEMO_NOW - 90, None))
     app = HivemindApp(backend, deterministic=True, start="tasks")
     async with app.run_test(size=(140, 30)) as pilot:
         await settle(pilot)
@@ -63,6 +65,7 @@ async def test_ages_move_with_the_clock_and_wide_values_fit() -> None:
         backend.clock.now += 31
         screen.tick_ages()
         assert "   33s " in table(app)._line("fresh-01")
+        assert " 2m" in table(app)._line("hm-done")  # its age, not "-"
         finished = table(app)._line("montecarlo-5d")
         assert " 10m00s " in finished  # a finished task shows how long it ran, whole
 

@@ -40,7 +40,8 @@ FINISHED = ("COMPLETED", "FAILED", "STOPPED")
 def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
     progress = f"{bar(100 * row.done / max(row.total, 1), 6)} {row.done}/{row.total}"
     finished = row.status in FINISHED
-    when = duration(row.created_at, row.updated_at) if finished else age(row.created_at, now)
+    # A finished task shows how long it took; where the pool gives no times (HiveMind), its age since submit.
+    when = duration(row.created_at, row.updated_at) if finished and row.updated_at else age(row.created_at, now)
     return (
         row.task_id,
         SHORT_TYPES.get(row.task_type, row.task_type or "-"),
@@ -107,7 +108,7 @@ class TasksScreen(Section):
 
     def tick_ages(self) -> None:
         """Unfinished tasks' ages grow with the clock, not with refreshes."""
-        self.table.repaint(k for k, r in self.rows.items() if r.status not in FINISHED)
+        self.table.repaint(k for k, r in self.rows.items() if r.status not in FINISHED or not r.updated_at)
 
     def _status(self) -> None:
         t = self.table
