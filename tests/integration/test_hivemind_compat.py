@@ -55,6 +55,10 @@ def test_an_invalid_session_is_noticed_everywhere(hm: CLI, tmp_path: Path) -> No
     admin_login(hm, hivemind=True)
     done = submit(hm, tmp_path, "print('hello')\n", "done")
     wait_for(hm, done, {"COMPLETED"})
+    rows = "id,name\n" + "".join(f"{i},name{i}\n" for i in range(1, 5))
+    slow = {"main.py": "import time\ntime.sleep(30)\n" + DP_MAIN, "hivemind.toml": DP_MANIFEST, "data/in.csv": rows}
+    (tmp_path / "slow.zip").write_bytes(make_zip(slow))
+    parent = hm.json("tasks", "submit", str(tmp_path / "slow.zip"), "--shards", "2")["task_id"]
     restart(hm)  # every token issued before is now invalid, as after a HiveMind restart
     out = tmp_path / "r.zip"
     for command in (
@@ -69,6 +73,10 @@ def test_an_invalid_session_is_noticed_everywhere(hm: CLI, tmp_path: Path) -> No
         assert proc.returncode == 4, (command, proc.returncode, proc.stdout, proc.stderr)
         assert code_of(proc) == "SESSION_EXPIRED", (command, proc.stdout)
     assert not out.exists()  # no 0-byte result
+    refused = hm("tasks", "stop", parent, "--json")
+    assert refused.returncode == 4 and code_of(refused) == "SESSION_EXPIRED", refused.stdout
+    admin_login(hm, hivemind=True)
+    assert hm.json("tasks", "show", parent)["task"]["status"] != "STOPPED"  # what the pool answered: nothing
 
     wrong = hm("login", "--user", "admin", "--password-stdin", "--json", stdin="not-the-password\n")
     assert wrong.returncode == 4 and code_of(wrong) == "INVALID_CREDENTIALS", wrong.stdout
