@@ -74,10 +74,12 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         Binding("ctrl+c", "copy_or_quit", "Quit", show=False, priority=True),
     ]
 
-    snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True)
-    paused = reactive(False)
-    upload_progress: reactive[Progress | None] = reactive(None)
-    download_progress: reactive[Progress | None] = reactive(None)
+    # repaint=False: a reactive of the App repaints the whole screen when it changes; the screens repaint
+    # what their watchers change, and an idle refresh then writes almost nothing to the terminal.
+    snapshot: reactive[ClusterSnapshot | None] = reactive(None, always_update=True, repaint=False)
+    paused = reactive(False, repaint=False)
+    upload_progress: reactive[Progress | None] = reactive(None, repaint=False)
+    download_progress: reactive[Progress | None] = reactive(None, repaint=False)
 
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
         super().__init__()

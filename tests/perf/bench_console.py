@@ -44,7 +44,9 @@ sys.path.insert(0, {root!r})
 from hivemind_tui.core.config import Settings
 from hivemind_tui.ui.app import HivemindApp
 from tests.ui.demo import DemoBackend
+import time
 backend = DemoBackend(Settings(refresh_interval=5.0), nodes=1000)
+backend.clock = time.time  # the header's clock ticks, as it does live
 HivemindApp(backend).run()
 """
 
@@ -90,7 +92,8 @@ def start_to_paint() -> tuple[float, float]:
     return statistics.median(ours), statistics.median(minimal)
 
 
-def idle_cpu(seconds: float) -> float:
+def idle_cpu(seconds: float) -> tuple[float, float]:
+    """% of a core, and bytes written to the terminal per second, while nothing changes but the clock."""
     env = {**os.environ, "TERM": "xterm-256color"}
     master, slave = pty.openpty()
     proc = subprocess.Popen(
@@ -109,12 +112,13 @@ def idle_cpu(seconds: float) -> float:
                 os.read(master, 65536)
         info = psutil.Process(proc.pid)
         before = sum(info.cpu_times()[:2])
+        written = 0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if select.select([master], [], [], 0.2)[0]:
-                os.read(master, 65536)
+                written += len(os.read(master, 65536))
         used = sum(info.cpu_times()[:2]) - before
-        return 100 * used / seconds
+        return 100 * used / seconds, written / seconds
     finally:
         proc.kill()
         proc.wait()
@@ -171,10 +175,10 @@ def main() -> None:
         f"start to first painted login screen, median of 5: ours {ours:.3f} s, minimal Textual app "
         f"{minimal:.3f} s, ratio {ours / minimal:.2f} (goal <= 1.15)"
     )
-    cpu = idle_cpu(args.idle_seconds)
+    cpu, written = idle_cpu(args.idle_seconds)
     print(
         f"idle console, dashboard, 1,000 nodes, 5 s refresh, {args.idle_seconds:.0f} s: {cpu:.2f}% of a core "
-        "(goal <= 1%)"
+        f"(goal <= 0.5%), {written:.0f} B/s written to the terminal (goal <= 500)"
     )
     first, refresh, key, rss = asyncio.run(scale())
     print(
