@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.hive import hive_of, watch_app
+from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
@@ -39,13 +40,13 @@ class Section(ReportsWorkerErrors, Screen[None]):
         yield ConsoleHeader()
         yield OutageBanner(id="banner")
         yield from self.body()
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def body(self) -> ComposeResult:
         yield from ()
 
     def on_mount(self) -> None:
-        self.watch(self.app, "snapshot", self._snapshot, init=False)
+        watch_app(self, "snapshot", self._snapshot, init=False)
         if self.hive.snapshot is not None:
             self.call_after_refresh(self.show, self.hive.snapshot)
 

@@ -11,12 +11,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, RichLog, Static
+from textual.widgets import Input, RichLog, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.ui.format import clock_text, plain
 from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
@@ -60,7 +61,7 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
         yield Static("", id="logview-title")
         yield RichLog(id="logview", markup=False, highlight=False, wrap=False, auto_scroll=True, max_lines=KEPT_LINES)
         yield Input(placeholder="search the log", id="logview-search")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     @property
     def view(self) -> RichLog:

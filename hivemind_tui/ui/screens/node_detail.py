@@ -7,11 +7,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, plain, series
-from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.hive import hive_of, watch_app
+from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
@@ -35,10 +36,10 @@ class NodeDetailScreen(ReportsWorkerErrors, Screen[None]):
                 yield Static(title, classes="chart-title", id=f"{key}-title")
                 yield Sparkline([], id=f"{key}-chart")
         yield Static("", id="node-tasks")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
-        self.watch(self.app, "snapshot", self.show, init=True)
+        watch_app(self, "snapshot", self.show, init=True)
         self.load_history()
 
     def show(self, snap: ClusterSnapshot | None) -> None:

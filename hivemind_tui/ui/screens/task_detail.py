@@ -15,15 +15,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Log, Static
+from textual.widgets import Input, Log, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.services.task_manager import ParentState, SubtaskState
 from hivemind_tui.ui.format import plain
-from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.hive import hive_of, watch_app
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
+from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -83,12 +84,12 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
             yield Static("", id="log-title")
             yield Input(placeholder="search the log", id="log-search")
         yield FollowedLog(max_lines=LOG_LINES, id="task-log", auto_scroll=True)
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#log-search", Input).display = False
         self.query_one("#subtasks", VirtualTable).display = False
-        self.watch(self.app, "snapshot", self.show, init=True)
+        watch_app(self, "snapshot", self.show, init=True)
         self.poll_log()
         if not getattr(self.app, "deterministic", False):
             self.set_interval(LOG_POLL, self.poll_log)

@@ -18,14 +18,15 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.validation import Integer
-from textual.widgets import Button, DirectoryTree, Footer, Input, Label, ProgressBar, Select, Static
+from textual.widgets import Button, DirectoryTree, Input, Label, ProgressBar, Select, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.services.task_manager import Progress, SubmitOptions
 from hivemind_tui.services.task_splitter import SplitPlan, read_task
 from hivemind_tui.ui.format import plain, size
-from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.hive import hive_of, watch_app
+from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
@@ -122,14 +123,14 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
                     yield Button("Submit (ctrl+s)", id="submit", variant="primary")
         yield Static("Pick a zip to see its split.", id="plan")
         yield ProgressBar(id="upload-progress", show_eta=False)
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         if getattr(self.app, "deterministic", False):
             for field in self.query(Input):
                 field.cursor_blink = False
         self.query_one("#upload-progress", ProgressBar).display = False
-        self.watch(self.app, "upload_progress", self._progress, init=True)
+        watch_app(self, "upload_progress", self._progress, init=True)
         # Keys typed at once go into the path, never to the app's one-letter bindings (p pauses, say).
         self.query_one("#zip-path", Input).focus()
 

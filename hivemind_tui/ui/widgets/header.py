@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from hivemind_tui.ui.format import age, clock_text, plain
-from hivemind_tui.ui.hive import hive_of
+from hivemind_tui.ui.hive import hive_of, watch_app
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
@@ -36,10 +36,10 @@ class ConsoleHeader(Horizontal):
         yield Static("", id="clock")
 
     def on_mount(self) -> None:
-        self.watch(self.app, "snapshot", self.show, init=True)
-        self.watch(self.app, "paused", lambda _: self.show(hive_of(self).snapshot), init=False)
-        self.watch(self.app, "upload_progress", lambda _: self.show_transfers(), init=False)
-        self.watch(self.app, "download_progress", lambda _: self.show_transfers(), init=False)
+        watch_app(self, "snapshot", self.show, init=True)
+        watch_app(self, "paused", lambda _: self.show(hive_of(self).snapshot), init=False)
+        watch_app(self, "upload_progress", lambda _: self.show_transfers(), init=False)
+        watch_app(self, "download_progress", lambda _: self.show_transfers(), init=False)
         if not getattr(self.app, "deterministic", False):
             self.set_interval(1.0, self.tick)
         self.tick()
@@ -83,7 +83,7 @@ class OutageBanner(Static):
     """Shown while the pool is away: the last known data stays on screen, with its age."""
 
     def on_mount(self) -> None:
-        self.watch(self.app, "snapshot", self.show, init=True)
+        watch_app(self, "snapshot", self.show, init=True)
 
     def show(self, snap: ClusterSnapshot | None) -> None:
         backend = hive_of(self).backend

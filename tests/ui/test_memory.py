@@ -1,0 +1,72 @@
+"""Weeks in tmux: walking the screens and refreshing must not grow the Python heap.
+
+It did: each dismissed screen stayed in memory through the App watchers it had registered, and each
+footer recompose left its FooterKeys bound to `compact` (ui/hive.py `forget_gone_watchers`).
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+from textual.widget import Widget
+
+from tests.ui.demo_shots import demo_app, settle
+
+WALK = ("d", "n", "v", "u", "escape", "t", "enter", "escape")
+RENDER_CACHES = [
+    tracemalloc.Filter(False, f"*/{name}")
+    for name in (
+        "textual/strip.py",
+        "textual/_compositor.py",
+        "textual/_styles_cache.py",
+        "textual/filter.py",
+        "textual/content.py",
+        "textual/style.py",
+        "textual/visual.py",
+        "rich/segment.py",
+        "rich/style.py",
+        "textual/cache.py",
+    )
+]
+# The snapshots themselves, and the tuples of painted segments (made by generated `__new__` code).
+RENDER_CACHES += [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<string>")]
+
+
+def live_widgets() -> int:
+    gc.collect()
+    return sum(isinstance(o, Widget) for o in gc.get_objects())
+
+
+async def test_walking_the_screens_and_refreshing_keeps_the_heap_flat() -> None:
+    app = demo_app(nodes=50)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+
+        async def walk() -> None:
+            for key in WALK:
+                await pilot.press(key)
+                await pilot.pause(0.05)
+            app.action_refresh()
+            await pilot.pause(0.1)
+
+        # Traced from the start, and render caches left out: Textual's caches of painted lines (strips,
+        # segments, styles) fill up to their sizes and turn over as the screens repaint; what is measured is
+        # what stays: widgets, screens, our own objects.
+        tracemalloc.start(1)
+        try:
+            for _ in range(3):
+                await walk()
+            widgets = live_widgets()
+            before = tracemalloc.take_snapshot().filter_traces(RENDER_CACHES)
+            for _ in range(2):
+                await walk()
+            widgets_after = live_widgets()
+            after = tracemalloc.take_snapshot().filter_traces(RENDER_CACHES)
+        finally:
+            tracemalloc.stop()
+        stats = after.compare_to(before, "filename")
+        grown = sum(stat.size_diff for stat in stats)
+        top = "; ".join(f"{stat.traceback[0].filename}: {stat.size_diff / 1e3:.0f} KB" for stat in stats[:5])
+        assert widgets_after <= widgets  # every dismissed screen and old footer key is gone
+        assert grown < 2 * 150_000, f"the heap grew {grown / 1e3:.0f} KB over 2 walks: {top}"
