@@ -77,7 +77,13 @@ class SubtaskState:
     message: str
     worker: str
     size: int
-    params: dict[str, Any] | None
+    # As stored: every refresh builds the state of every parent, and few of them are ever looked at.
+    params_json: str
+
+    @property
+    def params(self) -> dict[str, Any] | None:
+        value: dict[str, Any] | None = json.loads(self.params_json)
+        return value
 
 
 @dataclass(frozen=True)
@@ -409,7 +415,7 @@ class TaskManager:
                     sub["rejected"] or (task.message if task else ""),
                     task.worker if task else "",
                     sub["size"],
-                    json.loads(sub["params"]),
+                    sub["params"],
                 )
             )
         status, message = overall_status([s.status for s in states], bool(row["stopped"]))

@@ -339,7 +339,7 @@ class DemoBackend:
         if task_id != "etl-7f3a2c":
             return None
         subs = [
-            SubtaskState(t.task_id, i, 0, True, t.status, t.message, t.worker, 120_000, {"shard": i})
+            SubtaskState(t.task_id, i, 0, True, t.status, t.message, t.worker, 120_000, f'{{"shard": {i}}}')
             for i, t in enumerate(t for t in tasks if t.parent_task_id == task_id)
         ]
         return ParentState(task_id, "alice", "data_processing", 2, DEMO_NOW - 3600, True, "RUNNING", "", 5, 8, subs)
