@@ -68,5 +68,7 @@ async def test_walking_the_screens_and_refreshing_keeps_the_heap_flat() -> None:
         stats = after.compare_to(before, "filename")
         grown = sum(stat.size_diff for stat in stats)
         top = "; ".join(f"{stat.traceback[0].filename}: {stat.size_diff / 1e3:.0f} KB" for stat in stats[:5])
-        assert widgets_after <= widgets  # every dismissed screen and old footer key is gone
+        # Every dismissed screen and old footer key is gone (a leak was ~160 widgets a walk); a toast that
+        # is still showing may add one or two.
+        assert widgets_after <= widgets + 10, (widgets, widgets_after)
         assert grown < 2 * 150_000, f"the heap grew {grown / 1e3:.0f} KB over 2 walks: {top}"
