@@ -33,6 +33,14 @@ OUTPUT_HEADER = "--- Task Output ---"
 # The stop lines our pool and worker append; HiveMind's pool puts its own system line above the output.
 OUR_SYSTEM_PREFIX = "[hivemind]"
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
+# How StopTask, GetTaskResult and GetTasklog say that the token, the task's existence or its owner failed.
+STOP_REFUSALS = {"token": "Invalid or expired token", "missing": "任務不存在", "owner": "無權限停止此任務"}
+RESULT_REFUSALS = {"token": "Authentication failed", "missing": "任務不存在", "owner": "無權限訪問此任務"}
+LOG_REFUSALS = {
+    "token": (grpc.StatusCode.UNAUTHENTICATED, "Invalid or expired token"),
+    "missing": (grpc.StatusCode.NOT_FOUND, "Task not found"),
+    "owner": (grpc.StatusCode.PERMISSION_DENIED, "Access denied to this task"),
+}
 
 
 def code_of(message: str) -> str:
@@ -155,25 +163,22 @@ class HivemindImitation:
         return pb.GetAllTasksResponse(tasks=shown)
 
     async def _permission(self, token: str, task_id: str) -> tuple[Caller | None, Any, str]:
-        """The checks StopTask and GetTaskResult make, in their order: token, existence, ownership."""
+        """The checks StopTask, GetTaskResult and GetTasklog make, in their order: token, existence,
+        ownership. The failed one is named ("token", "missing", "owner"); each rpc words it its own way."""
         caller = await self._caller(token)
         if caller is None:
             return None, None, "token"
         row = await self._find(task_id)
         if row is None:
-            return caller, None, "任務不存在"
+            return caller, None, "missing"
         if row["owner"] != caller.username:
             return caller, row, "owner"
         return caller, row, ""
 
     async def StopTask(self, request: pb.StopTaskRequest, context: Context, call: Call) -> pb.StopTaskResponse:
         caller, row, problem = await self._permission(request.token, request.task_id)
-        if problem == "token":
-            return pb.StopTaskResponse(success=False, message="Invalid or expired token")
-        if problem == "owner":
-            return pb.StopTaskResponse(success=False, message="無權限停止此任務")
         if problem:
-            return pb.StopTaskResponse(success=False, message=problem)
+            return pb.StopTaskResponse(success=False, message=STOP_REFUSALS[problem])
         assert caller is not None and row is not None
         status = hivemind_status(row["status"], bool(row["exit_reported"]), row["worker"])
         if status in FINISHED:
@@ -192,12 +197,8 @@ class HivemindImitation:
         self, request: pb.GetTaskResultRequest, context: Context, call: Call
     ) -> pb.GetTaskResultResponse:
         _, _, problem = await self._permission(request.token, request.task_id)
-        if problem == "token":
-            return pb.GetTaskResultResponse(success=False, message="Authentication failed")
-        if problem == "owner":
-            return pb.GetTaskResultResponse(success=False, message="無權限訪問此任務")
         if problem:
-            return pb.GetTaskResultResponse(success=False, message=problem)
+            return pb.GetTaskResultResponse(success=False, message=RESULT_REFUSALS[problem])
         reply = await call()
         if reply.success and reply.result_zip:
             return pb.GetTaskResultResponse(success=True, message="任務結果獲取成功", result_zip=reply.result_zip)
@@ -207,12 +208,8 @@ class HivemindImitation:
     async def GetTasklog(self, request: pb.TasklogRequest, context: Context, call: Call) -> pb.TasklogResponse:
         # The only rpc that fails with status codes.
         _, _, problem = await self._permission(request.token, request.task_id)
-        if problem == "token":
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Invalid or expired token")
-        if problem == "owner":
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "Access denied to this task")
         if problem:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "Task not found")
+            await context.abort(*LOG_REFUSALS[problem])
         reply = await call()
         return pb.TasklogResponse(
             success=True, log=self.log_layout(request.task_id, reply.log if reply.success else "")
