@@ -132,7 +132,9 @@ def test_tasks_run_over_tls_on_a_local_and_a_joined_worker(tls_pool: TlsPool, tm
         for name in ("worker-secret", "worker-key.pem", "join.json"):
             assert stat.S_IMODE((kept / name).stat().st_mode) == 0o600, name
         job = tmp_path / "job.zip"
-        job.write_bytes(task_zip("import time\ntime.sleep(1.5)\nprint('over tls')\n"))
+        # Long enough that all four are submitted before the first ends, however slow the CLI starts: the
+        # local worker's slots fill and the joined worker gets the rest.
+        job.write_bytes(task_zip("import time\ntime.sleep(8)\nprint('over tls')\n"))
         ids = [cli.json("tasks", "submit", str(job))["task_id"] for _ in range(4)]
         done = [wait_for(cli, task_id, {"COMPLETED", "FAILED"}, timeout=120) for task_id in ids]
         assert {d["status"] for d in done} == {"COMPLETED"}, done
