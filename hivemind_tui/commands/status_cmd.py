@@ -114,7 +114,9 @@ async def watch(ctx: Context) -> Result:
         while not stop.is_set():
             if time.monotonic() - pruned_at >= PRUNE_EVERY or not pruned_at:
                 pruned_at = time.monotonic()
-                pruned = await prune_store(conn.store, time.time(), ctx.settings.retention_days)
+                pruned = await prune_store(
+                    conn.store, time.time(), ctx.settings.retention_days, ctx.data_dir.root / "staging"
+                )
                 log.info("%s", pruned.text)
             snap = await monitor.refresh()
             for task in snap.tasks:
@@ -135,7 +137,7 @@ async def watch(ctx: Context) -> Result:
 
 async def prune(ctx: Context) -> Result:
     async with Store(ctx.data_dir.console_db, ctx.settings.db_busy_timeout) as store:
-        pruned = await prune_store(store, time.time(), ctx.settings.retention_days)
+        pruned = await prune_store(store, time.time(), ctx.settings.retention_days, ctx.data_dir.root / "staging")
     return Result(pruned.as_json(), pruned.text)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,3 +127,17 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_tree_inside(path: Path | str, root: Path) -> bool:
+    """Remove the folder `path` if it lies strictly inside `root`; whether it did.
+
+    Paths in the stores are data: an empty one names the working directory, and a damaged or foreign row can
+    name anything. Only what resolves below `root` (the data dir's staging folder) is ever removed."""
+    if not str(path):
+        return False
+    target, base = Path(path).resolve(), root.resolve()
+    if target == base or not target.is_relative_to(base):
+        return False
+    shutil.rmtree(target, ignore_errors=True)
+    return True

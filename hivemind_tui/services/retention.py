@@ -5,11 +5,11 @@ age. `watch`, the console (at start and hourly) and `hivemind-tui prune` call th
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hivemind_tui.core.datadir import remove_tree_inside
 from hivemind_tui.services.store import Store
 
 DAY = 86400.0
@@ -35,8 +35,9 @@ class Pruned:
         )
 
 
-async def prune_store(store: Store, now: float, retention_days: float) -> Pruned:
-    """Remove what is older than the retention; with a retention of 0, nothing is ever removed."""
+async def prune_store(store: Store, now: float, retention_days: float, staging_root: Path) -> Pruned:
+    """Remove what is older than the retention; with a retention of 0, nothing is ever removed. A pruned
+    parent's staged zips go too, if its folder is under `staging_root` (the data dir's staging/)."""
     if retention_days <= 0:
         return Pruned(0, 0, 0, 0)
     cutoff = now - retention_days * DAY
@@ -57,5 +58,5 @@ async def prune_store(store: Store, now: float, retention_days: float) -> Pruned
             await conn.execute("DELETE FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < ?", (cutoff,))
         ).rowcount
     for row in old:
-        await asyncio.to_thread(shutil.rmtree, Path(row["staging"]), True)
+        await asyncio.to_thread(remove_tree_inside, row["staging"], staging_root)
     return Pruned(len(ids), subtasks, audit, alerts)

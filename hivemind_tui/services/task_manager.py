@@ -27,7 +27,7 @@ from typing import Any
 
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.datadir import create_private_file, make_private_dir
+from hivemind_tui.core.datadir import create_private_file, make_private_dir, remove_tree_inside
 from hivemind_tui.core.errors import HivemindError, NotSupportedError, UsageError
 from hivemind_tui.core.task_rules import upload_problem
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
@@ -563,7 +563,7 @@ class TaskManager:
         }
         await asyncio.to_thread(self._write_aggregate, output, state, results, summary, bool(parent["header"]))
         if state.status == "COMPLETED" and len(results) == state.total:
-            await asyncio.to_thread(shutil.rmtree, parent["staging"], True)
+            await asyncio.to_thread(remove_tree_inside, parent["staging"], self.staging_root)
         return summary
 
     def _write_aggregate(

@@ -324,7 +324,7 @@ class LiveBackend:
         return await self.manager.resume(on_progress)
 
     async def prune(self) -> Pruned:
-        return await prune_store(self.store, self.clock(), self.settings.retention_days)
+        return await prune_store(self.store, self.clock(), self.settings.retention_days, self.data_dir.root / "staging")
 
     async def vpn_server(self) -> ServerIdentity | None:
         try:
