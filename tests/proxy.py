@@ -7,13 +7,19 @@ import contextlib
 
 
 class FaultProxy:
-    def __init__(self, target_port: int) -> None:
+    """`target_host` and `source` let it stand for another host on loopback: it dials the target from
+    `source` (any 127.x address), so the target sees the call come from there."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1", source: str | None = None) -> None:
         self.target_port = target_port
+        self.target_host = target_host
+        self.source = source
         self.mode = "pass"  # pass | delay | drop | cut
         self.delay = 0.0
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> str:
@@ -31,12 +37,17 @@ class FaultProxy:
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         if self.mode == "cut":
             writer.close()
             return
         self._writers.add(writer)
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            local = (self.source, 0) if self.source else None
+            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port, local_addr=local)
         except OSError:
             writer.close()
             return
@@ -64,3 +75,4 @@ class FaultProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        await asyncio.gather(*self._handlers, return_exceptions=True)

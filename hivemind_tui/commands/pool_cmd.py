@@ -15,6 +15,7 @@ from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import table, when
 from hivemind_tui.core import tls
 from hivemind_tui.core.errors import ExitCode, HivemindError, NotPermittedError, UsageError
+from hivemind_tui.core.hosts import is_loopback
 from hivemind_tui.core.join_token import JoinToken
 from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.core.poolfile import read_pool_info, running_pool, stop_pool
@@ -23,8 +24,8 @@ from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import ROLES, Accounts
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.joining import JoinTokens
-from hivemind_tui.nodepool.local_workers import start_local_workers, stop_local_workers
-from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin, is_loopback
+from hivemind_tui.nodepool.local_workers import local_node_ids, start_local_workers, stop_local_workers
+from hivemind_tui.nodepool.server import PoolServer, ensure_first_admin
 from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
 from hivemind_tui.nodepool.tasks import TaskBook
 from hivemind_tui.nodepool.worker import default_node_id, is_wildcard
@@ -42,6 +43,11 @@ def register(registry: CommandRegistry) -> None:
         "--hivemind-compat",
         action="store_true",
         help="answer as a plain HiveMind pool (no extensions), to test clients against it",
+    )
+    serve_cmd.add_argument(
+        "--accept-hivemind-workers",
+        action="store_true",
+        help="also take HiveMind-style workers (no worker secret: they log in as the user named like their node)",
     )
     serve_cmd.add_argument(
         "--workers",
@@ -88,6 +94,7 @@ async def serve(ctx: Context) -> Result:
         listen=ctx.args.listen,
         insecure_public=ctx.args.insecure_public,
         hivemind_compat=ctx.args.hivemind_compat,
+        accept_hivemind_workers=ctx.args.accept_hivemind_workers,
     )
     other = running_pool(server.paths.root)
     if other is not None:
@@ -102,9 +109,9 @@ async def serve(ctx: Context) -> Result:
     address = await server.start()
     local: list[asyncio.subprocess.Process] = []
     try:
-        local = await start_local_workers(
-            workers, address, ctx.data_dir.root, default_node_id(ctx.data_dir.root / "worker"), ctx.args.config
-        )
+        node_ids = local_node_ids(workers, default_node_id(ctx.data_dir.root / "worker"))
+        logins = await server.local_hivemind_logins(node_ids) if server.hivemind_compat else None
+        local = await start_local_workers(node_ids, address, ctx.data_dir.root, ctx.args.config, logins)
         ctx.warn(f"pool listening on {address} with {workers} local worker(s); data in {server.paths.root}")
         if server.first_admin_password is not None:
             # Printed only to a person at a terminal: under systemd it must not land in the journal.

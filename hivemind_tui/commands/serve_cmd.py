@@ -12,8 +12,8 @@ from aiohttp import web
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import resolve_address
 from hivemind_tui.core.errors import UnreachableError, UsageError
+from hivemind_tui.core.hosts import is_loopback
 from hivemind_tui.core.tls_setup import https_context
-from hivemind_tui.nodepool.server import is_loopback
 from hivemind_tui.services.host_metrics import PsutilMetrics
 from hivemind_tui.web.app import WebFace
 from hivemind_tui.web.console import console_command

@@ -10,22 +10,25 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import grpc
 import psutil
 
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.core import tls
-from hivemind_tui.core.errors import ConfigError, HivemindError, TlsProblemError, UsageError
+from hivemind_tui.core.errors import ConfigError, HivemindError, TlsProblemError, UnreachableError, UsageError
+from hivemind_tui.core.hosts import addresses_of, is_loopback, source_address_towards
 from hivemind_tui.core.join_token import decode as decode_token
 from hivemind_tui.core.logging_setup import configure_logging, register_secret
 from hivemind_tui.core.poolfile import running_pool
 from hivemind_tui.core.tls_probe import ChannelSecurity, diagnose
 from hivemind_tui.core.tls_setup import client_security, read_file, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
+from hivemind_tui.nodepool.hivemind_worker import WEAKER, HivemindLogin, HivemindWorker
 from hivemind_tui.nodepool.join_client import JoinState, join_pool
 from hivemind_tui.nodepool.sandbox import Sandbox
 from hivemind_tui.nodepool.server import grpc_options, message_limit
 from hivemind_tui.nodepool.task_runner import BaseDirBusy, RunSettings, choose_task_python
-from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, task_base_dir
+from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, is_wildcard, task_base_dir
 
 ORPHAN_CHECK_SECONDS = 1.0
 
@@ -40,8 +43,9 @@ def register(registry: CommandRegistry) -> None:
     cmd.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        default="127.0.0.1:0",
-        help="where the pool reaches this worker (default 127.0.0.1, any free port)",
+        default=None,
+        help="where the pool reaches this worker (default 127.0.0.1, any free port; with --hivemind, 127.0.0.2 "
+        "for a pool on this host, else every address)",
     )
     cmd.add_argument("--node-id", metavar="ID", help="default: host name plus a suffix kept in the data dir")
     cmd.add_argument("--secret-file", metavar="F", type=Path, help="default: DATA_DIR/pool/worker-secret")
@@ -52,6 +56,14 @@ def register(registry: CommandRegistry) -> None:
         help="join a pool with a token from `pool join-token` (or HIVEMIND_JOIN_TOKEN); kept afterwards, "
         "so later starts need no token",
     )
+    cmd.add_argument(
+        "--hivemind",
+        action="store_true",
+        help="speak HiveMind's worker protocol: log in as --user (the node is named after it), no worker secret",
+    )
+    cmd.add_argument("--user", metavar="NAME", help="with --hivemind: the pool user this worker logs in as")
+    cmd.add_argument("--password-file", metavar="F", type=Path, help="with --hivemind: a file with the password")
+    cmd.add_argument("--password-stdin", action="store_true", help="with --hivemind: read the password from stdin")
     cmd.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # see local_workers
     cmd.set_defaults(process_kind="worker")
 
@@ -152,17 +164,73 @@ async def _link(ctx: Context, node_id: str, state: JoinState) -> PoolLink:
     return await asyncio.to_thread(_local_link, ctx, node_id)
 
 
+def _password(ctx: Context) -> str:
+    if ctx.args.password_file is not None:
+        try:
+            password = str(ctx.args.password_file.read_text()).strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read the password file {ctx.args.password_file}: {exc.strerror}") from None
+    elif ctx.args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        raise UsageError("--hivemind needs the password: --password-file F or --password-stdin")
+    if not password:
+        raise UsageError("the password is empty")
+    register_secret(password)
+    return password
+
+
+def _hivemind_login(ctx: Context, address: str, listen: str) -> HivemindLogin:
+    """Who this worker logs in as, the IP it tells the pool to dial, and the pool's addresses."""
+    pool_host = address.rpartition(":")[0].strip("[]")
+    host = listen.rpartition(":")[0].strip("[]")
+    hostname = source_address_towards(pool_host) if is_wildcard(host) else host
+    if hostname in ("", "127.0.0.1"):
+        raise UsageError(
+            f"a HiveMind pool never dials {hostname or 'an empty host name'}: listen on 127.0.0.2 for a pool on "
+            "this host, or on an address the pool can reach (--listen HOST:PORT)"
+        )
+    pool_hosts = addresses_of(pool_host)
+    if not pool_hosts:
+        raise UsageError(f"cannot resolve the pool's host {pool_host}")
+    return HivemindLogin(ctx.args.user, _password(ctx), hostname, pool_hosts)
+
+
+def _default_listen(ctx: Context, address: str) -> str:
+    if ctx.args.listen:
+        return str(ctx.args.listen)
+    if not ctx.args.hivemind:
+        return "127.0.0.1:0"
+    return "127.0.0.2:0" if is_loopback(address.rpartition(":")[0]) else "0.0.0.0:0"
+
+
 async def worker(ctx: Context) -> Result:
     s = ctx.settings
     slots = ctx.args.slots if ctx.args.slots is not None else (psutil.cpu_count() or 1)
     if slots < 1:
         raise UsageError("--slots must be 1 or more")
+    if ctx.args.hivemind and not ctx.args.user:
+        raise UsageError("--hivemind needs --user NAME: a HiveMind worker is the node named after its user")
+    if ctx.args.hivemind and (ctx.args.join or ctx.args.node_id):
+        raise UsageError("--hivemind takes neither --join nor --node-id: the node is named after --user")
     state_dir = ctx.data_dir.root / "worker"
     state = JoinState(state_dir)
     record = state.joined()
-    node_id = ctx.args.node_id or (str(record["node_id"]) if record else "") or default_node_id(state_dir)
+    node_id = (
+        ctx.args.user
+        if ctx.args.hivemind
+        else ctx.args.node_id or (str(record["node_id"]) if record else "") or default_node_id(state_dir)
+    )
     configure_logging(ctx.data_dir.logs, f"worker-{node_id}", s.log_level)
-    link = await _link(ctx, node_id, state)
+    hivemind: HivemindLogin | None = None
+    if ctx.args.hivemind:
+        address = _pool_address(ctx)
+        listen = _default_listen(ctx, address)
+        hivemind = _hivemind_login(ctx, address, listen)
+        link = PoolLink(address, "", None, None)  # HiveMind speaks plaintext and has no worker secret
+    else:
+        listen = _default_listen(ctx, "")
+        link = await _link(ctx, node_id, state)
     problem = await asyncio.to_thread(diagnose, link.address, link.security)
     if problem is not None:
         raise TlsProblemError(problem)
@@ -174,7 +242,7 @@ async def worker(ctx: Context) -> Result:
     config = WorkerConfig(
         pool_address=link.address,
         node_id=node_id,
-        listen=ctx.args.listen,
+        listen=listen,
         slots=slots,
         secret=link.secret,
         heartbeat_interval=s.heartbeat_interval,
@@ -198,18 +266,27 @@ async def worker(ctx: Context) -> Result:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_event.set)
-    running = Worker(config)
+    running = Worker(config) if hivemind is None else HivemindWorker(config, hivemind)
     try:
         port = await running.start()
     except BaseDirBusy as exc:
         raise HivemindError(f"worker {node_id}: {exc}", code="NODE_IN_USE") from None
     except OSError as exc:
+        await running.close()
         raise UsageError(str(exc)) from None
+    except (HivemindError, grpc.aio.AioRpcError) as exc:
+        await running.close()
+        if isinstance(exc, grpc.aio.AioRpcError):
+            raise UnreachableError(f"the pool at {config.pool_address} did not answer the login") from None
+        raise
     ctx.warn(
         f"worker {node_id} on port {port}, {slots} slot(s), pool {config.pool_address}"
         + (" over TLS" if link.security else "")
+        + (f", HiveMind protocol (the pool dials {hivemind.hostname})" if hivemind else "")
         + f"; tasks: {sandbox.describe()}"
     )
+    if hivemind is not None:
+        ctx.warn("HiveMind mode is weaker than our pool's protocol: " + "; ".join(WEAKER) + " (also in the log)")
     watch = asyncio.ensure_future(_until_orphaned(ctx.args.parent_pid, stop_event)) if ctx.args.parent_pid else None
     refused = asyncio.ensure_future(running.fatal.wait())
     try:
@@ -219,5 +296,6 @@ async def worker(ctx: Context) -> Result:
             watch.cancel()
         await running.close()
     if running.fatal.is_set():
-        raise HivemindError(f"the pool refused this worker: {running.fatal_reason}", code="NODE_IN_USE")
+        code = "NODE_IN_USE" if hivemind is None else "PERMISSION_DENIED"
+        raise HivemindError(f"the pool refused this worker: {running.fatal_reason}", code=code)
     return Result({"node_id": node_id, "stopped": True}, f"worker {node_id} stopped")

@@ -43,6 +43,12 @@ LOG_REFUSALS = {
 }
 
 
+def pushes_to(address: str) -> bool:
+    """HiveMind's dispatcher refuses to push to an empty host name or exactly 127.0.0.1 (`localhost` and
+    127.0.0.2 pass); the task stays PENDING, and the client is told nothing."""
+    return address not in ("", "127.0.0.1")
+
+
 def code_of(message: str) -> str:
     return message.split(":", 1)[0].strip()
 
@@ -61,12 +67,10 @@ def balance_token_text(token: str, code: str) -> str:
     return "TOKEN_EXPIRED" if code == codes.TOKEN_EXPIRED else "INVALID_TOKEN"
 
 
-def hivemind_status(status: str, ran: bool, worker: str) -> str:
-    """Any TaskResultUpload makes COMPLETED: a script that exited 3 (`ran`: the worker reported its end),
-    and a stopped run, whose workspace the worker packs and uploads."""
-    if (status == "FAILED" and ran) or (status == "STOPPED" and worker):
-        return "COMPLETED"
-    return status
+def hivemind_status(status: str, worker: str) -> str:
+    """Any TaskResultUpload makes COMPLETED, also that of a stopped run, whose workspace the worker packs and
+    uploads. (A script that exits 3 is COMPLETED already: results carry no exit code here, see reports.py.)"""
+    return "COMPLETED" if status == "STOPPED" and worker else status
 
 
 class HivemindImitation:
@@ -158,7 +162,7 @@ class HivemindImitation:
             listed = pb.TaskInfo()
             listed.CopyFrom(task)
             listed.message = ""  # nothing ever writes TaskInfo.message
-            listed.status = hivemind_status(listed.status, listed.HasField("exit_code"), listed.worker_ip)
+            listed.status = hivemind_status(listed.status, listed.worker_ip)
             shown.append(listed)
         return pb.GetAllTasksResponse(tasks=shown)
 
@@ -180,7 +184,7 @@ class HivemindImitation:
         if problem:
             return pb.StopTaskResponse(success=False, message=STOP_REFUSALS[problem])
         assert caller is not None and row is not None
-        status = hivemind_status(row["status"], bool(row["exit_reported"]), row["worker"])
+        status = hivemind_status(row["status"], row["worker"])
         if status in FINISHED:
             return pb.StopTaskResponse(success=False, message=f"任務已處於 {status} 狀態，無法停止")
         reply = await call()
@@ -223,3 +227,60 @@ class HivemindImitation:
         output = output[-OUTPUT_KEPT:]
         lines = system + ([OUTPUT_HEADER, *output.split("\n")] if output.strip() else [])
         return "\n".join(line for line in lines if line.strip())
+
+    # -- NodeManagerService and the pool's WorkerNodeService: no check of any kind, HiveMind's words ----------
+    async def RegisterWorkerNode(
+        self, request: pb.RegisterWorkerNodeRequest, context: Context, call: Call
+    ) -> pb.StatusResponse:
+        await call()
+        # "Node registered" every time: its failure branch can never run, even for garbage.
+        return pb.StatusResponse(success=True, message="節點註冊成功")
+
+    async def ReportStatus(
+        self, request: pb.RunningStatusRequest, context: Context, call: Call
+    ) -> pb.RunningStatusResponse:
+        if not request.node_id:
+            return pb.RunningStatusResponse(success=False, message="缺少 node_id")
+        reply = await call()
+        if not reply.success:
+            return pb.RunningStatusResponse(success=False, message=f"節點 {request.node_id} 未註冊")
+        return pb.RunningStatusResponse(success=True, message="狀態已更新")
+
+    async def TaskOutputUpload(
+        self, request: pb.TaskOutputUploadRequest, context: Context, call: Call
+    ) -> pb.TaskOutputUploadResponse:
+        reply = await call()
+        words = "輸出上傳成功" if reply.success else "輸出上傳失敗"
+        return pb.TaskOutputUploadResponse(success=reply.success, message=words)
+
+    async def TaskResultUpload(
+        self, request: pb.TaskResultUploadRequest, context: Context, call: Call
+    ) -> pb.TaskResultUploadResponse:
+        reply = await call()
+        words = "結果上傳成功" if reply.success else "結果存儲失敗"
+        return pb.TaskResultUploadResponse(success=reply.success, message=words)
+
+    async def TaskUsage(self, request: pb.TaskUsageRequest, context: Context, call: Call) -> pb.TaskUsageResponse:
+        if request.task_id == "0":  # the node-level report: its token carries the node id
+            if not request.token:
+                return pb.TaskUsageResponse(success=False, message="缺少 node_id(token)")
+            reply = await call()
+            if not reply.success:
+                return pb.TaskUsageResponse(success=False, message=f"節點 {request.token} 不存在")
+            return pb.TaskUsageResponse(success=True, message="節點狀態已更新")
+        reply = await call()
+        return pb.TaskUsageResponse(
+            success=reply.success, message="任務使用情況已記錄" if reply.success else "任務不存在或更新失敗"
+        )
+
+    # The worker half of WorkerNodeService, as the pool serves it: does nothing, says it did.
+    async def ExecuteTask(self, request: pb.ExecuteTaskRequest, context: Context, call: Call) -> pb.ExecuteTaskResponse:
+        return pb.ExecuteTaskResponse(success=True, message="任務執行中")
+
+    async def TaskOutput(self, request: pb.TaskOutputRequest, context: Context, call: Call) -> pb.TaskOutputResponse:
+        return pb.TaskOutputResponse(success=True, message="輸出處理成功")
+
+    async def StopTaskExecution(
+        self, request: pb.StopTaskExecutionRequest, context: Context, call: Call
+    ) -> pb.StopTaskExecutionResponse:
+        return pb.StopTaskExecutionResponse(success=True, message="任務已停止")

@@ -15,12 +15,23 @@ from pathlib import Path
 STOP_GRACE = 10.0
 
 
+def local_node_ids(count: int, node_id: str) -> list[str]:
+    return [node_id] if count == 1 else [f"{node_id}-{index + 1}" for index in range(count)]
+
+
 async def start_local_workers(
-    count: int, pool_address: str, data_dir: Path, node_id: str, config_file: Path | None
+    node_ids: list[str],
+    pool_address: str,
+    data_dir: Path,
+    config_file: Path | None,
+    hivemind_logins: dict[str, Path] | None = None,
 ) -> list[asyncio.subprocess.Process]:
-    """Start `count` worker processes (their output goes to their own log files, not to ours)."""
+    """Start one worker process per node id (their output goes to their own log files, not to ours).
+
+    With `hivemind_logins` (node id -> password file; a compat pool) they are HiveMind-style workers that
+    log in as the user named after their node, on 127.0.0.2: HiveMind never dials 127.0.0.1."""
     procs = []
-    for index in range(count):
+    for node_id in node_ids:
         command = [
             sys.executable,
             "-m",
@@ -30,11 +41,14 @@ async def start_local_workers(
             "worker",
             "--pool",
             pool_address,
-            "--node-id",
-            node_id if count == 1 else f"{node_id}-{index + 1}",
             "--parent-pid",
             str(os.getpid()),
         ]
+        if hivemind_logins is None:
+            command += ["--node-id", node_id]
+        else:
+            command += ["--hivemind", "--user", node_id, "--password-file", str(hivemind_logins[node_id])]
+            command += ["--listen", "127.0.0.2:0"]
         if config_file is not None:
             command += ["--config", str(config_file)]
         procs.append(

@@ -37,6 +37,8 @@ NODE_FIELDS = (
     "slots",
     "address",
     "isolation",
+    "kind",
+    "peer",
 )
 USAGE_FIELDS = (
     "status",
@@ -66,6 +68,10 @@ class Registration:
     slots: int
     instance_id: str = ""
     isolation: str = ""
+    # "ours", or "hivemind": a worker that speaks HiveMind's protocol (see hivemind_workers.py).
+    kind: str = "ours"
+    # Where the registration came from; a HiveMind-style node's later calls must come from there.
+    peer: str = ""
     # Tasks (id -> attempt) whose result the worker holds unsent: they survive its restart.
     held: dict[str, int] = field(default_factory=dict)
 
@@ -114,7 +120,8 @@ class NodeRegistry:
         restarted = await self._replaces(reg)
         now = self._clock()
         values = {name: getattr(reg, name) for name in NODE_FIELDS}
-        values["slots"] = max(1, reg.slots)
+        # A HiveMind worker says nothing of slots: it takes tasks while its cores last.
+        values["slots"] = max(1, reg.slots if reg.slots or reg.kind == "ours" else reg.cpu_cores)
         values["instance_id"] = reg.instance_id
         columns = ", ".join(values)
         updates = ", ".join(f"{k} = excluded.{k}" for k in values)
@@ -156,6 +163,17 @@ class NodeRegistry:
             )
             if cursor.rowcount == 0:
                 raise PoolRefusal(codes.NODE_NOT_FOUND, "register first (or again: another process took the node)")
+        self.on_change()
+
+    async def touch(self, node_id: str, cpu_usage: float, memory_usage: float) -> None:
+        """HiveMind's node-level usage report (TaskUsage for task "0"), which counts as a heartbeat."""
+        async with self._storage.write() as conn:
+            cursor = await conn.execute(
+                "UPDATE nodes SET cpu_usage = ?, memory_usage = ?, last_heartbeat = ? WHERE node_id = ?",
+                (cpu_usage, memory_usage, self._clock(), node_id),
+            )
+            if cursor.rowcount == 0:
+                raise PoolRefusal(codes.NODE_NOT_FOUND, f"node {node_id[:128]} is not registered")
         self.on_change()
 
     async def all(self) -> list[aiosqlite.Row]:

@@ -17,6 +17,7 @@ from hivemind_tui.core.clock import Clock
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.hivemind_result import reported_failure
 from hivemind_tui.nodepool.storage import PoolStorage
 
 log = logging.getLogger(__name__)
@@ -26,10 +27,15 @@ MAX_REASON = 4000
 
 
 class TaskReports:
-    def __init__(self, storage: PoolStorage, clock: Clock, zip_limits: ZipLimits) -> None:
+    def __init__(
+        self, storage: PoolStorage, clock: Clock, zip_limits: ZipLimits, read_worker_status: bool = True
+    ) -> None:
         self._storage = storage
         self._clock = clock
         self._zip_limits = zip_limits
+        # Whether a result without an exit code (a HiveMind worker's) is judged by the `Status:` its worker
+        # wrote in the zip; HiveMind's own pool (imitated under compat) calls every result COMPLETED.
+        self._read_worker_status = read_worker_status
         # Called when a task finished, so the scheduler can hand out the freed slot.
         self.on_finish: Callable[[], None] = lambda: None
 
@@ -63,9 +69,16 @@ class TaskReports:
         )
 
     async def result(
-        self, node_id: str, task_id: str, result_zip: bytes, exit_code: int, failure_reason: str, attempt: int = 0
+        self,
+        node_id: str,
+        task_id: str,
+        result_zip: bytes,
+        exit_code: int | None,
+        failure_reason: str,
+        attempt: int = 0,
     ) -> str:
-        """Store the result zip and settle the task's final status; returns that status."""
+        """Store the result zip and settle the task's final status; returns that status. `exit_code` None:
+        the worker cannot say (HiveMind's), and the exit code stays unknown."""
         row = await self._running_on(task_id, node_id, attempt)
         if result_zip:
             try:
@@ -75,9 +88,11 @@ class TaskReports:
                 result_zip = b""
         if result_zip:
             await self._storage.write_file(self._storage.paths.result_zip(task_id), result_zip)
+        if exit_code is None and not failure_reason and self._read_worker_status:
+            failure_reason = await asyncio.to_thread(reported_failure, result_zip)
         if row["stop_requested"]:
             status, message = "STOPPED", "stopped"
-        elif exit_code == 0 and not failure_reason:
+        elif exit_code in (None, 0) and not failure_reason:
             status, message = "COMPLETED", ""
         else:
             status, message = "FAILED", (failure_reason or f"exit code {exit_code}")[:MAX_REASON]
@@ -87,11 +102,11 @@ class TaskReports:
             now,
             status=status,
             message=message,
-            exit_code=exit_code,
-            exit_reported=1,
+            exit_code=exit_code or 0,
+            exit_reported=int(exit_code is not None),
             has_result=int(bool(result_zip)),
             finished_at=now,
         )
-        log.info("task %s %s on %s (exit %d)", task_id, status, node_id or "?", exit_code)
+        log.info("task %s %s on %s (exit %s)", task_id, status, node_id or "?", exit_code)
         self.on_finish()
         return status

@@ -21,6 +21,8 @@ import grpc
 
 from hivemind_tui.core.clock import Clock
 from hivemind_tui.core.tls import worker_name
+from hivemind_tui.nodepool.hivemind_imitation import pushes_to
+from hivemind_tui.nodepool.hivemind_workers import HIVEMIND, HIVEMIND_WORKER_MAX_ZIP
 from hivemind_tui.nodepool.nodes import NodeRegistry
 from hivemind_tui.nodepool.servicers import WORKER_SECRET_HEADER
 from hivemind_tui.nodepool.storage import PoolStorage
@@ -71,6 +73,15 @@ NEEDS = (
 )
 
 
+def takes_size(task: aiosqlite.Row, node: aiosqlite.Row) -> bool:
+    """A HiveMind worker refuses (in gRPC itself) a zip over its 4 MiB receive limit."""
+    return bool(node["kind"] != HIVEMIND or task["zip_size"] <= HIVEMIND_WORKER_MAX_ZIP)
+
+
+def fits(task: aiosqlite.Row, node: aiosqlite.Row) -> bool:
+    return all(need.met(task, node) for need in NEEDS) and takes_size(task, node)
+
+
 def wait_reason(task: aiosqlite.Row, nodes: Sequence[aiosqlite.Row], online: set[str]) -> str:
     """Why no node can take `task` now, in words an operator can act on."""
     live = [n for n in nodes if n["node_id"] in online]
@@ -84,6 +95,8 @@ def wait_reason(task: aiosqlite.Row, nodes: Sequence[aiosqlite.Row], online: set
         fitting = [n for n in fitting if need.met(task, n)]
         if not fitting:
             return f"waiting: no online node with {need.describe(task)}"
+    if not any(takes_size(task, n) for n in fitting):
+        return "waiting: the zip is over the 4 MiB a HiveMind worker takes, and only such workers fit"
     return f"waiting: all {len(fitting)} suitable node(s) are busy"
 
 
@@ -98,8 +111,10 @@ class Scheduler:
         channel_options: list[tuple[str, int]],
         dispatch_deadline: float,
         worker_tls: grpc.ChannelCredentials | None = None,
+        hivemind_compat: bool = False,
     ) -> None:
         self._storage = storage
+        self._compat = hivemind_compat
         # A TLS pool dials its workers with TLS too and checks each one's certificate names the node it
         # scheduled on (tls.worker_name); a plaintext pool's workers serve plaintext.
         self._worker_tls = worker_tls
@@ -174,7 +189,7 @@ class Scheduler:
             )
         }
         free = {n["node_id"]: n["slots"] - busy.get(n["node_id"], 0) for n in nodes}
-        usable = [n for n in nodes if n["node_id"] in online and n["state"] == "active"]
+        usable = [n for n in nodes if n["node_id"] in online and n["state"] == "active" and self._pushable(n)]
         slots_left = sum(max(free[n["node_id"]], 0) for n in usable)
         if not sweep and slots_left <= 0:
             return 0
@@ -187,9 +202,9 @@ class Scheduler:
         for task in pending:
             if not sweep and slots_left <= 0:
                 break
-            wants = tuple(task[need.field] for need in NEEDS)
+            wants = (*(task[need.field] for need in NEEDS), task["zip_size"] > HIVEMIND_WORKER_MAX_ZIP)
             if wants not in fitting:
-                fitting[wants] = [n for n in usable if all(need.met(task, n) for need in NEEDS)]
+                fitting[wants] = [n for n in usable if fits(task, n)]
             candidates = [n for n in fitting[wants] if free[n["node_id"]] > 0]
             if not candidates:
                 if wants not in reasons:
@@ -226,11 +241,14 @@ class Scheduler:
                 pb.ExecuteTaskRequest(
                     task_id=task_id,
                     task_zip=data,
+                    cpu_usage=task["cpu_score"],
+                    gpu_usage=task["gpu_score"],
                     memory_gb=task["memory_gb"],
                     gpu_memory_gb=task["gpu_memory_gb"],
-                    attempt=task["attempts"],
+                    # A HiveMind worker knows no attempts (its reports carry none: attempt 0, never stale).
+                    attempt=0 if node["kind"] == HIVEMIND else task["attempts"],
                 ),
-                metadata=self._metadata,
+                metadata=self._metadata_for(node),
                 timeout=self._deadline,
             )
             problem = "" if reply.success else reply.message
@@ -308,7 +326,7 @@ class Scheduler:
         """The instance id of the worker process answering at a node's address, None if none answers."""
         try:
             reply = await self._stub(node).StopTaskExecution(
-                pb.StopTaskExecutionRequest(task_id=""), metadata=self._metadata, timeout=PROBE_TIMEOUT
+                pb.StopTaskExecutionRequest(task_id=""), metadata=self._metadata_for(node), timeout=PROBE_TIMEOUT
             )
         except grpc.aio.AioRpcError:
             return None
@@ -326,7 +344,9 @@ class Scheduler:
                 # The old run must not go on beside the new one.
                 with contextlib.suppress(grpc.aio.AioRpcError):
                     await self._stub(node).StopTaskExecution(
-                        pb.StopTaskExecutionRequest(task_id=task["task_id"]), metadata=self._metadata, timeout=2.0
+                        pb.StopTaskExecutionRequest(task_id=task["task_id"]),
+                        metadata=self._metadata_for(node),
+                        timeout=2.0,
                     )
 
     async def stop_on_worker(self, task: aiosqlite.Row) -> None:
@@ -337,7 +357,7 @@ class Scheduler:
             try:
                 reply = await self._stub(node).StopTaskExecution(
                     pb.StopTaskExecutionRequest(task_id=task["task_id"]),
-                    metadata=self._metadata,
+                    metadata=self._metadata_for(node),
                     timeout=self._deadline,
                 )
                 reached = reply.success
@@ -374,13 +394,21 @@ class Scheduler:
             )
             return cursor.rowcount == 1
 
+    def _pushable(self, node: aiosqlite.Row) -> bool:
+        return pushes_to(node["address"]) if self._compat else True
+
+    def _metadata_for(self, node: aiosqlite.Row) -> tuple[tuple[str, str], ...]:
+        """Our workers get the worker secret; a HiveMind worker expects nothing (and must not see it)."""
+        return () if node["kind"] == HIVEMIND else self._metadata
+
     def _stub(self, node: aiosqlite.Row) -> pb_grpc.WorkerNodeServiceAsyncStub:
         host = node["address"]
         target = f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
-        key = f"{target} {node['node_id']}"
+        key = f"{target} {node['node_id']} {node['kind']}"
         channel = self._channels.get(key)
         if channel is None:
-            if self._worker_tls is None:
+            # A HiveMind worker serves plaintext only.
+            if self._worker_tls is None or node["kind"] == HIVEMIND:
                 channel = grpc.aio.insecure_channel(target, options=self._channel_options)
             else:
                 options = [*self._channel_options, ("grpc.ssl_target_name_override", worker_name(node["node_id"]))]

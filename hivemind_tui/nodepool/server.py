@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import secrets
@@ -17,11 +16,14 @@ from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import DataDir, atomic_write
 from hivemind_tui.core.errors import UsageError
+from hivemind_tui.core.hosts import is_loopback
 from hivemind_tui.core.logging_setup import register_secret
 from hivemind_tui.core.poolfile import PoolInfo, process_started, remove_pool_info, write_pool_info
 from hivemind_tui.core.tls_setup import ServerTls, server_tls, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.accounts import Accounts
+from hivemind_tui.nodepool.codes import PoolRefusal
+from hivemind_tui.nodepool.hivemind_workers import HivemindWorkers
 from hivemind_tui.nodepool.joining import JoinDesk, JoinTokens
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry
@@ -45,16 +47,6 @@ def message_limit(settings: Settings) -> int:
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
     limit = message_limit(settings)
     return [("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_or_create_secret(path: Path) -> str:
@@ -81,6 +73,7 @@ class PoolServer:
         clock: Clock = system_clock,
         insecure_public: bool = False,
         hivemind_compat: bool = False,
+        accept_hivemind_workers: bool = False,
     ) -> None:
         self.settings = settings
         self.paths = PoolPaths(data_dir.pool)
@@ -89,6 +82,7 @@ class PoolServer:
         self.clock = clock
         self.insecure_public = insecure_public
         self.hivemind_compat = hivemind_compat
+        self.accept_hivemind_workers = accept_hivemind_workers
         self.address = ""
         self.first_admin_password: str | None = None
         self.storage = PoolStorage(self.paths)
@@ -116,6 +110,11 @@ class PoolServer:
     async def start(self) -> str:
         credentials = server_tls(self.settings)
         self._check_listen(credentials)
+        if self.accept_hivemind_workers and credentials is not None:
+            raise UsageError(
+                "--accept-hivemind-workers: HiveMind workers speak plaintext gRPC and this pool speaks TLS; run a "
+                "pool without TLS (on loopback, or on the VPN server's address) for them"
+            )
         self.tls = credentials
         await self.storage.open()
         secret = await asyncio.to_thread(load_or_create_secret, self.paths.worker_secret)
@@ -134,11 +133,13 @@ class PoolServer:
                 self.storage, self.clock, self.settings.max_upload_bytes, limits, self.settings.retention_days
             ),
             nodes=NodeRegistry(self.storage, self.clock, self.settings.heartbeat_timeout),
-            reports=TaskReports(self.storage, self.clock, limits),
+            reports=TaskReports(self.storage, self.clock, limits, read_worker_status=not self.hivemind_compat),
             worker_secret=secret,
             clock=self.clock,
             join=JoinDesk(JoinTokens(self.storage, self.clock), secret, tls_paths(self.settings).root),
         )
+        if self.hivemind_compat or self.accept_hivemind_workers:
+            self.parts.hivemind = HivemindWorkers(accounts, self.parts.nodes, self.storage, self.hivemind_compat)
         await self._first_run_admin(accounts)
         self.scheduler = Scheduler(
             self.storage,
@@ -151,6 +152,7 @@ class PoolServer:
             None
             if credentials is None
             else grpc.ssl_channel_credentials(credentials.ca, credentials.key, credentials.chain),
+            hivemind_compat=self.hivemind_compat,
         )
         self.parts.tasks.on_change = self.scheduler.wake
         self.parts.tasks.stop_running = self.scheduler.stop_on_worker
@@ -185,6 +187,23 @@ class PoolServer:
         mode = "plaintext" if credentials is None else "mutual TLS" if credentials.client_auth else "TLS"
         log.info("pool listening on %s with %s (data in %s)", self.address, mode, self.paths.root)
         return self.address
+
+    async def local_hivemind_logins(self, node_ids: list[str]) -> dict[str, Path]:
+        """A compat pool's local workers are HiveMind-style: each logs in as a user of its own name, with a
+        password drawn now and kept in a 0600 file beside the worker secret."""
+        assert self.parts is not None
+        logins = {}
+        for node_id in node_ids:
+            password = secrets.token_urlsafe(24)
+            register_secret(password)
+            try:
+                await self.parts.accounts.create_user(node_id, password, "viewer", 0)
+            except PoolRefusal:  # the user exists from an earlier start
+                await self.parts.accounts.set_password(node_id, password)
+            path = self.paths.root / f"local-worker-{node_id}.password"
+            await asyncio.to_thread(atomic_write, path, password.encode(), 0o600)
+            logins[node_id] = path
+        return logins
 
     async def _start_join_desk(self, host: str, port: int, credentials: ServerTls | None) -> str:
         """Under mutual TLS, a second port (the pool's plus one) where a worker without a certificate yet

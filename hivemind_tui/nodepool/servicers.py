@@ -22,6 +22,15 @@ from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.accounts import Accounts, Caller
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.hivemind_imitation import HivemindImitation
+from hivemind_tui.nodepool.hivemind_workers import (
+    HIVEMIND,
+    HIVEMIND_ISOLATION,
+    NODE_REPORT,
+    OURS,
+    HivemindWorkers,
+    bearer,
+    dial_host,
+)
 from hivemind_tui.nodepool.joining import JoinDesk
 from hivemind_tui.nodepool.ledger import Ledger
 from hivemind_tui.nodepool.nodes import NodeRegistry, Registration, peer_host
@@ -66,6 +75,8 @@ class PoolParts:
     worker_secret: str
     clock: Clock
     join: JoinDesk | None = None
+    # Who a worker without our secret is (--accept-hivemind-workers, --hivemind-compat); None: nobody.
+    hivemind: HivemindWorkers | None = None
     # The scheduler's reconciliation of a heartbeat's task list: the ids the worker should stop.
     reconcile: Callable[[str, dict[str, int]], Awaitable[list[str]]] | None = None
 
@@ -106,12 +117,22 @@ class _Base:
     async def caller(self, token: str) -> Caller:
         return await self.p.accounts.authenticate(token)
 
-    async def worker(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
-        """Check the worker secret; return the calling node's id (may be empty for HiveMind workers)."""
+    def has_secret(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
         given = metadata(context, WORKER_SECRET_HEADER)
-        if not given or not hmac.compare_digest(given.encode(), self.p.worker_secret.encode()):
-            raise PoolRefusal("PERMISSION_DENIED", "worker secret missing or wrong")
-        return metadata(context, NODE_ID_HEADER)
+        return bool(given) and hmac.compare_digest(given.encode(), self.p.worker_secret.encode())
+
+    def tells_outcomes(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
+        """Our workers (the secret shows which) say how a task ended; a HiveMind worker never does."""
+        return self.has_secret(context) and not (self.p.hivemind and self.p.hivemind.compat)
+
+    async def worker(self, context: grpc.aio.ServicerContext[Any, Any], node_id: str = "", task_id: str = "") -> str:
+        """The node a worker rpc speaks for: ours show the secret and name themselves in metadata; a
+        HiveMind-style one is checked by `hivemind` (empty under compat, where reports pass for any task)."""
+        if self.has_secret(context):
+            return metadata(context, NODE_ID_HEADER)
+        if self.p.hivemind is None:
+            raise PoolRefusal(codes.PERMISSION_DENIED, "worker secret missing or wrong")
+        return await self.p.hivemind.reporting_node(node_id, task_id, context)
 
 
 class UserServicer(_Base, pb_grpc.UserServiceServicer):
@@ -311,12 +332,26 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
     async def RegisterWorkerNode(
         self, request: pb.RegisterWorkerNodeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StatusResponse:
-        await self.worker(context)
+        peer = peer_host(context.peer())
+        if self.tells_outcomes(context):
+            kind, address = OURS, request.advertise_host or peer
+        elif self.p.hivemind is not None:
+            await self.p.hivemind.check_registration(request.node_id, context)
+            # HiveMind dials the host name it is sent; we dial it where it names a place we can reach.
+            kind = HIVEMIND
+            address = request.hostname if self.p.hivemind.compat else dial_host(request.hostname, peer)
+        elif bearer(context):
+            raise PoolRefusal(
+                codes.PERMISSION_DENIED,
+                "this pool takes no HiveMind-style workers (it would with pool serve --accept-hivemind-workers)",
+            )
+        else:
+            raise PoolRefusal(codes.PERMISSION_DENIED, "worker secret missing or wrong")
         await self.p.nodes.register(
             Registration(
                 node_id=request.node_id,
                 hostname=request.hostname,
-                address=request.advertise_host or peer_host(context.peer()),
+                address=address,
                 port=request.port,
                 cpu_cores=request.cpu_cores,
                 memory_gb=request.memory_gb,
@@ -329,7 +364,9 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
                 slots=request.slots,
                 instance_id=request.instance_id,
                 held={t.task_id: t.attempt for t in request.held},
-                isolation=request.isolation[:200],
+                isolation=request.isolation[:200] if kind == OURS else HIVEMIND_ISOLATION,
+                kind=kind,
+                peer=peer,
             )
         )
         return pb.StatusResponse(success=True, message="ok")
@@ -354,7 +391,7 @@ class NodeManagerServicer(_Base, pb_grpc.NodeManagerServiceServicer):
     async def ReportStatus(
         self, request: pb.RunningStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RunningStatusResponse:
-        await self.worker(context)
+        await self.worker(context, node_id=request.node_id)
         await self.p.nodes.heartbeat(
             request.node_id,
             {
@@ -409,7 +446,7 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     async def TaskOutputUpload(
         self, request: pb.TaskOutputUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskOutputUploadResponse:
-        node = await self.worker(context)
+        node = await self.worker(context, task_id=request.task_id)
         offset = request.offset if request.HasField("offset") else None
         await self.p.reports.output(node, request.task_id, request.output, offset, request.attempt)
         return pb.TaskOutputUploadResponse(success=True, message="ok")
@@ -418,7 +455,7 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     async def TaskOutput(
         self, request: pb.TaskOutputRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskOutputResponse:
-        node = await self.worker(context)
+        node = await self.worker(context, task_id=request.task_id)
         await self.p.reports.output(node, request.task_id, request.output)
         return pb.TaskOutputResponse(success=True, message="ok")
 
@@ -426,7 +463,11 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     async def TaskUsage(
         self, request: pb.TaskUsageRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskUsageResponse:
-        node = await self.worker(context)
+        if request.task_id == NODE_REPORT:  # HiveMind's node-level report: a heartbeat, its token the node id
+            node = await self.worker(context, node_id=request.token)
+            await self.p.nodes.touch(node or request.token, request.cpu_usage, request.memory_usage)
+            return pb.TaskUsageResponse(success=True, message="ok")
+        node = await self.worker(context, task_id=request.task_id)
         await self.p.reports.usage(
             node,
             request.task_id,
@@ -442,9 +483,14 @@ class PoolWorkerServicer(_Base, pb_grpc.WorkerNodeServiceServicer):
     async def TaskResultUpload(
         self, request: pb.TaskResultUploadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.TaskResultUploadResponse:
-        node = await self.worker(context)
+        node = await self.worker(context, task_id=request.task_id)
         status = await self.p.reports.result(
-            node, request.task_id, request.result_zip, request.exit_code, request.failure_reason, request.attempt
+            node,
+            request.task_id,
+            request.result_zip,
+            request.exit_code if self.tells_outcomes(context) else None,
+            request.failure_reason,
+            request.attempt,
         )
         return pb.TaskResultUploadResponse(success=True, message=f"ok: {status}")
 
@@ -591,4 +637,4 @@ def add_servicers(server: grpc.aio.Server, parts: PoolParts, hivemind_compat: bo
     pb_grpc.add_UserServiceServicer_to_server(wrap(UserServicer(parts), "UserService"), server)
     add_master_servicer(server, wrap(MasterServicer(parts), "MasterNodeService"))
     pb_grpc.add_NodeManagerServiceServicer_to_server(wrap(NodeManagerServicer(parts), "NodeManagerService"), server)
-    pb_grpc.add_WorkerNodeServiceServicer_to_server(PoolWorkerServicer(parts), server)
+    pb_grpc.add_WorkerNodeServiceServicer_to_server(wrap(PoolWorkerServicer(parts), "WorkerNodeService"), server)

@@ -112,6 +112,12 @@ MIGRATIONS: list[Migration] = [
     "ALTER TABLE tasks ADD COLUMN log_base INTEGER NOT NULL DEFAULT 0",
     # 6: what confines a node's tasks, as its worker reports it.
     "ALTER TABLE nodes ADD COLUMN isolation TEXT NOT NULL DEFAULT ''",
+    # 7: which protocol a node's worker speaks (ours, or HiveMind's: no secret, no attempts, no exit codes),
+    # and for a HiveMind-style worker the address it registered from: its later calls must come from there.
+    [
+        "ALTER TABLE nodes ADD COLUMN kind TEXT NOT NULL DEFAULT 'ours' CHECK (kind IN ('ours', 'hivemind'))",
+        "ALTER TABLE nodes ADD COLUMN peer TEXT NOT NULL DEFAULT ''",
+    ],
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

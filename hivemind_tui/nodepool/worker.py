@@ -149,29 +149,25 @@ class WorkerServicer(pb_grpc.WorkerNodeServiceServicer):
     ) -> pb.TaskUsageResponse:
         await not_served_here(context)
 
-    def _trusted(self, context: grpc.aio.ServicerContext[Any, Any]) -> bool:
-        given = metadata(context, WORKER_SECRET_HEADER)
-        return bool(given) and hmac.compare_digest(given.encode(), self._worker.config.secret.encode())
-
     async def ExecuteTask(
         self, request: pb.ExecuteTaskRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ExecuteTaskResponse:
-        if not self._trusted(context):
-            return pb.ExecuteTaskResponse(success=False, message="PERMISSION_DENIED: worker secret missing or wrong")
+        refusal = self._worker.refusal(context)
+        if refusal:
+            return pb.ExecuteTaskResponse(success=False, message=refusal)
         ok, message = await self._worker.execute(request.task_id, request.task_zip, request.memory_gb, request.attempt)
         return pb.ExecuteTaskResponse(success=ok, message=message)
 
     async def StopTaskExecution(
         self, request: pb.StopTaskExecutionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StopTaskExecutionResponse:
-        if not self._trusted(context):
-            return pb.StopTaskExecutionResponse(
-                success=False, message="PERMISSION_DENIED: worker secret missing or wrong"
-            )
+        refusal = self._worker.refusal(context)
+        if refusal:
+            return pb.StopTaskExecutionResponse(success=False, message=refusal)
         if not request.task_id:  # the pool asking whether this process lives (a node re-registered)
             return pb.StopTaskExecutionResponse(success=True, message=f"instance {self._worker.instance_id}")
-        stopped = self._worker.stop(request.task_id)
-        return pb.StopTaskExecutionResponse(success=stopped, message="ok" if stopped else "TASK_NOT_FOUND")
+        stopped, message = self._worker.stop_task(request.task_id)
+        return pb.StopTaskExecutionResponse(success=stopped, message=message)
 
 
 class Worker:
@@ -212,9 +208,20 @@ class Worker:
         self.port = bind(self._server, self.config.listen, serving)
         await self._server.start()
         self._channel = pool_channel(self.config.pool_address, self.config.pool_tls, self.config.channel_options)
+        await self._before_heartbeats()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
         log.info("worker %s listening on port %d for pool %s", self.config.node_id, self.port, self.config.pool_address)
         return self.port
+
+    async def _before_heartbeats(self) -> None:
+        """Our worker needs nothing more; a HiveMind-style one logs in here."""
+
+    def refusal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """Why a call to ExecuteTask or StopTaskExecution is refused ("": it is not): the pool's secret."""
+        given = metadata(context, WORKER_SECRET_HEADER)
+        if given and hmac.compare_digest(given.encode(), self.config.secret.encode()):
+            return ""
+        return "PERMISSION_DENIED: worker secret missing or wrong"
 
     async def close(self) -> None:
         """Stop heartbeating, kill running tasks (they are reported as failed), stop serving."""
@@ -272,6 +279,10 @@ class Worker:
         run.stop()
         log.info("task %s stopped", task_id)
         return True
+
+    def stop_task(self, task_id: str) -> tuple[bool, str]:
+        stopped = self.stop(task_id)
+        return stopped, "ok" if stopped else "TASK_NOT_FOUND"
 
     # -- calls to the pool ------------------------------------------------------------------------
     @property
@@ -386,9 +397,13 @@ class Worker:
         if not reply.success:
             log.error("registration refused: %s", reply.message)
             if reply.message.startswith("NODE_IN_USE"):
-                self.fatal_reason = reply.message.removeprefix("NODE_IN_USE: ")
-                self.fatal.set()
+                self.give_up(reply.message.removeprefix("NODE_IN_USE: "))
         return reply.success
+
+    def give_up(self, reason: str) -> None:
+        """The pool refused this process for good: the worker command ends with `reason`."""
+        self.fatal_reason = reason
+        self.fatal.set()
 
     async def _beat(self) -> pb.RunningStatusResponse:
         gpu = await asyncio.to_thread(read_gpu)
