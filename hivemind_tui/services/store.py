@@ -71,6 +71,28 @@ MIGRATIONS: list[Migration] = [
     # 7: a subtask's last status the pool listed: a pool that lists only some tasks (HiveMind: 100) must not
     # turn a finished subtask back into an unknown one.
     "ALTER TABLE subtasks ADD COLUMN last_status TEXT NOT NULL DEFAULT ''",
+    # 8: a counter of changes to parents and subtasks, kept by triggers, so that a console keeps them in memory
+    # and reads them again only when a submit, retry, stop or prune (here or in another process) changed them.
+    # What a refresh itself writes (finished_at, zip_path, last_status) does not count: the console that
+    # writes it knows it (services/parent_cache.py).
+    [
+        "CREATE TABLE changes (name TEXT PRIMARY KEY, n INTEGER NOT NULL)",
+        "INSERT INTO changes (name, n) VALUES ('parents', 0)",
+        "CREATE TRIGGER parents_insert AFTER INSERT ON parents "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+        "CREATE TRIGGER parents_delete AFTER DELETE ON parents "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+        "CREATE TRIGGER parents_update AFTER UPDATE OF stopped, owner, pool, task_type, priority, created_at "
+        "ON parents "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+        "CREATE TRIGGER subtasks_insert AFTER INSERT ON subtasks "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+        "CREATE TRIGGER subtasks_delete AFTER DELETE ON subtasks "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+        "CREATE TRIGGER subtasks_update AFTER UPDATE OF uploaded, rejected, superseded, attempt, params, size, idx, "
+        "parent_id ON subtasks "
+        "BEGIN UPDATE changes SET n = n + 1 WHERE name = 'parents'; END",
+    ],
 ]
 
 

@@ -19,9 +19,10 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
 from hivemind_tui.services.manifest import Manifest
 from hivemind_tui.services.models import FINISHED_STATUSES, NodeList, TaskInfo
+from hivemind_tui.services.parent_cache import CachedParent, ParentCache
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_splitter import SplitPlan, new_task_id, read_task, split_task
@@ -123,6 +125,15 @@ def overall_status(states: list[str], stopped: bool) -> tuple[str, str]:
     return "RUNNING", f"{failed} failed" if failed else ""
 
 
+def changed_entries(previous: dict[str, TaskInfo], listed: dict[str, TaskInfo]) -> list[str]:
+    """Ids listed anew, listed differently, or no longer listed. The monitor replaces only the entries that
+    changed, so most compare by identity alone."""
+    changed = [i for i, t in listed.items() if (p := previous.get(i)) is not t and p != t]
+    if len(previous) != len(listed) or any(i not in previous for i in changed):
+        changed += previous.keys() - listed.keys()
+    return changed
+
+
 class TaskManager:
     def __init__(
         self, settings: Settings, session: Session, store: Store, staging_root: Path, clock: Clock = system_clock
@@ -133,6 +144,9 @@ class TaskManager:
         self.staging_root = staging_root
         self.clock = clock
         self.limits = ZipLimits(settings.max_unzipped_bytes, settings.max_zip_ratio)
+        self.cache = ParentCache(store)
+        # The pool's list as the last `parents` call saw it, to tell which entries changed since.
+        self._listed: dict[str, TaskInfo] | None = None
 
     @property
     def pool(self) -> str:
@@ -325,37 +339,39 @@ class TaskManager:
 
     # -- status -----------------------------------------------------------------------------------
     async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
-        """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list)."""
-        by_id = {t.task_id: t for t in tasks}
-        args = self._visible()
-        rows = await self.store.fetchall(
-            "SELECT * FROM parents p WHERE p.pool = ? AND (p.owner = ? OR ?) ORDER BY created_at DESC", args
-        )
-        subs = await self.store.fetchall(
-            "SELECT s.* FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
-            "WHERE p.pool = ? AND (p.owner = ? OR ?) AND s.superseded = 0 ORDER BY s.idx",
-            args,
-        )
-        grouped: dict[str, list[Any]] = {}
-        for sub in subs:
-            grouped.setdefault(sub["parent_id"], []).append(sub)
-        states = [self._state(row, grouped.get(row["parent_id"], []), by_id) for row in rows]
-        await self._settle(rows, grouped, states)
-        return states
+        """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list). Only the
+        parents of entries that changed since the last call are worked out again (services/parent_cache.py)."""
+        cache = self.cache
+        reloaded = await cache.current(self._visible())
+        by_id = dict(zip(map(attrgetter("task_id"), tasks), tasks, strict=True))
+        previous = self._listed
+        if reloaded or previous is None:
+            dirty: Iterable[CachedParent] = cache.parents
+        else:
+            dirty = cache.parents_of(changed_entries(previous, by_id))
+        fresh = []
+        for cached in dirty:
+            cached.state = self._state(cached.row, cached.subs, by_id)
+            fresh.append(cached)
+        await self._settle(fresh)
+        self._listed = by_id  # only once settled: a failure here judges the same parents again next time
+        return [cached.state for cached in cache.parents]
 
-    async def _settle(self, rows: list[Any], grouped: dict[str, list[Any]], states: list[ParentState]) -> None:
+    async def _settle(self, fresh: list[CachedParent]) -> None:
         """Note when a parent is first seen finished (pruning goes by it), and delete the staged zip of every
         completed subtask: only unsent, failed or unfinished subtasks can need theirs again (resume, retry)."""
+        cache = self.cache
         finished: list[str] = []
         completed: list[Any] = []
         seen: list[tuple[str, str]] = []
-        for row, state in zip(rows, states, strict=True):
-            if state.finished and row["finished_at"] is None:
+        for cached in fresh:
+            state = cached.state
+            if state.finished and not cache.is_finished(cached.row):
                 finished.append(state.parent_id)
-            for sub, sub_state in zip(grouped.get(row["parent_id"], []), state.subtasks, strict=True):
-                if sub_state.status == "COMPLETED" and sub["zip_path"]:
+            for sub, sub_state in zip(cached.subs, state.subtasks, strict=True):
+                if sub_state.status == "COMPLETED" and cache.has_zip(sub):
                     completed.append(sub)
-                if sub_state.status in FINISHED_STATUSES and sub["last_status"] != sub_state.status:
+                if sub_state.status in FINISHED_STATUSES and cache.last_status_of(sub) != sub_state.status:
                     seen.append((sub_state.status, sub["task_id"]))
         if seen:
             await self.remember_statuses(seen)
@@ -371,23 +387,19 @@ class TaskManager:
             await conn.executemany(
                 "UPDATE subtasks SET zip_path = '' WHERE task_id = ?", [(s["task_id"],) for s in completed]
             )
+        cache.finished.update(finished)
+        cache.zip_cleared.update(s["task_id"] for s in completed)
 
     async def remember_statuses(self, statuses: list[tuple[str, str]]) -> None:
         """(status, subtask id) pairs: the last finished status each subtask was seen in."""
         async with self.store.write() as conn:
             await conn.executemany("UPDATE subtasks SET last_status = ? WHERE task_id = ?", statuses)
+        self.cache.last_status.update((task_id, status) for status, task_id in statuses)
 
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
         parents = await self.parents(tasks)
-        args = self._visible()
-        replaced = await self.store.fetchall(  # subtasks a retry replaced: still the parent's, never loose
-            "SELECT s.task_id FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
-            "WHERE p.pool = ? AND (p.owner = ? OR ?) AND s.superseded = 1",
-            args,
-        )
-        owned = {s.task_id for p in parents for s in p.subtasks} | {p.parent_id for p in parents}
-        owned |= {r["task_id"] for r in replaced}
+        owned = self.cache.owned
         return parents, [t for t in tasks if t.task_id not in owned]
 
     async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:
@@ -404,7 +416,8 @@ class TaskManager:
             elif task is not None:
                 status = task.status
             else:  # not in the pool's list now: a finished subtask stays finished, anything else is unknown
-                status = sub["last_status"] if sub["last_status"] in FINISHED_STATUSES else "UNKNOWN"
+                last = self.cache.last_status_of(sub)
+                status = last if last in FINISHED_STATUSES else "UNKNOWN"
             states.append(
                 SubtaskState(
                     sub["task_id"],

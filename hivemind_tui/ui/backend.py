@@ -89,6 +89,23 @@ class TaskRow:
         )
 
 
+class TaskRows:
+    """The tasks screen's rows, newest first. A parent whose state is the same object as last time (the
+    manager keeps unchanged ones) keeps its row."""
+
+    def __init__(self) -> None:
+        self._parents: dict[int, tuple[ParentState, TaskRow]] = {}
+
+    def of(self, parents: list[ParentState], loose: list[TaskInfo]) -> list[TaskRow]:
+        known = self._parents
+        self._parents = {
+            id(p): known[id(p)] if id(p) in known and known[id(p)][0] is p else (p, TaskRow.of_parent(p))
+            for p in parents
+        }
+        rows = [row for _, row in self._parents.values()] + [TaskRow.of_task(t) for t in loose]
+        return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+
+
 @dataclass
 class Trends:
     cluster_cpu: list[float] = field(default_factory=list)
@@ -178,6 +195,8 @@ class LiveBackend:
         self.session = Session(self.client, data_dir.tokens, clock, session_file)
         self.session.load()
         self._monitor: Monitor | None = None
+        self._manager: TaskManager | None = None
+        self._task_rows = TaskRows()
         # Counted at close for an embedded pool, so the console can stop a pool it started (a session that
         # was not remembered leaves no token file to count them with afterwards).
 
@@ -218,7 +237,12 @@ class LiveBackend:
 
     @property
     def manager(self) -> TaskManager:
-        return TaskManager(self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock)
+        """One for the session, kept: it holds the parents between refreshes (services/parent_cache.py)."""
+        if self._manager is None or self._manager.session is not self.session:
+            self._manager = TaskManager(
+                self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock
+            )
+        return self._manager
 
     @property
     def actions(self) -> TaskActions:
@@ -281,9 +305,7 @@ class LiveBackend:
         return done
 
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
-        parents, loose = await self.manager.overview(tasks)
-        rows = [TaskRow.of_parent(p) for p in parents] + [TaskRow.of_task(t) for t in loose]
-        return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+        return self._task_rows.of(*await self.manager.overview(tasks))
 
     async def parent(self, task_id: str, tasks: list[TaskInfo]) -> ParentState | None:
         return await self.manager.parent(task_id, tasks)

@@ -127,7 +127,8 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         for row in rows:
             key = self._key_of(row)
             fresh[key] = row
-            if self._rows.get(key) != row:
+            old = self._rows.get(key)
+            if old is not row and old != row:  # most rows of a refresh are the very same objects
                 self._text.pop(key, None)
                 changed += 1
         gone = self._rows.keys() - fresh.keys()

@@ -1,0 +1,82 @@
+"""The console keeps its parents between refreshes: a refresh judges again only the parents whose subtasks'
+entries changed, and a change another process makes to the store (a stop, a retry, a prune) is seen on the
+next refresh all the same."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from hivemind_tui.core.config import Settings
+from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.services.nodepool_client import PoolClient
+from hivemind_tui.services.retention import prune_store
+from hivemind_tui.services.session import Session, SessionData
+from hivemind_tui.services.store import Store
+from hivemind_tui.services.task_manager import TaskManager
+
+POOL = "127.0.0.1:50051"
+NOW = 1_800_000_000.0
+
+
+async def seed(store: Store, staging: Path, parents: int) -> list[TaskInfo]:
+    tasks = []
+    async with store.write() as conn:
+        for p in range(parents):
+            await conn.execute(
+                "INSERT INTO parents (parent_id, pool, owner, source, task_type, priority, total, plan, resources, "
+                "concat, header, staging, created_at) VALUES (?, ?, 'alice', 's', 'simulation', 0, 2, '[]', '{}', "
+                "'[]', 0, ?, ?)",
+                (f"p{p}", POOL, str(staging / f"p{p}"), NOW + p),
+            )
+            for i in range(2):
+                await conn.execute(
+                    "INSERT INTO subtasks (task_id, parent_id, idx, attempt, zip_path, size, params, uploaded, "
+                    "created_at) VALUES (?, ?, ?, 0, '', 1, 'null', 1, ?)",
+                    (f"p{p}.{i}", f"p{p}", i, NOW),
+                )
+                tasks.append(TaskInfo(f"p{p}.{i}", "RUNNING", owner="alice", parent_task_id=f"p{p}"))
+    return tasks
+
+
+def manager(store: Store, tmp_path: Path) -> TaskManager:
+    settings = Settings()
+    session = Session(PoolClient(settings, POOL), tmp_path / "tokens")
+    session.data = SessionData(POOL, "alice", "operator", "token", NOW, None)
+    return TaskManager(settings, session, store, tmp_path / "staging")
+
+
+async def test_a_refresh_judges_only_the_parents_of_changed_entries(tmp_path: Path) -> None:
+    async with Store(tmp_path / "console.db") as store:
+        tasks = await seed(store, tmp_path / "staging", 3)
+        console = manager(store, tmp_path)
+        before = {p.parent_id: p for p in await console.parents(tasks)}
+        assert {p.status for p in before.values()} == {"RUNNING"}
+        tasks = [replace(t, status="COMPLETED") if t.parent_task_id == "p1" else t for t in tasks]
+        after = {p.parent_id: p for p in await console.parents(tasks)}
+        assert after["p1"].status == "COMPLETED" and after["p1"] is not before["p1"]
+        assert after["p0"] is before["p0"] and after["p2"] is before["p2"]  # kept, not worked out again
+        # Equal entries in new objects (the monitor's full list now and then) change nothing either.
+        again = {p.parent_id: p for p in await console.parents([replace(t) for t in tasks])}
+        assert all(again[k] is after[k] for k in after)
+        # A subtask that drops out of the list keeps its last finished status.
+        dropped = {p.parent_id: p for p in await console.parents([t for t in tasks if t.task_id != "p1.0"])}
+        assert dropped["p1"].status == "COMPLETED"
+
+
+async def test_changes_from_another_process_are_seen(tmp_path: Path) -> None:
+    async with Store(tmp_path / "console.db") as store:
+        tasks = await seed(store, tmp_path / "staging", 3)
+        console = manager(store, tmp_path)
+        assert len(await console.parents(tasks)) == 3
+        async with Store(tmp_path / "console.db") as other:  # the CLI, on the same data dir
+            async with other.write() as conn:
+                await conn.execute("UPDATE parents SET stopped = 1 WHERE parent_id = 'p0'")
+            states = {p.parent_id: p for p in await console.parents(tasks)}
+            assert states["p0"].status == "STOPPED"
+            async with other.write() as conn:
+                await conn.execute("UPDATE parents SET finished_at = ? WHERE parent_id = 'p0'", (NOW - 90 * 86400,))
+            await prune_store(other, NOW, 30, tmp_path / "staging")
+        assert [p.parent_id for p in await console.parents(tasks)] == ["p2", "p1"]
+        _, loose = await console.overview(tasks)
+        assert {t.task_id for t in loose} == {"p0.0", "p0.1"}  # their parent is gone: loose tasks now
