@@ -1,0 +1,214 @@
+"""Soak run of the console as it is used for weeks in tmux (prints figures; CI does not run it).
+
+    python tests/perf/soak_console.py [--minutes 60] [--nodes 1000] [--refresh 1]
+
+The real console, in a pseudo-terminal, on a real embedded pool with 2 local workers, 1 s refresh:
+- 1,000 more nodes registered and heartbeating with changing figures (cordoned, so that they take no task);
+- a task submitted every 2 s, each finishing within seconds (tasks finish all the time);
+- the console shows the dashboard, then the tasks screen, then follows the log of a long task that prints a
+  line a second, switching every 30 s.
+The console's RSS is sampled every 30 s. Printed: the samples, and the growth from the 5-minute sample to the
+last (goal <= 5%), next to the growth of a minimal Textual app left running in a pseudo-terminal as long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pty
+import select
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+from tests.helpers import free_port, task_zip
+
+MINIMAL = """
+from textual.app import App
+from textual.widgets import Static
+class Minimal(App):
+    def compose(self):
+        yield Static("MINIMAL READY")
+Minimal().run()
+"""
+SAMPLE_EVERY = 30.0
+SWITCH_EVERY = 30.0
+# What the console is shown in turn: the dashboard, the tasks screen, the log of the long task.
+SCREENS = ("d", "t", "log")
+LONG_TASK = "import time\nfor i in range(100000):\n    print('line', i, flush=True)\n    time.sleep(1)\n"
+
+
+class Terminal:
+    """A process in a pseudo-terminal whose output is read (and dropped) so that it never blocks."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+        self.proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+        os.close(slave)
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        while self.proc.poll() is None:
+            if select.select([self.master], [], [], 0.2)[0]:
+                try:
+                    os.read(self.master, 65536)
+                except OSError:
+                    return
+
+    def press(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def rss_mb(self) -> float:
+        return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+
+
+def run(command: list[str], env: dict[str, str], stdin: str = "") -> str:
+    done = subprocess.run(command, env=env, input=stdin, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event) -> None:
+    """Extra nodes heartbeating with moving figures, and a short task every 2 s."""
+    secret = (data / "pool" / "worker-secret").read_text().strip()
+    password = (data / "pool" / "admin-password").read_text().strip()
+    meta = (("x-hivemind-worker-secret", secret),)
+    async with grpc.aio.insecure_channel(address) as channel:
+        token = (
+            await pb_grpc.UserServiceStub(channel).Login(pb.LoginRequest(username="admin", password=password))
+        ).token
+        manager = pb_grpc.NodeManagerServiceStub(channel)
+        master = pb_grpc.MasterNodeServiceStub(channel)
+        ids = [f"soak-{i:04d}" for i in range(nodes)]
+        for node_id in ids:
+            await manager.RegisterWorkerNode(
+                pb.RegisterWorkerNodeRequest(node_id=node_id, hostname=node_id, port=9, cpu_cores=8, memory_gb=32),
+                metadata=meta,
+            )
+            await manager.SetNodeState(pb.SetNodeStateRequest(token=token, node_id=node_id, state="cordoned"))
+        await master.UploadTask(pb.UploadTaskRequest(task_id="soak-long", task_zip=task_zip(LONG_TASK), token=token))
+        short = task_zip("import time\nprint('working')\ntime.sleep(2)\nprint('done')\n")
+        beat = 0
+        while not stop.is_set():
+            await master.UploadTask(pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token))
+            await asyncio.gather(
+                *(
+                    manager.ReportStatus(
+                        pb.RunningStatusRequest(
+                            node_id=node_id, status="Idle", cpu_usage=float((i + beat) % 100), memory_usage=40.0
+                        ),
+                        metadata=meta,
+                    )
+                    for i, node_id in enumerate(ids)
+                )
+            )
+            beat += 1
+            await asyncio.sleep(2.0)
+
+
+def drive(console: Terminal, minutes: float, samples: list[tuple[float, float]]) -> None:
+    start = time.monotonic()
+    next_sample = next_switch = start
+    screen = 0
+    while (now := time.monotonic()) - start < minutes * 60:
+        if now >= next_switch:
+            target = SCREENS[screen % len(SCREENS)]
+            if target == "log":  # the long task's log: the tasks screen, its row, enter, then the log view
+                console.press("t")
+                time.sleep(1.0)
+                console.press("/soak-long\r")
+                time.sleep(1.0)
+                console.press("l")
+            else:
+                console.press("\x1b\x1b")
+                time.sleep(0.5)
+                console.press(target)
+            screen += 1
+            next_switch = now + SWITCH_EVERY
+        if now >= next_sample:
+            samples.append(((now - start) / 60, console.rss_mb()))
+            print(f"  {samples[-1][0]:5.1f} min: console RSS {samples[-1][1]:.0f} MB", flush=True)
+            next_sample = now + SAMPLE_EVERY
+        time.sleep(0.5)
+
+
+def growth(samples: list[tuple[float, float]]) -> float:
+    after_five = next((rss for minute, rss in samples if minute >= 5.0), samples[0][1])
+    return 100 * (samples[-1][1] - after_five) / after_five
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--refresh", type=float, default=1.0)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="soak-console-"))
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "TERM": "xterm-256color",
+        "HIVEMIND_PASSWORD_HASH_COST": "min",
+        "HIVEMIND_HEARTBEAT_TIMEOUT": "600",
+        "HIVEMIND_REFRESH_INTERVAL": str(args.refresh),
+    }
+    base = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data)]
+    pool = subprocess.Popen(
+        [*base, "pool", "serve", "--listen", address, "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.new_event_loop()
+    try:
+        while not (data / "pool" / "pool.json").exists():
+            time.sleep(0.1)
+        password = (data / "pool" / "admin-password").read_text().strip()
+        run([*base, "login", "--user", "admin", "--password-stdin"], env, password + "\n")
+        load = threading.Thread(target=lambda: loop.run_until_complete(cluster_load(address, data, args.nodes, stop)))
+        load.start()
+        console = Terminal([*base, "--pool", address], env)
+        minimal = Terminal([sys.executable, "-c", MINIMAL], env)
+        samples: list[tuple[float, float]] = []
+        minimal_start = 0.0
+        try:
+            time.sleep(5)
+            minimal_start = minimal.rss_mb()
+            drive(console, args.minutes, samples)
+            minimal_end = minimal.rss_mb()
+        finally:
+            console.close()
+            minimal.close()
+            loop.call_soon_threadsafe(stop.set)
+            load.join(timeout=30)
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)
+    print(
+        f"console, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, a task every 2 s, "
+        f"dashboard / tasks / a followed log: RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth after "
+        f"the first 5 min {growth(samples):+.1f}% (goal <= 5%); a minimal Textual app in the same run "
+        f"{minimal_start:.0f} -> {minimal_end:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()
