@@ -59,6 +59,30 @@ class TaskList:
     server_time: float | None
 
 
+class TaskListing(list[TaskInfo]):
+    """The pool's tasks as the monitor keeps them between refreshes: a list (latest change first) that also
+    holds them by id, and which ids changed since the same monitor's previous listing (None: not known, as
+    after a full list). With 100,000 tasks, the task manager then need not compare every entry to find the
+    few that changed."""
+
+    def __init__(
+        self,
+        by_id: dict[str, TaskInfo],
+        origin: object,
+        generation: int,
+        changed: frozenset[str] | None,
+    ) -> None:
+        super().__init__(sorted(by_id.values(), key=lambda t: t.updated_at or 0.0, reverse=True))
+        self.by_id = by_id
+        self.origin = origin
+        self.generation = generation
+        self.changed = changed
+
+    def follows(self, origin: object, generation: int) -> bool:
+        """Whether `changed` is relative to the listing `origin` made as number `generation`."""
+        return self.origin is origin and self.generation == generation + 1 and self.changed is not None
+
+
 @dataclass(frozen=True)
 class NodeInfo:
     node_id: str

@@ -22,7 +22,7 @@ from hivemind_tui.services.alerts import Alert, Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError
 from hivemind_tui.services.history import History
 from hivemind_tui.services.host_metrics import HostSample, MetricsSource
-from hivemind_tui.services.models import ConnectionState, NodeList, PoolHealth, TaskInfo
+from hivemind_tui.services.models import ConnectionState, NodeList, PoolHealth, TaskInfo, TaskListing
 from hivemind_tui.services.session import Session
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class ClusterSnapshot:
     nodes_at: float | None = None
     tasks: list[TaskInfo] = field(default_factory=list)
     tasks_at: float | None = None
+    # Tasks by status, kept by the monitor as entries change; None: counted from `tasks` when asked.
+    counts: dict[str, int] | None = None
     host: HostSample | None = None
     active_alerts: list[Alert] = field(default_factory=list)
     raised: list[Alert] = field(default_factory=list)
@@ -55,6 +57,8 @@ class ClusterSnapshot:
 
     @property
     def task_counts(self) -> dict[str, int]:
+        if self.counts is not None:
+            return dict(self.counts)
         return dict(Counter(t.status for t in self.tasks))
 
     @property
@@ -120,6 +124,7 @@ class Monitor:
         self.last: ClusterSnapshot | None = None
         self._last_compact = 0.0
         self._tasks: dict[str, TaskInfo] = {}
+        self._counts: Counter[str] = Counter()
         self._tasks_since: float | None = None
         self._refreshes = 0
 
@@ -132,7 +137,7 @@ class Monitor:
         )
         if previous is not None:  # last known data stays until something newer arrives
             snap.nodes, snap.nodes_at = previous.nodes, previous.nodes_at
-            snap.tasks, snap.tasks_at = previous.tasks, previous.tasks_at
+            snap.tasks, snap.tasks_at, snap.counts = previous.tasks, previous.tasks_at, previous.counts
             snap.balance, snap.health = previous.balance, previous.health
         host_task = asyncio.create_task(asyncio.to_thread(self.metrics.sample)) if self.metrics else None
         await self._fetch_pool(snap)
@@ -153,7 +158,11 @@ class Monitor:
                 )
                 # Stamped with the refresh's time: `_record` tells fresh parts from carried-over ones by it.
                 snap.nodes, snap.nodes_at = nodes, snap.taken_at
-                snap.tasks, snap.tasks_at = tasks, snap.taken_at
+                snap.tasks, snap.tasks_at, snap.counts = (
+                    tasks,
+                    snap.taken_at,
+                    {k: v for k, v in self._counts.items() if v},
+                )
                 snap.balance = balance
         except NotConnectedError as exc:
             snap.health = None
@@ -163,18 +172,32 @@ class Monitor:
             if exc.exit_code == 4:
                 raise
 
-    async def _fetch_tasks(self) -> list[TaskInfo]:
+    async def _fetch_tasks(self) -> TaskListing:
         """Only what changed since the pool's last answer (`updated_since`), with a full list now and then
-        (pruned tasks drop out) and every time against a pool that gives no server time (HiveMind)."""
+        (pruned tasks drop out) and every time against a pool that gives no server time (HiveMind). The
+        counts by status follow the entries that changed; a full list counts them again."""
         full = self._tasks_since is None or self._refreshes % FULL_TASK_SYNC_EVERY == 0
         self._refreshes += 1
         since = 0.0 if full else max((self._tasks_since or 0.0) - SKEW, 0.0)
         listed = await self.session.call(lambda token: self.session.client.list_tasks(token, since))
+        changed: set[str] | None = None
         if full:
-            self._tasks = {}
-        self._tasks.update((t.task_id, t) for t in listed.tasks)
+            self._tasks = {t.task_id: t for t in listed.tasks}
+            self._counts = Counter(t.status for t in listed.tasks)
+        else:
+            changed = set()
+            for task in listed.tasks:
+                old = self._tasks.get(task.task_id)
+                if old == task:
+                    continue
+                if old is not None:
+                    self._counts[old.status] -= 1
+                self._counts[task.status] += 1
+                self._tasks[task.task_id] = task
+                changed.add(task.task_id)
         self._tasks_since = listed.server_time
-        return sorted(self._tasks.values(), key=lambda t: t.updated_at or 0.0, reverse=True)
+        # A copy: the next refresh changes the monitor's own while screens may still read this one.
+        return TaskListing(dict(self._tasks), self, self._refreshes, None if changed is None else frozenset(changed))
 
     async def _record(self, snap: ClusterSnapshot) -> None:
         now = snap.taken_at

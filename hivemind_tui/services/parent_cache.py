@@ -13,15 +13,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from hivemind_tui.core.sqlite_db import Database
+
+
+class SubRow(NamedTuple):
+    """What a refresh needs of a subtask's row, read once: a Row looks its columns up by name every time."""
+
+    task_id: str
+    idx: int
+    attempt: int
+    uploaded: bool
+    rejected: str
+    size: int
+    params: str
+    last_status: str
+    zip_path: str
+
+
+def sub_row(row: Any) -> SubRow:
+    return SubRow(
+        row["task_id"],
+        row["idx"],
+        row["attempt"],
+        bool(row["uploaded"]),
+        row["rejected"],
+        row["size"],
+        row["params"],
+        row["last_status"],
+        row["zip_path"],
+    )
 
 
 @dataclass
 class CachedParent:
     row: Any
-    subs: list[Any]
+    subs: list[SubRow]
     # The state last worked out.
     state: Any = None
 
@@ -55,12 +83,12 @@ class ParentCache:
             "WHERE p.pool = ? AND (p.owner = ? OR ?) ORDER BY s.idx",
             visible,
         )
-        grouped: dict[str, list[Any]] = {}
+        grouped: dict[str, list[SubRow]] = {}
         for sub in subs:
             if not sub["superseded"]:
-                grouped.setdefault(sub["parent_id"], []).append(sub)
+                grouped.setdefault(sub["parent_id"], []).append(sub_row(sub))
         self.parents = [CachedParent(row, grouped.get(row["parent_id"], [])) for row in rows]
-        self._parent_of = {sub["task_id"]: cached for cached in self.parents for sub in cached.subs}
+        self._parent_of = {sub.task_id: cached for cached in self.parents for sub in cached.subs}
         self.owned = frozenset(sub["task_id"] for sub in subs) | {row["parent_id"] for row in rows}
         self.last_status.clear()
         self.zip_cleared.clear()
@@ -73,11 +101,11 @@ class ParentCache:
         found = {id(c): c for i in task_ids if (c := self._parent_of.get(i)) is not None}
         return list(found.values())
 
-    def last_status_of(self, sub: Any) -> str:
-        return str(self.last_status.get(sub["task_id"], sub["last_status"]))
+    def last_status_of(self, sub: SubRow) -> str:
+        return self.last_status.get(sub.task_id, sub.last_status)
 
-    def has_zip(self, sub: Any) -> bool:
-        return bool(sub["zip_path"]) and sub["task_id"] not in self.zip_cleared
+    def has_zip(self, sub: SubRow) -> bool:
+        return bool(sub.zip_path) and sub.task_id not in self.zip_cleared
 
     def is_finished(self, row: Any) -> bool:
         return row["finished_at"] is not None or row["parent_id"] in self.finished

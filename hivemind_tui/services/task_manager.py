@@ -19,7 +19,7 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from functools import partial
 from operator import attrgetter
@@ -34,8 +34,8 @@ from hivemind_tui.core.task_rules import upload_problem
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
 from hivemind_tui.services.manifest import Manifest
-from hivemind_tui.services.models import FINISHED_STATUSES, NodeList, TaskInfo
-from hivemind_tui.services.parent_cache import CachedParent, ParentCache
+from hivemind_tui.services.models import FINISHED_STATUSES, NodeList, TaskInfo, TaskListing
+from hivemind_tui.services.parent_cache import CachedParent, ParentCache, SubRow
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_splitter import SplitPlan, new_task_id, read_task, split_task
@@ -147,6 +147,9 @@ class TaskManager:
         self.cache = ParentCache(store)
         # The pool's list as the last `parents` call saw it, to tell which entries changed since.
         self._listed: dict[str, TaskInfo] | None = None
+        # Whose listing that was, and its number (models.TaskListing), when it was one.
+        self._seen_listing: tuple[object, int] | None = None
+        self._loose: dict[str, TaskInfo] = {}
 
     @property
     def pool(self) -> str:
@@ -343,26 +346,45 @@ class TaskManager:
         parents of entries that changed since the last call are worked out again (services/parent_cache.py)."""
         cache = self.cache
         reloaded = await cache.current(self._visible())
-        by_id = dict(zip(map(attrgetter("task_id"), tasks), tasks, strict=True))
+        listing = tasks if isinstance(tasks, TaskListing) else None
+        by_id = listing.by_id if listing else dict(zip(map(attrgetter("task_id"), tasks), tasks, strict=True))
         previous = self._listed
+        changed: Collection[str] | None
         if reloaded or previous is None:
-            dirty: Iterable[CachedParent] = cache.parents
+            changed = None
+        elif listing is not None and self._seen_listing and listing.follows(*self._seen_listing):
+            changed = listing.changed  # the monitor says what changed
         else:
-            dirty = cache.parents_of(changed_entries(previous, by_id))
-        fresh = []
-        for cached in dirty:
+            changed = changed_entries(previous, by_id)
+        fresh = cache.parents if changed is None else cache.parents_of(changed)
+        for cached in fresh:
             cached.state = self._state(cached.row, cached.subs, by_id)
-            fresh.append(cached)
         await self._settle(fresh)
-        self._listed = by_id  # only once settled: a failure here judges the same parents again next time
+        # Only once settled: after a failure here the same parents are judged again next time.
+        self._listed = by_id
+        self._seen_listing = (listing.origin, listing.generation) if listing else None
+        self._follow_loose(by_id, changed)
         return [cached.state for cached in cache.parents]
+
+    def _follow_loose(self, by_id: dict[str, TaskInfo], changed: Collection[str] | None) -> None:
+        """The pool's tasks that belong to no parent, kept as entries change (all looked at when unknown)."""
+        owned = self.cache.owned
+        if changed is None:
+            self._loose = {i: t for i, t in by_id.items() if i not in owned}
+            return
+        for task_id in changed:
+            task = by_id.get(task_id)
+            if task is None:
+                self._loose.pop(task_id, None)
+            elif task_id not in owned:
+                self._loose[task_id] = task
 
     async def _settle(self, fresh: list[CachedParent]) -> None:
         """Note when a parent is first seen finished (pruning goes by it), and delete the staged zip of every
         completed subtask: only unsent, failed or unfinished subtasks can need theirs again (resume, retry)."""
         cache = self.cache
         finished: list[str] = []
-        completed: list[Any] = []
+        completed: list[SubRow] = []
         seen: list[tuple[str, str]] = []
         for cached in fresh:
             state = cached.state
@@ -372,23 +394,23 @@ class TaskManager:
                 if sub_state.status == "COMPLETED" and cache.has_zip(sub):
                     completed.append(sub)
                 if sub_state.status in FINISHED_STATUSES and cache.last_status_of(sub) != sub_state.status:
-                    seen.append((sub_state.status, sub["task_id"]))
+                    seen.append((sub_state.status, sub.task_id))
         if seen:
             await self.remember_statuses(seen)
         if not finished and not completed:
             return
         for sub in completed:
-            await asyncio.to_thread(Path(sub["zip_path"]).unlink, True)
+            await asyncio.to_thread(Path(sub.zip_path).unlink, True)
         now = self.clock()
         async with self.store.write() as conn:
             await conn.executemany(
                 "UPDATE parents SET finished_at = ? WHERE parent_id = ?", [(now, p) for p in finished]
             )
             await conn.executemany(
-                "UPDATE subtasks SET zip_path = '' WHERE task_id = ?", [(s["task_id"],) for s in completed]
+                "UPDATE subtasks SET zip_path = '' WHERE task_id = ?", [(s.task_id,) for s in completed]
             )
         cache.finished.update(finished)
-        cache.zip_cleared.update(s["task_id"] for s in completed)
+        cache.zip_cleared.update(s.task_id for s in completed)
 
     async def remember_statuses(self, statuses: list[tuple[str, str]]) -> None:
         """(status, subtask id) pairs: the last finished status each subtask was seen in."""
@@ -399,19 +421,18 @@ class TaskManager:
     async def overview(self, tasks: list[TaskInfo]) -> tuple[list[ParentState], list[TaskInfo]]:
         """The parents of this pool, and the pool's tasks that belong to none of them."""
         parents = await self.parents(tasks)
-        owned = self.cache.owned
-        return parents, [t for t in tasks if t.task_id not in owned]
+        return parents, list(self._loose.values())
 
     async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:
         return next((p for p in await self.parents(tasks) if p.parent_id == parent_id), None)
 
-    def _state(self, row: Any, subs: list[Any], by_id: dict[str, TaskInfo]) -> ParentState:
+    def _state(self, row: Any, subs: list[SubRow], by_id: dict[str, TaskInfo]) -> ParentState:
         states = []
         for sub in subs:
-            task = by_id.get(sub["task_id"])
-            if sub["rejected"]:
+            task = by_id.get(sub.task_id)
+            if sub.rejected:
                 status = "FAILED"
-            elif not sub["uploaded"]:
+            elif not sub.uploaded:
                 status = NOT_SENT
             elif task is not None:
                 status = task.status
@@ -420,22 +441,22 @@ class TaskManager:
                 status = last if last in FINISHED_STATUSES else "UNKNOWN"
             states.append(
                 SubtaskState(
-                    sub["task_id"],
-                    sub["idx"],
-                    sub["attempt"],
-                    bool(sub["uploaded"]),
+                    sub.task_id,
+                    sub.idx,
+                    sub.attempt,
+                    sub.uploaded,
                     status,
-                    sub["rejected"] or (task.message if task else ""),
+                    sub.rejected or (task.message if task else ""),
                     task.worker if task else "",
-                    sub["size"],
-                    sub["params"],
+                    sub.size,
+                    sub.params,
                 )
             )
         status, message = overall_status([s.status for s in states], bool(row["stopped"]))
         if status == "PENDING" and not message:  # why it waits, in the pool's words (its first pending subtask)
             message = next((s.message for s in states if s.status == "PENDING" and s.message), "")
         updated = [t for s in states if s.task_id in by_id and (t := by_id[s.task_id].updated_at)]
-        split = not (len(subs) == 1 and subs[0]["task_id"] == row["parent_id"])
+        split = not (len(subs) == 1 and subs[0].task_id == row["parent_id"])
         return ParentState(
             row["parent_id"],
             row["owner"],

@@ -90,20 +90,22 @@ class TaskRow:
 
 
 class TaskRows:
-    """The tasks screen's rows, newest first. A parent whose state is the same object as last time (the
-    manager keeps unchanged ones) keeps its row."""
+    """The tasks screen's rows, newest first. A parent or task that is the same object as last time (the
+    manager keeps unchanged parents, the monitor unchanged tasks) keeps its row."""
 
     def __init__(self) -> None:
-        self._parents: dict[int, tuple[ParentState, TaskRow]] = {}
+        self._kept: dict[str, tuple[object, TaskRow]] = {}
 
     def of(self, parents: list[ParentState], loose: list[TaskInfo]) -> list[TaskRow]:
-        known = self._parents
-        self._parents = {
-            id(p): known[id(p)] if id(p) in known and known[id(p)][0] is p else (p, TaskRow.of_parent(p))
-            for p in parents
-        }
-        rows = [row for _, row in self._parents.values()] + [TaskRow.of_task(t) for t in loose]
-        return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+        kept: dict[str, tuple[object, TaskRow]] = {}
+        for parent in parents:
+            entry = self._kept.get(parent.parent_id)
+            kept[parent.parent_id] = entry if entry and entry[0] is parent else (parent, TaskRow.of_parent(parent))
+        for task in loose:
+            entry = self._kept.get(task.task_id)
+            kept[task.task_id] = entry if entry and entry[0] is task else (task, TaskRow.of_task(task))
+        self._kept = kept
+        return sorted((row for _, row in kept.values()), key=lambda r: r.created_at or 0, reverse=True)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -239,6 +240,10 @@ async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: 
         second = await monitor.refresh()
         assert calls[1] > 0  # only what changed since the pool's last answer
         assert {t.task_id: t.status for t in second.tasks}["m1"] == "STOPPED" and len(second.tasks) == 3
+        # The counts follow the changed entries; the listing names them, and keeps the others' objects.
+        assert second.task_counts == dict(Counter(t.status for t in second.tasks))
+        assert second.tasks.changed == {"m1"} and second.tasks.follows(monitor, first.tasks.generation)
+        assert second.tasks.by_id["m0"] is first.tasks.by_id["m0"]
         client.address = "127.0.0.1:1"  # the pool goes away: an alert, and the hook hears of it
         await client.close()
         third = await monitor.refresh()
