@@ -105,8 +105,8 @@ def _emit(result: Result, as_json: bool) -> None:
 
     if as_json:
         sys.stdout.write(json.dumps(result.data, ensure_ascii=False) + "\n")
-    elif result.text:
-        sys.stdout.write(result.text.rstrip("\n") + "\n")
+    elif text := result.shown:
+        sys.stdout.write(text.rstrip("\n") + "\n")
     sys.stdout.flush()
 
 

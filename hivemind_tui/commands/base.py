@@ -21,8 +21,13 @@ class Result:
     """What a command produced: `data` for --json, `text` for people (both describe the same thing)."""
 
     data: dict[str, Any]
-    text: str = ""
+    # Or a function that makes it: a long table is not formatted for a --json run that never shows it.
+    text: str | Callable[[], str] = ""
     exit_code: ExitCode = ExitCode.OK
+
+    @property
+    def shown(self) -> str:
+        return self.text() if callable(self.text) else self.text
 
 
 @dataclass

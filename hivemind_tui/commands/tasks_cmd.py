@@ -89,7 +89,10 @@ async def list_tasks(ctx: Context) -> Result:
         _, rows = await overview(ctx, conn)
     if ctx.args.status:
         rows = [r for r in rows if r["status"] == ctx.args.status.upper()]
-    now = time.time()
+    return Result({"tasks": rows}, lambda: task_table(rows, time.time()))
+
+
+def task_table(rows: list[dict[str, Any]], now: float) -> str:
     lines = [
         (
             r["task_id"],
@@ -103,8 +106,7 @@ async def list_tasks(ctx: Context) -> Result:
         )
         for r in rows
     ]
-    text = table(("ID", "STATUS", "DONE", "TYPE", "PRIO", "OWNER", "AGE", "MESSAGE"), lines) if lines else "no tasks"
-    return Result({"tasks": rows}, text)
+    return table(("ID", "STATUS", "DONE", "TYPE", "PRIO", "OWNER", "AGE", "MESSAGE"), lines) if lines else "no tasks"
 
 
 async def show(ctx: Context) -> Result:

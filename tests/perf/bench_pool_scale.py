@@ -1,0 +1,146 @@
+"""Benchmark of the pool and the CLI at cluster scale (prints figures next to baselines; CI does not run it).
+
+    python tests/perf/bench_pool_scale.py [--tasks 100000] [--nodes 1000]
+
+A real pool process whose pool.db holds 100,000 tasks of the admin and 1,000 registered nodes. Measured:
+- `hivemind-tui tasks list --json`: process start to the end of its output (goal <= 1 s), next to a bare
+  grpc.aio GetAllUserTasks of the same list in this process (the transport's own cost);
+- the pool's CPU for one console refresh, as the monitor makes it (Health, GetAllUserTasks since the last
+  answer, GetNodeList, GetBalance) with 1% of the tasks changed between refreshes (goal <= 20 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from hivemind_tui.nodepool.storage import PoolPaths, PoolStorage
+from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+from tests.helpers import free_port
+
+OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
+STATUSES = ("COMPLETED", "COMPLETED", "RUNNING", "PENDING", "FAILED")
+
+
+async def seed(data: Path, tasks: int, nodes: int) -> None:
+    storage = PoolStorage(PoolPaths(data / "pool"))
+    await storage.open()
+    now = time.time()
+    async with storage.write() as conn:
+        await conn.executemany(
+            "INSERT INTO tasks (task_id, owner, status, created_at, updated_at, worker) "
+            "VALUES (?, 'admin', ?, ?, ?, ?)",
+            [
+                (f"task-{i:06d}", STATUSES[i % 5], now - 86400 + i * 0.1, now - 3600, f"n{i % nodes}")
+                for i in range(tasks)
+            ],
+        )
+        await conn.executemany(
+            "INSERT INTO nodes (node_id, hostname, address, port, cpu_cores, memory_gb, slots, state, registered_at, "
+            "last_heartbeat) VALUES (?, ?, '127.0.0.1', 9, 8, 32, 4, 'cordoned', ?, ?)",
+            [(f"n{i}", f"h{i}", now, now + 86400) for i in range(nodes)],
+        )
+    await storage.close()
+
+
+async def refresh_cpu(address: str, token: str, pool_pid: int, data: Path, tasks: int) -> float:
+    """Pool CPU per console refresh, 1% of the tasks changed (by the pool's own clock) between refreshes."""
+    pool = psutil.Process(pool_pid)
+    async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
+        master = pb_grpc.MasterNodeServiceStub(channel)
+        nodes = pb_grpc.NodeManagerServiceStub(channel)
+        users = pb_grpc.UserServiceStub(channel)
+        since = (await master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).server_time
+        used = []
+        for step in range(10):
+            db = PoolStorage(PoolPaths(data / "pool"))
+            await db.open()
+            async with db.write() as conn:
+                await conn.execute("UPDATE tasks SET updated_at = ? WHERE rowid % 100 = ?", (time.time(), step))
+            await db.close()
+            before = sum(pool.cpu_times()[:2])
+            await master.Health(pb.HealthRequest())
+            reply = await master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, updated_since=since - 2.0))
+            await nodes.GetNodeList(pb.GetNodeListRequest(token=token))
+            await users.GetBalance(pb.GetBalanceRequest(token=token))
+            used.append(sum(pool.cpu_times()[:2]) - before)
+            assert len(reply.tasks) >= tasks // 100, len(reply.tasks)
+            since = reply.server_time
+    return statistics.median(used)
+
+
+async def bare_list(address: str, token: str) -> tuple[float, int]:
+    async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
+        start = time.perf_counter()
+        reply = await pb_grpc.MasterNodeServiceStub(channel).GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+        return time.perf_counter() - start, len(reply.tasks)
+
+
+async def login(address: str, data: Path) -> str:
+    password = (data / "pool" / "admin-password").read_text().strip()
+    async with grpc.aio.insecure_channel(address) as channel:
+        return str(
+            (await pb_grpc.UserServiceStub(channel).Login(pb.LoginRequest(username="admin", password=password))).token
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--nodes", type=int, default=1000)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    env = {**os.environ, "HIVEMIND_PASSWORD_HASH_COST": "min", "HIVEMIND_HEARTBEAT_TIMEOUT": "600"}
+    base = [sys.executable, "-m", "hivemind_tui", "--data-dir", str(data)]
+    asyncio.run(seed(data, args.tasks, args.nodes))
+    address = f"127.0.0.1:{free_port()}"
+    pool = subprocess.Popen([*base, "pool", "serve", "--listen", address, "--workers", "0"], env=env)
+    try:
+        while not (data / "pool" / "pool.json").exists():
+            time.sleep(0.1)
+        password = (data / "pool" / "admin-password").read_text().strip()
+        subprocess.run(
+            [*base, "login", "--user", "admin", "--password-stdin"],
+            env=env,
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        token = asyncio.run(login(address, data))
+        bare, count = asyncio.run(bare_list(address, token))
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            out = subprocess.run([*base, "tasks", "list", "--json"], env=env, capture_output=True, check=True)
+            runs.append(time.perf_counter() - start)
+        cpu = asyncio.run(refresh_cpu(address, token, pool.pid, data, args.tasks))
+    finally:
+        pool.terminate()
+        pool.wait(timeout=30)
+    print(
+        f"tasks list --json, {count:,} tasks: median of 3 {statistics.median(runs):.2f} s, "
+        f"{len(out.stdout) / 2**20:.1f} MiB (goal <= 1 s); a bare grpc.aio GetAllUserTasks of the same list "
+        f"{bare:.2f} s"
+    )
+    print(
+        f"pool CPU per console refresh ({args.tasks:,} tasks, 1% changed; {args.nodes:,} nodes): "
+        f"{cpu * 1000:.1f} ms (goal <= 20 ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
