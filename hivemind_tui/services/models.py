@@ -78,9 +78,13 @@ class TaskListing(list[TaskInfo]):
         self.generation = generation
         self.changed = changed
 
-    def follows(self, origin: object, generation: int) -> bool:
-        """Whether `changed` is relative to the listing `origin` made as number `generation`."""
-        return self.origin is origin and self.generation == generation + 1 and self.changed is not None
+    def changes_since(self, origin: object, generation: int) -> frozenset[str] | None:
+        """The ids changed since the listing `origin` made as number `generation`; None when not known."""
+        if self.origin is not origin:
+            return None
+        if self.generation == generation:
+            return frozenset()
+        return self.changed if self.generation == generation + 1 else None
 
 
 @dataclass(frozen=True)

@@ -349,12 +349,12 @@ class TaskManager:
         listing = tasks if isinstance(tasks, TaskListing) else None
         by_id = listing.by_id if listing else dict(zip(map(attrgetter("task_id"), tasks), tasks, strict=True))
         previous = self._listed
-        changed: Collection[str] | None
+        changed: Collection[str] | None = None
+        if listing is not None and self._seen_listing:
+            changed = listing.changes_since(*self._seen_listing)  # the monitor says what changed
         if reloaded or previous is None:
             changed = None
-        elif listing is not None and self._seen_listing and listing.follows(*self._seen_listing):
-            changed = listing.changed  # the monitor says what changed
-        else:
+        elif changed is None:
             changed = changed_entries(previous, by_id)
         fresh = cache.parents if changed is None else cache.parents_of(changed)
         for cached in fresh:

@@ -242,7 +242,7 @@ async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: 
         assert {t.task_id: t.status for t in second.tasks}["m1"] == "STOPPED" and len(second.tasks) == 3
         # The counts follow the changed entries; the listing names them, and keeps the others' objects.
         assert second.task_counts == dict(Counter(t.status for t in second.tasks))
-        assert second.tasks.changed == {"m1"} and second.tasks.follows(monitor, first.tasks.generation)
+        assert second.tasks.changes_since(monitor, first.tasks.generation) == {"m1"}
         assert second.tasks.by_id["m0"] is first.tasks.by_id["m0"]
         client.address = "127.0.0.1:1"  # the pool goes away: an alert, and the hook hears of it
         await client.close()

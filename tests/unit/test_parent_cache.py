@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hivemind_tui.core.config import Settings
-from hivemind_tui.services.models import TaskInfo
+from hivemind_tui.services.models import TaskInfo, TaskListing
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.retention import prune_store
 from hivemind_tui.services.session import Session, SessionData
@@ -80,3 +80,25 @@ async def test_changes_from_another_process_are_seen(tmp_path: Path) -> None:
         assert [p.parent_id for p in await console.parents(tasks)] == ["p2", "p1"]
         _, loose = await console.overview(tasks)
         assert {t.task_id for t in loose} == {"p0.0", "p0.1"}  # their parent is gone: loose tasks now
+
+
+async def test_a_monitor_listing_names_what_changed(tmp_path: Path) -> None:
+    async with Store(tmp_path / "console.db") as store:
+        tasks = await seed(store, tmp_path / "staging", 3)
+        console = manager(store, tmp_path)
+        monitor = object()
+        first = TaskListing({t.task_id: t for t in tasks}, monitor, 1, None)
+        before = {p.parent_id: p for p in await console.parents(first)}
+        by_id = dict(first.by_id)
+        by_id["p2.0"] = replace(by_id["p2.0"], status="FAILED")
+        by_id["p2.1"] = replace(by_id["p2.1"], status="COMPLETED")
+        second = TaskListing(by_id, monitor, 2, frozenset({"p2.0", "p2.1"}))
+        after = {p.parent_id: p for p in await console.parents(second)}
+        assert after["p2"].status == "FAILED" and after["p0"] is before["p0"]
+        # A listing that does not follow the last one seen (a refresh in between went elsewhere) is compared
+        # entry by entry, whatever it says changed.
+        later = dict(by_id)
+        later["p0.0"] = replace(later["p0.0"], status="COMPLETED")
+        later["p0.1"] = replace(later["p0.1"], status="COMPLETED")
+        skipped = TaskListing(later, monitor, 5, frozenset())
+        assert {p.parent_id: p for p in await console.parents(skipped)}["p0"].status == "COMPLETED"
