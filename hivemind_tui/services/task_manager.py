@@ -30,6 +30,7 @@ from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.datadir import create_private_file, make_private_dir, remove_tree_inside
 from hivemind_tui.core.errors import HivemindError, NotSupportedError, UsageError
+from hivemind_tui.core.heap import collector_paused
 from hivemind_tui.core.task_rules import upload_problem
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.services.errors import RejectedError
@@ -344,6 +345,10 @@ class TaskManager:
     async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list). Only the
         parents of entries that changed since the last call are worked out again (services/parent_cache.py)."""
+        with collector_paused():
+            return await self._parents(tasks)
+
+    async def _parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         cache = self.cache
         reloaded = await cache.current(self._visible())
         listing = tasks if isinstance(tasks, TaskListing) else None
