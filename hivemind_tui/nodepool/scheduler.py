@@ -162,10 +162,10 @@ class Scheduler:
                 return
             self._wake.clear()
             try:
-                await self.reclaim_lost()
                 sweep = time.monotonic() - self._swept_at >= TICK
-                if sweep:
+                if sweep:  # silent workers are a matter of seconds: looked for once a tick, not at every event
                     self._swept_at = time.monotonic()
+                    await self.reclaim_lost()
                 await self.assign(sweep)
             except Exception:
                 log.exception("scheduler pass failed")
