@@ -27,7 +27,7 @@ class PoolHealth:
     latency_ms: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskInfo:
     task_id: str
     status: str
@@ -87,7 +87,7 @@ class TaskListing(list[TaskInfo]):
         return self.changed if self.generation == generation + 1 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class NodeInfo:
     node_id: str
     hostname: str = ""

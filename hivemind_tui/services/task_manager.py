@@ -70,7 +70,7 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubtaskState:
     task_id: str
     index: int
@@ -89,7 +89,7 @@ class SubtaskState:
         return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ParentState:
     parent_id: str
     owner: str

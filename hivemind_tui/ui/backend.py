@@ -36,7 +36,7 @@ from hivemind_tui.services.task_splitter import SplitPlan
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TaskRow:
     """One row of the tasks screen: a parent (with progress) or a plain task."""
 
