@@ -84,7 +84,7 @@ class HivemindWorker(Worker):
             log.warning("HiveMind mode, weaker than with our pool: %s", weaker)
 
     @property
-    def _bearer(self) -> tuple[tuple[str, str], ...]:
+    def _report_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self._token}"),)
 
     def refusal(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -112,14 +112,11 @@ class HivemindWorker(Worker):
         return False, f"Task {task_id} not running"
 
     # -- calls to the pool ------------------------------------------------------------------------
-    async def _send_output(self, task_id: str, text: str) -> None:
-        await self._with_retry(
-            lambda: self._pool.TaskOutputUpload(
-                pb.TaskOutputUploadRequest(task_id=task_id, output=text, token=self._token),
-                metadata=self._bearer,
-                timeout=self.config.rpc_deadline,
-            )
-        )
+    def _output_request(self, task_id: str, text: str, offset: int) -> pb.TaskOutputUploadRequest:
+        return pb.TaskOutputUploadRequest(task_id=task_id, output=text, token=self._token)
+
+    def _result_request(self, result: SpooledResult) -> pb.TaskResultUploadRequest:
+        return pb.TaskResultUploadRequest(task_id=result.task_id, result_zip=result.result_zip, token=self._token)
 
     async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
         accepted = self._accepted_at.pop(task_id, 0.0)
@@ -127,21 +124,6 @@ class HivemindWorker(Worker):
         text = execution_log(task_id, exit_code, reason == "stopped", self.login.username)
         zipped = await asyncio.to_thread(with_execution_log, result_zip, text)
         await super()._send_result(task_id, zipped, exit_code, reason)
-
-    async def _upload(self, result: SpooledResult, attempts: int) -> None:
-        reply = await self._with_retry(
-            lambda: self._pool.TaskResultUpload(
-                pb.TaskResultUploadRequest(task_id=result.task_id, result_zip=result.result_zip, token=self._token),
-                metadata=self._bearer,
-                timeout=self.config.transfer_deadline,
-            ),
-            attempts,
-        )
-        if reply is None:
-            log.warning("task %s: the pool did not take the result; it is kept and sent again", result.task_id)
-            return
-        log.info("task %s reported: %s", result.task_id, reply.message)
-        self._forget_result(result.task_id)
 
     # -- registration and heartbeats --------------------------------------------------------------
     async def _register(self) -> bool:
@@ -158,7 +140,7 @@ class HivemindWorker(Worker):
         )
         first = not self._registered_at
         reply = await self._nodes.RegisterWorkerNode(
-            request, metadata=self._bearer if first else (), timeout=self.config.rpc_deadline
+            request, metadata=self._report_metadata if first else (), timeout=self.config.rpc_deadline
         )
         if not reply.success:
             log.error("registration refused: %s", reply.message)

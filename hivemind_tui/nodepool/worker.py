@@ -295,15 +295,31 @@ class Worker:
         assert self._channel is not None
         return pb_grpc.NodeManagerServiceStub(self._channel)
 
+    # What the reports carry, and with which metadata; a HiveMind-style worker sends its own (hivemind_worker.py).
+    def _output_request(self, task_id: str, text: str, offset: int) -> pb.TaskOutputUploadRequest:
+        attempt = self.attempts.get(task_id, 0)
+        return pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset, attempt=attempt)
+
+    def _result_request(self, result: SpooledResult) -> pb.TaskResultUploadRequest:
+        return pb.TaskResultUploadRequest(
+            task_id=result.task_id,
+            result_zip=result.result_zip,
+            exit_code=result.exit_code,
+            failure_reason=result.reason,
+            attempt=result.attempt,
+        )
+
+    @property
+    def _report_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
     async def _send_output(self, task_id: str, text: str) -> None:
         """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
         offset = self._sent.get(task_id, 0)
-        attempt = self.attempts.get(task_id, 0)
+        request = self._output_request(task_id, text, offset)
         await self._with_retry(
             lambda: self._pool.TaskOutputUpload(
-                pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset, attempt=attempt),
-                metadata=self._metadata,
-                timeout=self.config.rpc_deadline,
+                request, metadata=self._report_metadata, timeout=self.config.rpc_deadline
             )
         )
         self._sent[task_id] = offset + len(text.encode("utf-8"))
@@ -317,17 +333,10 @@ class Worker:
         await self._upload(result, REPORT_ATTEMPTS)
 
     async def _upload(self, result: SpooledResult, attempts: int) -> None:
+        request = self._result_request(result)
         reply = await self._with_retry(
             lambda: self._pool.TaskResultUpload(
-                pb.TaskResultUploadRequest(
-                    task_id=result.task_id,
-                    result_zip=result.result_zip,
-                    exit_code=result.exit_code,
-                    failure_reason=result.reason,
-                    attempt=result.attempt,
-                ),
-                metadata=self._metadata,
-                timeout=self.config.transfer_deadline,
+                request, metadata=self._report_metadata, timeout=self.config.transfer_deadline
             ),
             attempts,
         )
