@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -55,7 +55,7 @@ RESULT_AFTER_ACCEPT = 1.0
 @dataclass(frozen=True)
 class HivemindLogin:
     username: str
-    password: str
+    password: str = field(repr=False)
     # The IP sent as `hostname`, which the pool dials.
     hostname: str
     # The pool's addresses: ExecuteTask and StopTaskExecution are taken from these only.

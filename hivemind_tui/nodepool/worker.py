@@ -20,7 +20,7 @@ import secrets
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -60,7 +60,7 @@ class WorkerConfig:
     node_id: str
     listen: str
     slots: int
-    secret: str
+    secret: str = field(repr=False)
     heartbeat_interval: float
     rpc_deadline: float
     transfer_deadline: float

@@ -108,6 +108,12 @@ class Pool:
         assert fetched.returncode == 0, fetched.stderr
         return zipfile.ZipFile(io.BytesIO(out.read_bytes()))
 
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         for proc in self.workers:
             if proc.poll() is None:
@@ -124,20 +130,14 @@ class Pool:
 
 @pytest.fixture
 def compat(tmp_path: Path) -> Iterator[Pool]:
-    pool = Pool(tmp_path, "--hivemind-compat")
-    try:
+    with Pool(tmp_path, "--hivemind-compat") as pool:
         yield pool
-    finally:
-        pool.close()
 
 
 @pytest.fixture
 def ours(tmp_path: Path) -> Iterator[Pool]:
-    pool = Pool(tmp_path, "--accept-hivemind-workers")
-    try:
+    with Pool(tmp_path, "--accept-hivemind-workers") as pool:
         yield pool
-    finally:
-        pool.close()
 
 
 async def rpc(host: str, port: int, source: str | None, method: str, request: object, token: str = "") -> object:
@@ -285,14 +285,11 @@ def test_our_pool_binds_hivemind_workers_to_their_address(ours: Pool) -> None:
 
 
 def test_a_pool_without_the_flag_refuses_hivemind_workers(tmp_path: Path) -> None:
-    pool = Pool(tmp_path)
-    try:
+    with Pool(tmp_path) as pool:
         password = pool.add_user("w4", "w4-pass-123")
         worker = pool.worker("w4", password)
         _, err = worker.communicate(timeout=60)
         assert worker.returncode == 1 and "--accept-hivemind-workers" in err, err
-    finally:
-        pool.close()
 
 
 async def user_token(address: str, user: str, password: str) -> str:
