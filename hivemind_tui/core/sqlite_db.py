@@ -1,10 +1,16 @@
-"""An aiosqlite database with ordered migrations, one serialized writer and a separate reader.
+"""A SQLite database with ordered migrations, one serialized writer and a separate reader.
 
 Shared by the console's store (`services/store.py`) and the embedded pool's storage (`nodepool/`), which
-may not import each other. aiosqlite coroutines that share a connection interleave inside one
-transaction, so every write goes through `write()`: a lock plus `BEGIN IMMEDIATE`, committed or rolled
-back as a whole. Reads use their own connection, so they only ever see committed data (WAL mode).
-Open it inside the running loop, never before `App.run()` or `asyncio.run()`.
+may not import each other. Coroutines that share a connection interleave inside one transaction, so every
+write goes through `write()`: a lock plus `BEGIN IMMEDIATE`, committed or rolled back as a whole. Reads use
+their own connection, so they only ever see committed data (WAL mode).
+
+`Database` runs each statement in aiosqlite's thread, so the event loop never waits on the disk: the
+console's store, whose loop draws the screen. `DirectDatabase` (the pool's) runs them at once on the loop,
+through the same interface: its statements are small and the thread hop cost more than they did (two
+context switches per statement, a third of the pool's CPU per task). Only a write that finds another
+process's write lock waits, in a thread, for as long as the busy timeout.
+Open either inside the running loop, never before `App.run()` or `asyncio.run()`.
 """
 
 from __future__ import annotations
@@ -13,10 +19,10 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import aiosqlite
 
@@ -32,6 +38,35 @@ class StoreBusy(HivemindError):
     code = "BUSY"
 
 
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    async def fetchone(self) -> sqlite3.Row | None: ...
+
+    async def fetchall(self) -> Iterable[sqlite3.Row]: ...
+
+
+class Connection(Protocol):
+    """What a write transaction is given: aiosqlite's connection, or `DirectConnection` with its shape."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+    def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> Awaitable[Cursor]: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Awaitable[Cursor]: ...
+
+    def execute_fetchall(
+        self, sql: str, parameters: Iterable[Any] | None = None
+    ) -> Awaitable[Iterable[sqlite3.Row]]: ...
+
+    async def close(self) -> None: ...
+
+
 class Database:
     """A SQLite file whose schema version is `PRAGMA user_version`, raised by each migration in turn."""
 
@@ -40,8 +75,8 @@ class Database:
         self._migrations = migrations
         # How long a write waits for another process's write (SQLite's own busy handler); past it, StoreBusy.
         self._busy_ms = max(int(busy_timeout * 1000), 1)
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -65,13 +100,15 @@ class Database:
             raise
         return self
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self) -> Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = aiosqlite.Row
         await conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        await _set_pragmas(conn)
         return conn
+
+    async def _begin(self, conn: Connection) -> None:
+        await conn.execute("BEGIN IMMEDIATE")
 
     async def _migrate(self) -> None:
         async with self.write() as conn:
@@ -88,7 +125,7 @@ class Database:
                 await conn.execute(f"PRAGMA user_version={version}")
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def write(self) -> AsyncIterator[Connection]:
         """One write transaction at a time; rolled back if the block raises.
 
         A writer may be cancelled (a gRPC deadline) at any await. COMMIT and ROLLBACK are shielded so they
@@ -100,9 +137,9 @@ class Database:
             if conn.in_transaction:
                 await asyncio.shield(conn.execute("ROLLBACK"))
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await self._begin(conn)
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not _is_busy(exc):
                     raise
                 raise StoreBusy(
                     f"{self.path} is busy: another process kept it for over {self._busy_ms / 1000:g} s; "
@@ -142,7 +179,89 @@ class Database:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _require(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+    def _require(self, conn: Connection | None) -> Connection:
         if conn is None:
             raise RuntimeError(f"database {self.path} is not open")
         return conn
+
+
+class DirectDatabase(Database):
+    """The same database with its statements run at once on the caller's loop (see the module's docstring)."""
+
+    async def _connect(self) -> Connection:
+        # Its own busy timeout is 0: a write that would wait for another process waits in `_begin`'s thread.
+        conn = DirectConnection(sqlite3.connect(self.path, isolation_level=None, check_same_thread=False))
+        await _set_pragmas(conn)
+        return conn
+
+    async def _begin(self, conn: Connection) -> None:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or not isinstance(conn, DirectConnection):
+                raise
+            await asyncio.to_thread(conn.begin_waiting, self._busy_ms)
+
+
+class DirectCursor:
+    """aiosqlite's cursor shape over a sqlite3 cursor whose statement has already run."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    async def fetchone(self) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._cursor.fetchone()
+        return row
+
+    async def fetchall(self) -> list[sqlite3.Row]:
+        return self._cursor.fetchall()
+
+
+class DirectConnection:
+    """aiosqlite's connection shape over a sqlite3 connection, each statement run when it is awaited."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout=0")
+        self._conn = conn
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    async def execute(self, sql: str, parameters: Iterable[Any] | None = None) -> DirectCursor:
+        return DirectCursor(self._conn.execute(sql, tuple(parameters or ())))
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> DirectCursor:
+        return DirectCursor(self._conn.executemany(sql, parameters))
+
+    async def execute_fetchall(self, sql: str, parameters: Iterable[Any] | None = None) -> list[sqlite3.Row]:
+        return self._conn.execute(sql, tuple(parameters or ())).fetchall()
+
+    def begin_waiting(self, busy_ms: int) -> None:
+        """BEGIN IMMEDIATE with SQLite's busy handler on: for a thread, never the loop."""
+        self._conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        finally:
+            self._conn.execute("PRAGMA busy_timeout=0")
+
+    async def close(self) -> None:
+        self._conn.close()
+
+
+async def _set_pragmas(conn: Connection) -> None:
+    await conn.execute("PRAGMA foreign_keys=ON")
+    await conn.execute("PRAGMA synchronous=NORMAL")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)

@@ -19,7 +19,7 @@ from typing import Any
 import aiosqlite
 
 from hivemind_tui.core.datadir import atomic_write, make_private_dir
-from hivemind_tui.core.sqlite_db import Database, Migration
+from hivemind_tui.core.sqlite_db import DirectDatabase, Migration
 
 MIGRATIONS: list[Migration] = [
     [
@@ -176,7 +176,7 @@ class PoolPaths:
         return self
 
 
-class PoolStorage(Database):
+class PoolStorage(DirectDatabase):
     """pool.db plus the files it points at."""
 
     def __init__(self, paths: PoolPaths) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import aiosqlite
-
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.logging_setup import redact
+from hivemind_tui.core.sqlite_db import Connection
 from hivemind_tui.services.store import Store
 
 
@@ -33,9 +32,7 @@ class AuditLog:
         async with self._store.write() as conn:
             await self.record_in(conn, actor, action, target, detail)
 
-    async def record_in(
-        self, conn: aiosqlite.Connection, actor: str, action: str, target: str = "", detail: str = ""
-    ) -> None:
+    async def record_in(self, conn: Connection, actor: str, action: str, target: str = "", detail: str = "") -> None:
         """Record inside the caller's write transaction, so the change and its audit row land together."""
         await conn.execute(
             "INSERT INTO audit (ts, actor, action, target, detail) VALUES (?, ?, ?, ?, ?)",
