@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import aiosqlite
 
 from hivemind_tui.core.clock import Clock
+from hivemind_tui.core.datadir import atomic_write
 from hivemind_tui.core.zipsafe import ZipLimits, ZipRejected, check_zip
 from hivemind_tui.nodepool import codes
 from hivemind_tui.nodepool.codes import PoolRefusal
@@ -81,15 +83,13 @@ class TaskReports:
         the worker cannot say (HiveMind's), and the exit code stays unknown."""
         row = await self._running_on(task_id, node_id, attempt)
         if result_zip:
-            try:
-                await asyncio.to_thread(check_zip, result_zip, self._zip_limits)
-            except ZipRejected as exc:
-                failure_reason = f"the result zip was refused: {exc}"
-                result_zip = b""
-        if result_zip:
-            await self._storage.write_file(self._storage.paths.result_zip(task_id), result_zip)
-        if exit_code is None and not failure_reason and self._read_worker_status:
-            failure_reason = await asyncio.to_thread(reported_failure, result_zip)
+            judge = exit_code is None and not failure_reason and self._read_worker_status
+            refused, reported = await asyncio.to_thread(
+                _store_result, self._storage.paths.result_zip(task_id), result_zip, self._zip_limits, judge
+            )
+            if refused:
+                failure_reason, result_zip = refused, b""
+            failure_reason = failure_reason or reported
         if row["stop_requested"]:
             status, message = "STOPPED", "stopped"
         elif exit_code in (None, 0) and not failure_reason:
@@ -110,3 +110,14 @@ class TaskReports:
         log.info("task %s %s on %s (exit %s)", task_id, status, node_id or "?", exit_code)
         self.on_finish()
         return status
+
+
+def _store_result(path: Path, result_zip: bytes, limits: ZipLimits, judge: bool) -> tuple[str, str]:
+    """Check and keep a result zip, in one thread hop: (why it was refused, or ""; the failure its worker's
+    `execution_log.txt` reports when `judge`, or "")."""
+    try:
+        check_zip(result_zip, limits)
+    except ZipRejected as exc:
+        return f"the result zip was refused: {exc}", ""
+    atomic_write(path, result_zip)
+    return "", reported_failure(result_zip) if judge else ""

@@ -10,6 +10,7 @@ import asyncio
 import builtins
 import contextlib
 import logging
+import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
@@ -54,6 +55,26 @@ async def _nothing(row: aiosqlite.Row) -> None:
     """Without a scheduler there is no worker to tell."""
 
 
+def _stage_whole(staged: Path, task_zip: bytes, limits: ZipLimits) -> int:
+    """A one-message upload: checked in memory, then written under its staged name and fsync-ed."""
+    check_zip(task_zip, limits, True)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(task_zip)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return len(task_zip)
+
+
+def _publish(staged: Path, final: Path) -> None:
+    """The staged zip under its final name, the rename on disk (inside the row's transaction)."""
+    staged.replace(final)
+    fsync_dir(final.parent)
+
+
 class TaskBook:
     def __init__(
         self, storage: PoolStorage, clock: Clock, max_upload_bytes: int, zip_limits: ZipLimits, retention_days: float
@@ -69,12 +90,15 @@ class TaskBook:
         self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
 
     async def upload(self, caller: Caller, new: NewTask, task_zip: bytes) -> None:
-        """UploadTask: the zip in one message, stored like a stream of one chunk."""
-
-        async def whole() -> AsyncIterator[bytes]:
-            yield task_zip
-
-        await self.upload_stream(caller, new, whole())
+        """UploadTask: the zip in one message, already in memory: written, fsync-ed and checked in one
+        thread hop (a trivial task's upload is mostly such hops)."""
+        self._check_request(caller, new)
+        self._check_size(len(task_zip))
+        await self._check_absent(new.task_id)
+        staged = self._staged(new.task_id)
+        await self._stage_and_commit(
+            caller, new, staged, asyncio.to_thread(_stage_whole, staged, task_zip, self._zip_limits)
+        )
 
     async def upload_stream(self, caller: Caller, new: NewTask, chunks: AsyncIterable[bytes | memoryview]) -> None:
         """UploadTaskStream: the request's checks before any byte is taken; the zip is written while it arrives
@@ -82,15 +106,25 @@ class TaskBook:
         self._check_request(caller, new)
         await self._check_absent(new.task_id)
         staged = self._staged(new.task_id)
-        try:
+
+        async def stage() -> int:
             size = await self._storage.receive_file(staged, self._limited(chunks))
+            await asyncio.to_thread(check_zip, staged, self._zip_limits, True)
+            return size
+
+        await self._stage_and_commit(caller, new, staged, stage())
+
+    async def _stage_and_commit(self, caller: Caller, new: NewTask, staged: Path, stage: Awaitable[int]) -> None:
+        """The staged zip becomes the task's, or is removed: nothing is left of a refused or broken upload."""
+        try:
             try:
-                await asyncio.to_thread(check_zip, staged, self._zip_limits, True)
+                size = await stage
             except ZipRejected as exc:
                 raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
             await self._commit(caller, new, staged, size)
-        finally:
+        except BaseException:
             await asyncio.to_thread(staged.unlink, True)
+            raise
 
     def _check_request(self, caller: Caller, new: NewTask) -> None:
         if not caller.may_change:
@@ -153,8 +187,7 @@ class TaskBook:
                         now,
                     ),
                 )
-                await asyncio.to_thread(staged.replace, final)
-                await asyncio.to_thread(fsync_dir, final.parent)
+                await asyncio.to_thread(_publish, staged, final)
         except sqlite3.IntegrityError:
             raise PoolRefusal(codes.TASK_EXISTS, new.task_id) from None
         log.info("task %s uploaded by %s (%d bytes)", new.task_id, caller.username, size)

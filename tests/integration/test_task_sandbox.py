@@ -40,7 +40,7 @@ print("victim done", flush=True)
 # A: looks through every process it can see for B's secret, checks whether it may kill each, tries to write
 # outside its folder; reports what it managed.
 PROBE = f"""
-import json, os
+import json, os, resource
 found, killed, wrote = [], [], []
 me = os.getpid()
 for pid in os.listdir("/proc"):
@@ -72,7 +72,9 @@ for path in ("/etc/hivemind-probe", "/var/tmp/hivemind-probe", "/usr/hivemind-pr
         pass
 open("/tmp/mine", "w").write("x")  # its own /tmp works
 os.makedirs("output", exist_ok=True)
-json.dump({{"found": found, "killed": killed, "wrote": wrote, "uid": os.getuid()}}, open("output/probe.json", "w"))
+seen = {{"found": found, "killed": killed, "wrote": wrote, "uid": os.getuid()}}
+seen["core"] = resource.getrlimit(resource.RLIMIT_CORE)
+json.dump(seen, open("output/probe.json", "w"))
 """
 
 CONNECT = """
@@ -111,6 +113,7 @@ async def test_one_users_task_cannot_see_kill_or_read_anothers(cluster: Cluster)
     seen = await result_json(cluster, "probe", "output/probe.json")
     assert seen["found"] == [] and seen["wrote"] == [] and seen["killed"] == [], seen
     assert seen["uid"] >= 61000
+    assert seen["core"] == [0, 0]  # no core dump (one could hold what the task read) and it cannot raise it
     victim = await cluster.task("victim")
     assert victim.status == "RUNNING", victim  # nothing of B's was killed
     await cluster.pool.master.StopTask(pb.StopTaskRequest(task_id="victim", token=bob))
