@@ -245,10 +245,13 @@ class MasterServicer(_Base, pb_grpc.MasterNodeServiceServicer):
         now = self.p.clock()
         try:
             caller = await self.caller(request.token)
-            rows = await self.p.tasks.list(caller, request.updated_since, request.limit)
+            after = request.after_seq if request.HasField("after_seq") else None
+            rows, seq = await self.p.tasks.list(caller, request.updated_since, request.limit, after)
         except PoolRefusal as refusal:
             return pb.GetAllTasksResponse(success=False, message=refusal.message, server_time=now)
-        return pb.GetAllTasksResponse(tasks=[task_info(r) for r in rows], success=True, message="ok", server_time=now)
+        return pb.GetAllTasksResponse(
+            tasks=[task_info(r) for r in rows], success=True, message="ok", server_time=now, seq=seq
+        )
 
     @refusals_as(pb.StopTaskResponse)
     async def StopTask(

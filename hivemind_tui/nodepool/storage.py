@@ -118,6 +118,25 @@ MIGRATIONS: list[Migration] = [
         "ALTER TABLE nodes ADD COLUMN kind TEXT NOT NULL DEFAULT 'ours' CHECK (kind IN ('ours', 'hivemind'))",
         "ALTER TABLE nodes ADD COLUMN peer TEXT NOT NULL DEFAULT ''",
     ],
+    # 8: a change number per task: every insert or update takes the next one. Writers are serialized
+    # (BEGIN IMMEDIATE), so the numbers grow in commit order, and "changed after N" misses nothing, unlike a
+    # time that was read before a slower write committed. Served as GetAllUserTasks' `after_seq` cursor.
+    [
+        "ALTER TABLE tasks ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE task_seq (last INTEGER NOT NULL)",
+        "UPDATE tasks SET seq = rowid",
+        "INSERT INTO task_seq SELECT COALESCE(MAX(seq), 0) FROM tasks",
+        "CREATE INDEX tasks_seq ON tasks(seq)",
+        """CREATE TRIGGER tasks_seq_insert AFTER INSERT ON tasks BEGIN
+            UPDATE task_seq SET last = last + 1;
+            UPDATE tasks SET seq = (SELECT last FROM task_seq) WHERE rowid = NEW.rowid;
+        END""",
+        # The inner UPDATE does not fire it again: SQLite's triggers are not recursive unless asked to be.
+        """CREATE TRIGGER tasks_seq_update AFTER UPDATE ON tasks BEGIN
+            UPDATE task_seq SET last = last + 1;
+            UPDATE tasks SET seq = (SELECT last FROM task_seq) WHERE rowid = NEW.rowid;
+        END""",
+    ],
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

@@ -203,16 +203,29 @@ class TaskBook:
             raise PoolRefusal(codes.TASK_NOT_FOUND, task_id[:128])
         return row
 
-    async def list(self, caller: Caller, updated_since: float, limit: int) -> list[aiosqlite.Row]:
-        where: list[str] = ["updated_at >= ?"]
-        params: list[object] = [updated_since]
+    async def list(
+        self, caller: Caller, updated_since: float, limit: int, after_seq: int | None = None
+    ) -> tuple[list[aiosqlite.Row], int]:
+        """The caller's tasks (an admin's: everyone's) and the change number to ask from next.
+
+        With `after_seq`, only those changed after it, in change order; else those updated at or after
+        `updated_since`, most recent first. The number is read first: a write that commits between the two
+        reads has a higher one, so the next call still gets it. A full page of a `limit` ends at its last
+        task's number instead, so the next page starts after it."""
+        seq = int(await self._storage.fetchvalue("SELECT last FROM task_seq"))
+        by_seq = after_seq is not None
+        where: list[str] = ["seq > ?" if by_seq else "updated_at >= ?"]
+        params: list[object] = [after_seq if by_seq else updated_since]
         if not caller.is_admin:
             where.append("owner = ?")
             params.append(caller.username)
-        sql = f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY updated_at DESC"  # noqa: S608
+        sql = f"SELECT * FROM tasks WHERE {' AND '.join(where)} ORDER BY {'seq' if by_seq else 'updated_at DESC'}"  # noqa: S608
         if limit > 0:
             sql += f" LIMIT {int(limit)}"
-        return await self._storage.fetchall(sql, params)
+        rows = await self._storage.fetchall(sql, params)
+        if by_seq and 0 < limit <= len(rows):
+            seq = int(rows[-1]["seq"])
+        return rows, seq
 
     async def stop(self, caller: Caller, task_id: str) -> str:
         """Stop a task: PENDING at once; ASSIGNED or RUNNING through its worker. Returns the new status."""

@@ -853,23 +853,32 @@ class GetAllUserTasksRequest(_message.Message):
     TOKEN_FIELD_NUMBER: _builtins.int
     UPDATED_SINCE_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    AFTER_SEQ_FIELD_NUMBER: _builtins.int
     token: _builtins.str
     updated_since: _builtins.float
     """Extension: only tasks updated at or after this time (0: all)."""
     limit: _builtins.int
     """Extension: at most this many tasks, most recently updated first (0: no limit)."""
+    after_seq: _builtins.int
+    """Extension: when set, only tasks changed after this change number (0: all of them), in change order, and
+    updated_since is not used. Ask from the answer's `seq`: unlike a time, it misses no slow write. With a
+    limit, a full page's `seq` is its last task's, so the next page follows on.
+    """
     def __init__(
         self,
         *,
         token: _builtins.str = ...,
         updated_since: _builtins.float = ...,
         limit: _builtins.int = ...,
+        after_seq: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_seq", b"_after_seq", "after_seq", b"after_seq"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "token", b"token", "updated_since", b"updated_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_seq", b"_after_seq", "after_seq", b"after_seq", "limit", b"limit", "token", b"token", "updated_since", b"updated_since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__after_seq: _TypeAlias = _typing.Literal["after_seq"]  # noqa: Y015
+    _WhichOneofArgType__after_seq: _TypeAlias = _typing.Literal["_after_seq", b"_after_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_seq) -> _WhichOneofReturnType__after_seq | None: ...
 
 Global___GetAllUserTasksRequest: _TypeAlias = GetAllUserTasksRequest  # noqa: Y015
 
@@ -954,10 +963,13 @@ class GetAllTasksResponse(_message.Message):
     SUCCESS_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
     SERVER_TIME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     """Extensions: tell an expired token apart from "no tasks", and give the time to ask `updated_since` from."""
     message: _builtins.str
     server_time: _builtins.float
+    seq: _builtins.int
+    """Extension: the pool's change number when the answer was read; 0 from a pool without change numbers."""
     @_builtins.property
     def tasks(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskInfo]: ...
     def __init__(
@@ -967,10 +979,11 @@ class GetAllTasksResponse(_message.Message):
         success: _builtins.bool = ...,
         message: _builtins.str = ...,
         server_time: _builtins.float = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "server_time", b"server_time", "success", b"success", "tasks", b"tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "seq", b"seq", "server_time", b"server_time", "success", b"success", "tasks", b"tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -57,6 +57,8 @@ class TaskInfo:
 class TaskList:
     tasks: list[TaskInfo]
     server_time: float | None
+    # The change number to ask from next (`after_seq`); None from a pool without change numbers (HiveMind).
+    seq: int | None = None
 
 
 class TaskListing(list[TaskInfo]):

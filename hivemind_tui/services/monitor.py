@@ -126,6 +126,7 @@ class Monitor:
         self._tasks: dict[str, TaskInfo] = {}
         self._counts: Counter[str] = Counter()
         self._tasks_since: float | None = None
+        self._tasks_seq: int | None = None
         self._refreshes = 0
 
     async def refresh(self) -> ClusterSnapshot:
@@ -173,13 +174,16 @@ class Monitor:
                 raise
 
     async def _fetch_tasks(self) -> TaskListing:
-        """Only what changed since the pool's last answer (`updated_since`), with a full list now and then
-        (pruned tasks drop out) and every time against a pool that gives no server time (HiveMind). The
-        counts by status follow the entries that changed; a full list counts them again."""
+        """Only what changed since the pool's last answer, with a full list now and then (pruned tasks drop
+        out) and every time against a pool that gives no server time (HiveMind). "Changed" is by the pool's
+        change number where it keeps one (exactly the changes), else by its clock, less SKEW for writes that
+        committed late. The counts by status follow the entries that changed; a full list counts them again."""
         full = self._tasks_since is None or self._refreshes % FULL_TASK_SYNC_EVERY == 0
         self._refreshes += 1
         since = 0.0 if full else max((self._tasks_since or 0.0) - SKEW, 0.0)
-        listed = await self.session.call(lambda token: self.session.client.list_tasks(token, since))
+        after = None if full else self._tasks_seq
+        client = self.session.client
+        listed = await self.session.call(lambda token: client.list_tasks(token, since, after_seq=after))
         changed: set[str] | None = None
         if full:
             self._tasks = {t.task_id: t for t in listed.tasks}
@@ -196,6 +200,7 @@ class Monitor:
                 self._tasks[task.task_id] = task
                 changed.add(task.task_id)
         self._tasks_since = listed.server_time
+        self._tasks_seq = listed.seq
         # A copy: the next refresh changes the monitor's own while screens may still read this one.
         return TaskListing(dict(self._tasks), self, self._refreshes, None if changed is None else frozenset(changed))
 

@@ -323,13 +323,16 @@ class PoolClient:
             self.health = PoolHealth("unknown (HiveMind)", (), None, (time.perf_counter() - start) * 1000)
         return self.health
 
-    async def list_tasks(self, token: str, updated_since: float = 0.0, limit: int = 0) -> TaskList:
+    async def list_tasks(
+        self, token: str, updated_since: float = 0.0, limit: int = 0, after_seq: int | None = None
+    ) -> TaskList:
+        """The caller's tasks: all, those updated since a time, or (`after_seq`, where the pool keeps change
+        numbers) those changed after the `seq` of an earlier answer."""
+        request = pb.GetAllUserTasksRequest(token=token, updated_since=updated_since, limit=limit)
+        if after_seq is not None:
+            request.after_seq = after_seq
         reply = await self._call(
-            "GetAllUserTasks",
-            lambda d: self.master.GetAllUserTasks(
-                pb.GetAllUserTasksRequest(token=token, updated_since=updated_since, limit=limit), timeout=d
-            ),
-            read=True,
+            "GetAllUserTasks", lambda d: self.master.GetAllUserTasks(request, timeout=d), read=True
         )
         # A HiveMind pool sets neither success nor message: an empty list may also mean a bad token, which
         # GetBalance then says in words.
@@ -337,7 +340,7 @@ class PoolClient:
             raise error_for(reply.message)
         if not reply.success and not reply.tasks and token:
             await self.balance(token)
-        return TaskList([task_from_pb(t) for t in reply.tasks], _opt(reply.server_time))
+        return TaskList([task_from_pb(t) for t in reply.tasks], _opt(reply.server_time), reply.seq or None)
 
     async def upload_task(self, token: str, task_id: str, task_zip: bytes, **fields: Any) -> None:
         """Upload once; if the answer is lost, ask whether the pool has the task before sending again.

@@ -223,26 +223,30 @@ async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: 
     token = session.data.token
     for i in range(3):
         await client.upload_task(token, f"m{i}", task_zip())
-    calls: list[float] = []
+    calls: list[int | None] = []
     original = client.list_tasks
 
-    async def counting(tok: str, updated_since: float = 0.0, limit: int = 0):
-        calls.append(updated_since)
-        return await original(tok, updated_since, limit)
+    async def counting(tok: str, updated_since: float = 0.0, limit: int = 0, after_seq: int | None = None):
+        calls.append(after_seq)
+        return await original(tok, updated_since, limit, after_seq)
 
     client.list_tasks = counting  # type: ignore[method-assign]
     async with Store(tmp_path / "console.db") as store:
         monitor = Monitor(settings, session, None, History(store), Alerts(store), clock=pool.clock)
         first = await monitor.refresh()
-        assert {t.task_id for t in first.tasks} == {"m0", "m1", "m2"} and calls == [0.0]
+        assert {t.task_id for t in first.tasks} == {"m0", "m1", "m2"} and calls == [None]
         pool.clock.advance(10)
         await client.stop_task(token, "m1")
+        # A write that took its time before committing: its time is older than the last answer's, so a
+        # refresh by time (less its 2 s margin) would miss it; the change number does not.
+        await pool.server.storage.update_task("m2", pool.clock.now - 60, message="committed late")
         second = await monitor.refresh()
-        assert calls[1] > 0  # only what changed since the pool's last answer
+        assert calls[1] is not None and calls[1] > 0  # only what changed since the pool's last answer
         assert {t.task_id: t.status for t in second.tasks}["m1"] == "STOPPED" and len(second.tasks) == 3
         # The counts follow the changed entries; the listing names them, and keeps the others' objects.
         assert second.task_counts == dict(Counter(t.status for t in second.tasks))
-        assert second.tasks.changes_since(monitor, first.tasks.generation) == {"m1"}
+        assert second.tasks.changes_since(monitor, first.tasks.generation) == {"m1", "m2"}
+        assert second.tasks.by_id["m2"].message == "committed late"
         assert second.tasks.by_id["m0"] is first.tasks.by_id["m0"]
         client.address = "127.0.0.1:1"  # the pool goes away: an alert, and the hook hears of it
         await client.close()

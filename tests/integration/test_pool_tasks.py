@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from hivemind_tui.core.sqlite_db import DirectDatabase
+from hivemind_tui.nodepool.storage import MIGRATIONS, PoolPaths, PoolStorage
 from hivemind_tui.proto import nodepool_pb2 as pb
 from tests.conftest import fast_settings
 from tests.helpers import FakeClock, Pool, files_in, make_zip, start_pool, task_zip
@@ -229,6 +231,60 @@ async def test_updated_since_and_limit(pool: Pool) -> None:
     assert [t.task_id for t in limited.tasks] == ["t2", "t1"]
     expired = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token="bad"))
     assert not expired.success and expired.message == "INVALID_TOKEN" and not expired.tasks
+
+
+async def test_change_numbers_miss_no_late_write_and_page(pool: Pool) -> None:
+    token = await pool.add_user("alice")
+    bob = await pool.add_user("bob")
+    for i in range(5):
+        await pool.master.UploadTask(pb.UploadTaskRequest(task_id=f"c{i}", task_zip=task_zip(), token=token))
+    await pool.master.UploadTask(pb.UploadTaskRequest(task_id="bobs", task_zip=task_zip(), token=bob))
+    await pool.server.scheduler.assign()
+    first = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))
+    assert len(first.tasks) == 5 and first.seq > 0
+    # Nothing changed: nothing comes back, and the number stays.
+    quiet = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, after_seq=first.seq))
+    assert list(quiet.tasks) == [] and quiet.seq == first.seq
+    pool.clock.advance(10)
+    # A write whose time is long past when it commits (a slow writer): by time it is missed, by number not.
+    await pool.server.storage.update_task("c3", pool.clock.now - 600, message="late")
+    await pool.master.StopTask(pb.StopTaskRequest(task_id="c1", token=token))
+    await pool.master.StopTask(pb.StopTaskRequest(task_id="bobs", token=bob))  # not alice's: not listed
+    by_time = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, updated_since=first.server_time))
+    assert "c1" in {t.task_id for t in by_time.tasks} and "c3" not in {t.task_id for t in by_time.tasks}
+    changed = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, after_seq=first.seq))
+    in_order = await pool.server.storage.fetchall(
+        "SELECT task_id FROM tasks WHERE owner = 'alice' AND seq > ? ORDER BY seq", (first.seq,)
+    )
+    assert [t.task_id for t in changed.tasks] == [r["task_id"] for r in in_order]  # in change order
+    assert {"c1", "c3"} <= {t.task_id for t in changed.tasks} and changed.seq > first.seq
+    # Pages from 0 (everything) in change order; each full page's number is where the next one starts.
+    pages, after = [], 0
+    while True:
+        page = await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token, after_seq=after, limit=2))
+        pages.append([t.task_id for t in page.tasks])
+        after = page.seq
+        if len(page.tasks) < 2:
+            break
+    rows = await pool.server.storage.fetchall("SELECT task_id FROM tasks WHERE owner = 'alice' ORDER BY seq")
+    assert [len(p) for p in pages] == [2, 2, 1] and [t for p in pages for t in p] == [r["task_id"] for r in rows]
+    assert after == changed.seq
+
+
+async def test_an_older_pool_db_gets_change_numbers(tmp_path: Path) -> None:
+    paths = PoolPaths(tmp_path / "pool").ensure()
+    async with DirectDatabase(paths.db, MIGRATIONS[:7]) as old, old.write() as conn:
+        await conn.executemany(
+            "INSERT INTO tasks (task_id, owner, status, created_at, updated_at) VALUES (?, 'a', 'PENDING', 0, 0)",
+            [(f"o{i}",) for i in range(3)],
+        )
+    async with PoolStorage(paths) as storage:
+        rows = await storage.fetchall("SELECT task_id, seq FROM tasks ORDER BY seq")
+        assert [r["task_id"] for r in rows] == ["o0", "o1", "o2"] and len({r["seq"] for r in rows}) == 3
+        last = await storage.fetchvalue("SELECT last FROM task_seq")
+        assert last == rows[-1]["seq"]
+        await storage.update_task("o0", 1.0, message="again")
+        assert (await storage.task("o0"))["seq"] == last + 1 == await storage.fetchvalue("SELECT last FROM task_seq")
 
 
 async def test_isolation_in_every_rpc(pool: Pool) -> None:
