@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ PENDING_HEAD = PENDING_ALL + " LIMIT 256"
 RECONCILE_GRACE = 2.0
 # How long the pool waits for the previous worker process of a node to say it still lives.
 PROBE_TIMEOUT = 2.0
+# Wait reasons written per transaction when a sweep rewords the queue.
+REWORD_BATCH = 1000
 ACTIVE = ("ASSIGNED", "RUNNING")
 
 
@@ -132,6 +135,8 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
         self._swept_at = 0.0
+        # What the last sweep saw (nodes, their free slots, the queue): an unchanged cluster needs no new sweep.
+        self._swept: tuple[object, ...] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -193,11 +198,17 @@ class Scheduler:
         slots_left = sum(max(free[n["node_id"]], 0) for n in usable)
         if not sweep and slots_left <= 0:
             return 0
+        if sweep:
+            seen = await self._cluster_state(nodes, online, free)
+            if seen == self._swept:
+                return 0  # the same nodes, slots and queue as the last sweep: the same answers
+            self._swept = seen
         pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
         # Tasks that ask for the same things fit the same nodes and wait for the same reason: worked out once
         # per pass for each distinct set of requirements, not once per pending task.
         fitting: dict[tuple[object, ...], list[aiosqlite.Row]] = {}
         reasons: dict[tuple[object, ...], str] = {}
+        reworded: list[tuple[str, str]] = []  # (reason, task id): written together, in one transaction
         assigned = 0
         for task in pending:
             if not sweep and slots_left <= 0:
@@ -211,7 +222,7 @@ class Scheduler:
                     reasons[wants] = wait_reason(task, nodes, online)
                 reason = reasons[wants]
                 if reason != task["message"]:
-                    await self._set_if(task["task_id"], "PENDING", message=reason)
+                    reworded.append((reason, task["task_id"]))
                 continue
             node = max(candidates, key=lambda n: (free[n["node_id"]] * max(n["cpu_score"], 1), n["node_id"]))
             if not await self._set_if(
@@ -229,7 +240,41 @@ class Scheduler:
             dispatch = asyncio.create_task(self._dispatch(task["task_id"], node))
             self._dispatches.add(dispatch)
             dispatch.add_done_callback(self._dispatches.discard)
+        await self._reword(reworded)
         return assigned
+
+    async def _reword(self, reworded: list[tuple[str, str]]) -> None:
+        """New wait reasons, a batch per transaction: a node going away rewords the whole queue, and one
+        transaction per task made that seconds of work; the loop serves other calls between batches."""
+        now = self._clock()
+        for start in range(0, len(reworded), REWORD_BATCH):
+            async with self._storage.write() as conn:
+                await conn.executemany(
+                    "UPDATE tasks SET message = ?, updated_at = ? WHERE task_id = ? AND status = 'PENDING'",
+                    [(reason, now, task_id) for reason, task_id in reworded[start : start + REWORD_BATCH]],
+                )
+            await asyncio.sleep(0)
+
+    async def _cluster_state(
+        self, nodes: Sequence[aiosqlite.Row], online: set[str], free: dict[str, int]
+    ) -> tuple[object, ...]:
+        """Everything a sweep's assignments and wait reasons follow from. The queue is its size and latest
+        change number (from an index: no row is read), so a sweep of 20,000 waiting tasks runs only when
+        something it depends on moved, not every tick."""
+        queue = await self._storage.fetchone("SELECT COUNT(*), MAX(seq) FROM tasks WHERE status = 'PENDING'")
+        shape = tuple(
+            (
+                n["node_id"],
+                n["node_id"] in online,
+                n["state"],
+                n["kind"],
+                self._pushable(n),
+                free[n["node_id"]] > 0,
+                *(n[need.field] for need in NEEDS),
+            )
+            for n in nodes
+        )
+        return (tuple(queue) if queue is not None else (), shape)
 
     async def _dispatch(self, task_id: str, node: aiosqlite.Row) -> None:
         task = await self._storage.task(task_id)
@@ -281,13 +326,16 @@ class Scheduler:
 
     # -- lost workers, restarts, stops -----------------------------------------------------------
     async def reclaim_lost(self) -> None:
-        """Tasks on workers that went silent: re-queued up to the retry limit, then FAILED."""
-        nodes = {n["node_id"]: n for n in await self._nodes.all()}
-        running = await self._storage.fetchall("SELECT * FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING')")
-        for task in running:
-            node = nodes.get(task["worker"])
-            if node is None or not self._nodes.is_online(node):
-                await self._requeue(task, f"worker {task['worker'] or '?'} lost", fail_words="worker lost")
+        """Tasks on workers that went silent: re-queued up to the retry limit, then FAILED. Only those rows are
+        read: the tasks on online nodes are left out by the index, not by a walk over every running task."""
+        online = [n["node_id"] for n in await self._nodes.all() if self._nodes.is_online(n)]
+        lost = await self._storage.fetchall(
+            "SELECT * FROM tasks WHERE status IN ('ASSIGNED', 'RUNNING') "
+            "AND worker NOT IN (SELECT value FROM json_each(?))",
+            (json.dumps(online),),
+        )
+        for task in lost:
+            await self._requeue(task, f"worker {task['worker'] or '?'} lost", fail_words="worker lost")
 
     async def reconcile(self, node_id: str, reported: dict[str, int]) -> list[str]:
         """Compare a heartbeat's task list with what the pool expects on that node.

@@ -137,6 +137,12 @@ MIGRATIONS: list[Migration] = [
             UPDATE tasks SET seq = (SELECT last FROM task_seq) WHERE rowid = NEW.rowid;
         END""",
     ],
+    # 9: what the scheduler asks once a tick and at every heartbeat, answered from indexes alone: the tasks on
+    # a node, the busy slots per node, and whether the queue changed (its size and latest change).
+    [
+        "CREATE INDEX tasks_status_worker ON tasks(status, worker)",
+        "CREATE INDEX tasks_status_seq ON tasks(status, seq)",
+    ],
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

@@ -424,6 +424,36 @@ async def test_node_list_online_and_states(pool: Pool) -> None:
     assert (left.node_id, left.state) == ("n1", "cordoned")
 
 
+async def test_a_sweep_rewords_a_long_queue_only_when_the_cluster_changes(pool: Pool) -> None:
+    meta = pool.worker_metadata()
+    await pool.nodes.RegisterWorkerNode(
+        pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h1", port=6001, slots=1, memory_gb=8), metadata=meta
+    )
+    now = pool.clock.now
+    async with pool.server.storage.write() as conn:  # a long queue that fits no node: 3 batches of rewording
+        await conn.executemany(
+            "INSERT INTO tasks (task_id, owner, status, memory_gb, created_at, updated_at) "
+            "VALUES (?, 'alice', 'PENDING', 100, ?, ?)",
+            [(f"q{i:04d}", now, now) for i in range(2500)],
+        )
+
+    async def reasons() -> set[str]:
+        return {r["message"] for r in await pool.server.storage.fetchall("SELECT message FROM tasks")}
+
+    async def last_change() -> int:
+        return int(await pool.server.storage.fetchvalue("SELECT last FROM task_seq"))
+
+    await pool.server.scheduler.assign()
+    assert await reasons() == {"waiting: no online node with 100 GB memory"}
+    before = await last_change()
+    assert await pool.server.scheduler.assign() == 0
+    assert await last_change() == before  # nothing changed: nothing written
+    pool.clock.advance(pool.settings.heartbeat_timeout + 1)  # n1 goes silent: every reason changes
+    await pool.server.scheduler.assign()
+    assert await reasons() == {"waiting: no online worker"}
+    assert await last_change() == before + 2500
+
+
 async def test_health(pool: Pool) -> None:
     reply = await pool.master.Health(pb.HealthRequest())
     assert reply.version and "GetNodeList" in reply.extensions and reply.time == pool.clock.now
