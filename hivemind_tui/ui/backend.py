@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Protocol
@@ -31,14 +31,22 @@ from hivemind_tui.services.retention import Pruned, prune_store
 from hivemind_tui.services.session import Session
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_actions import TaskActions
-from hivemind_tui.services.task_manager import ParentState, Progress, ProgressCallback, SubmitOptions, TaskManager
+from hivemind_tui.services.task_manager import (
+    ParentState,
+    Progress,
+    ProgressCallback,
+    SubmitOptions,
+    SubtaskState,
+    TaskManager,
+)
 from hivemind_tui.services.task_splitter import SplitPlan
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard
 
 
 @dataclass(frozen=True, slots=True)
 class TaskRow:
-    """One row of the tasks screen: a parent (with progress) or a plain task."""
+    """One row of the tasks screen: a parent (with progress), a plain task, or (`under` its parent's id) a
+    subtask of an expanded parent."""
 
     task_id: str
     status: str
@@ -52,6 +60,7 @@ class TaskRow:
     total: int
     split: bool
     worker: str = ""
+    under: str = ""
 
     @classmethod
     def of_parent(cls, p: ParentState) -> TaskRow:
@@ -86,6 +95,29 @@ class TaskRow:
             1,
             False,
             t.worker,
+        )
+
+    @classmethod
+    def of_subtask(cls, sub: SubtaskState, task: TaskInfo | None, parent: ParentState) -> TaskRow:
+        """A subtask shown under its parent: the pool's entry where it has one (times, owner), else the
+        console's record of it (not uploaded yet, or pruned from the pool)."""
+        if task is not None:
+            return replace(cls.of_task(task), under=parent.parent_id)
+        done = int(sub.status == "COMPLETED")
+        return cls(
+            sub.task_id,
+            sub.status,
+            sub.message,
+            parent.task_type,
+            parent.priority,
+            parent.owner,
+            parent.created_at,
+            None,
+            done,
+            1,
+            False,
+            sub.worker,
+            parent.parent_id,
         )
 
 

@@ -37,7 +37,7 @@ from hivemind_tui.services.session import Session, SessionData
 from hivemind_tui.services.store import Store
 from hivemind_tui.services.task_manager import TaskManager
 from hivemind_tui.ui.backend import TaskRow, TaskRows
-from hivemind_tui.ui.screens.tasks import COLUMNS, task_cells
+from hivemind_tui.ui.screens.tasks import COLUMNS, TREE, task_cells
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable
 
 POOL = "127.0.0.1:50051"
@@ -91,7 +91,7 @@ def changed(tasks: TaskListing, fraction: float, step: int) -> TaskListing:
 
 class Tables(App[None]):
     def compose(self) -> ComposeResult:
-        yield VirtualTable[TaskRow](COLUMNS, lambda r: r.task_id, lambda r: task_cells(r, NOW), id="ours")
+        yield VirtualTable[TaskRow]([TREE, *COLUMNS], lambda r: r.task_id, lambda r: task_cells(r, NOW), id="ours")
         yield DataTable(id="plain")
 
 
@@ -125,8 +125,8 @@ async def bench(parents: int, per: int) -> None:
 
         plain = app.query_one("#plain", DataTable)
         start = time.perf_counter()
-        status = [c.key for c in COLUMNS].index("status")
-        plain.add_columns(*(c.label for c in COLUMNS))
+        status = [c.key for c in (TREE, *COLUMNS)].index("status")
+        plain.add_columns(*(c.label for c in (TREE, *COLUMNS)))
         plain.add_rows([task_cells(r, NOW) for r in rows])
         await pilot.pause()
         plain_first = time.perf_counter() - start

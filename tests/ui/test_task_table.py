@@ -50,6 +50,43 @@ async def test_rows_follow_the_model_through_filters_and_new_tasks_come_first() 
         assert table(app).visible_keys()[0] == "fresh-01"
 
 
+async def test_a_split_parent_expands_into_its_subtasks_and_folds_again() -> None:
+    backend = NewestFirstBackend()
+    subtasks = [t.task_id for t in backend.tasks if t.parent_task_id == "etl-7f3a2c"]
+    assert len(subtasks) >= 2
+    app = HivemindApp(backend, deterministic=True, start="tasks")
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        keys = table(app).visible_keys()
+        assert "etl-7f3a2c" in keys and not set(subtasks) & set(keys)  # one row for the whole job
+        assert table(app)._line("etl-7f3a2c").startswith("▸ ")
+        table(app).move_to("etl-7f3a2c")
+        await pilot.press("right")
+        await settle(pilot)
+        keys = table(app).visible_keys()
+        at = keys.index("etl-7f3a2c")
+        assert keys[at + 1 : at + 1 + len(subtasks)] == subtasks  # right under it, in shard order
+        assert table(app)._line("etl-7f3a2c").startswith("▾ ")
+        assert table(app)._line(subtasks[0]).startswith("├ ") and table(app)._line(subtasks[-1]).startswith("└ ")
+        await pilot.press("7")  # sort by age: the subtasks move with their parent
+        await settle(pilot)
+        keys = table(app).visible_keys()
+        at = keys.index("etl-7f3a2c")
+        assert keys[at + 1 : at + 1 + len(subtasks)] == subtasks
+        await pilot.press("f", "f", "f", "f")  # COMPLETED only: the RUNNING parent hides, its subtasks too
+        await settle(pilot)
+        assert not ({"etl-7f3a2c", *subtasks} & set(table(app).visible_keys()))
+        await pilot.press("escape")
+        await settle(pilot)
+        table(app).move_to(subtasks[-1])
+        await pilot.press("left")  # folding from a subtask goes back to its parent
+        await settle(pilot)
+        assert not set(subtasks) & set(table(app).visible_keys())
+        assert table(app).cursor_key == "etl-7f3a2c" and table(app)._line("etl-7f3a2c").startswith("▸ ")
+
+
 async def test_ages_move_with_the_clock_and_wide_values_fit() -> None:
     backend = NewestFirstBackend()
     backend.tasks.append(TaskInfo("fresh-01", "PENDING", "", "", "alice", DEMO_NOW - 2, DEMO_NOW - 2, 5000))

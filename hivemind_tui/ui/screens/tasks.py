@@ -2,7 +2,11 @@
 
 Keys: `f` cycles the status filter, `/` searches by id, `1`-`8` sort, space marks, `s` stops the marked
 (or current) tasks after one confirmation listing them, `R` retries failed subtasks, enter opens a task,
-`y` copies its id. A PENDING task shows why it waits in its message.
+`y` copies its id, right (or `+`) expands a split parent into its subtasks and left (or `-`) folds it
+again. A PENDING task shows why it waits in its message.
+
+A split task is one row (its progress counts its subtasks), so a job of 10,000 shards does not flood the
+list; expanded, its subtasks follow it in shard order wherever sorting puts it, and hide with it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from textual.binding import Binding
 from textual.widgets import Input, Static
 
 from hivemind_tui.core.errors import HivemindError
-from hivemind_tui.services.models import KNOWN_STATUSES
+from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo, TaskListing
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.backend import TaskRow
 from hivemind_tui.ui.format import age, bar, duration, plain
@@ -21,6 +25,7 @@ from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
+TREE = Column("tree", "", 1)
 COLUMNS = [
     Column("id", "TASK", 20, middle=True),
     Column("type", "TYPE", 10),
@@ -37,12 +42,13 @@ FILTERS = ("", *KNOWN_STATUSES)
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
 
 
-def task_cells(row: TaskRow, now: float) -> tuple[object, ...]:
+def task_cells(row: TaskRow, now: float, tree: str = "") -> tuple[object, ...]:
     progress = f"{bar(100 * row.done / max(row.total, 1), 6)} {row.done}/{row.total}"
     finished = row.status in FINISHED
     # A finished task shows how long it took; where the pool gives no times (HiveMind), its age since submit.
     when = duration(row.created_at, row.updated_at) if finished and row.updated_at else age(row.created_at, now)
     return (
+        tree,
         row.task_id,
         SHORT_TYPES.get(row.task_type, row.task_type or "-"),
         row.status,
@@ -65,6 +71,8 @@ class TasksScreen(Section):
         Binding("R", "retry", "Retry", key_display="R"),
         Binding("y", "copy_id", "Copy"),
         Binding("l", "full_log", "Log"),
+        Binding("right,plus", "expand", "Expand", key_display="→"),
+        Binding("left,minus", "collapse", "Fold", show=False),
     ]
 
     def __init__(self) -> None:
@@ -72,17 +80,28 @@ class TasksScreen(Section):
         self._status_filter = ""
         self._search = ""
         self.rows: dict[str, TaskRow] = {}
+        self._expanded: set[str] = set()
+        self._last_under: set[str] = set()  # the last subtask shown under each expanded parent
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="search task ids", id="task-search")
         yield Static("", id="task-header")
         yield VirtualTable[TaskRow](
-            COLUMNS, lambda r: r.task_id, self._cells, lambda r: r.status in ("COMPLETED", "STOPPED"), id="task-table"
+            [TREE, *COLUMNS],
+            lambda r: r.task_id,
+            self._cells,
+            lambda r: r.status in ("COMPLETED", "STOPPED"),
+            group_of=lambda r: r.under or None,
+            id="task-table",
         )
         yield Static("", id="task-status")
 
     def _cells(self, row: TaskRow) -> tuple[object, ...]:
-        return task_cells(row, self.hive.backend.clock())
+        if row.under:
+            tree = "└" if row.task_id in self._last_under else "├"
+        else:
+            tree = ("▾" if row.task_id in self._expanded else "▸") if row.split else ""
+        return task_cells(row, self.hive.backend.clock(), tree)
 
     @property
     def table(self) -> VirtualTable[TaskRow]:
@@ -102,9 +121,51 @@ class TasksScreen(Section):
     @work(exclusive=True, group="task-rows", exit_on_error=False)
     async def load_rows(self, snap: ClusterSnapshot) -> None:
         rows = await self.hive.backend.task_rows(snap.tasks)
-        self.rows = {r.task_id: r for r in rows}
-        self.table.replace_rows(rows)
+        self._expanded &= {r.task_id for r in rows if r.split}  # parents that are gone fold away
+        shown: list[TaskRow] = []
+        last: set[str] = set()
+        by_id = snap.tasks.by_id if isinstance(snap.tasks, TaskListing) else None
+        for row in rows:
+            shown.append(row)
+            if row.task_id in self._expanded:
+                subtasks = await self._subtask_rows(row.task_id, snap.tasks, by_id)
+                shown += subtasks
+                last.update(s.task_id for s in subtasks[-1:])
+        self._last_under = last
+        self.rows = {r.task_id: r for r in shown}
+        self.table.replace_rows(shown)
         self._status()
+
+    async def _subtask_rows(
+        self, parent_id: str, tasks: list[TaskInfo], by_id: dict[str, TaskInfo] | None
+    ) -> list[TaskRow]:
+        parent = await self.hive.backend.parent(parent_id, tasks)
+        if parent is None:
+            return []
+        if by_id is None:
+            by_id = {t.task_id: t for t in tasks}
+        return [TaskRow.of_subtask(sub, by_id.get(sub.task_id), parent) for sub in parent.subtasks]
+
+    def action_expand(self) -> None:
+        row = self.rows.get(str(self.table.cursor_key))
+        if row is None or not row.split or row.task_id in self._expanded:
+            return
+        self._expanded.add(row.task_id)
+        self._fold_changed(row.task_id)
+
+    def action_collapse(self) -> None:
+        row = self.rows.get(str(self.table.cursor_key))
+        parent = row and (row.under or (row.task_id if row.task_id in self._expanded else ""))
+        if not parent:
+            return
+        self._expanded.discard(parent)
+        self.table.move_to(parent)
+        self._fold_changed(parent)
+
+    def _fold_changed(self, parent_id: str) -> None:
+        self.table.repaint([parent_id])  # its ▸ / ▾
+        if self.hive.snapshot is not None:
+            self.load_rows(self.hive.snapshot)
 
     def tick_ages(self) -> None:
         """Unfinished tasks' ages grow with the clock, not with refreshes."""
