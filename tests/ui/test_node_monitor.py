@@ -64,11 +64,20 @@ async def test_in_place_updates_and_offline_transitions() -> None:
         await pilot.press("down", "down")
         key = table.cursor_key
         backend = app.backend
+        kept = table.row("worker-00001")
+        beat = table._line("worker-00001").split()[-1]
         backend.nodes[5] = replace(backend.nodes[5], online=False, cpu_usage=0.0)
+        backend.clock.now += 5  # within the heartbeat timeout: still alive
         app.action_refresh()
         await settle(pilot)
         assert table.cursor_key == key  # rows update in place; the cursor stays put
         assert table.row("worker-00005").status == "offline"
+        assert table.row("worker-00001") is kept  # an unchanged node keeps its row
+        assert table._line("worker-00001").split()[-1] != beat  # but its BEAT age moved with the clock
+        backend.nodes.append(replace(backend.nodes[0], node_id="worker-new"))  # a node joins: the whole list
+        app.action_refresh()
+        await settle(pilot)
+        assert table.row("worker-new") is not None and table.total_count == len(backend.nodes)
         await pilot.press("slash", *"status:offline", "enter")
         assert set(map(str, table.visible_keys())) == {"worker-00005", "worker-00007"}
 
@@ -160,6 +169,6 @@ def test_a_drained_node_that_still_beats_shows_draining_not_offline() -> None:
     from tests.ui.demo import demo_nodes
 
     drained = replace(demo_nodes(10)[9], online=False, state="draining", running_tasks=0)
-    assert NodeRow(drained, "1s", alive=True).status == "draining"
-    assert NodeRow(drained, "10m", alive=False).status == "offline"
-    assert NodeRow(replace(drained, state="active"), "1s", alive=True).status == "offline"
+    assert NodeRow(drained, alive=True).status == "draining"
+    assert NodeRow(drained, alive=False).status == "offline"
+    assert NodeRow(replace(drained, state="active"), alive=True).status == "offline"

@@ -154,6 +154,25 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
             self._text.pop(key, None)
         self.refresh()
 
+    def update_rows(self, rows: Iterable[RowT]) -> None:
+        """Rows of the model replaced by these (the same keys; none comes or goes): work for the changed
+        rows only, where `replace_rows` walks the whole model. A key the model lacks raises KeyError."""
+        for row in rows:
+            key = self._key_of(row)
+            if key not in self._rows:
+                raise KeyError(key)
+            self._rows[key] = row
+            self._text.pop(key, None)
+        if self._sort is None and self._filter is None:
+            self.refresh()
+        else:
+            self._rebuild(self.cursor_key)
+
+    def repaint_all(self) -> None:
+        """Render every row again when it is next on screen (a column that follows the clock)."""
+        self._text.clear()
+        self.refresh()
+
     def sort_by(self, column: str, reverse: bool = False) -> None:
         self._sort = (column, reverse)
         self._rebuild(self.cursor_key)
