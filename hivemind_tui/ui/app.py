@@ -202,7 +202,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         if resumed:
             self.notify(f"resumed {len(resumed)} unfinished submit(s)")
 
-    @work(group="uploads", exit_on_error=False)
+    @work(group="uploads", exit_on_error=False, description="submit upload")
     async def submit_upload(self, path: Path, options: SubmitOptions) -> None:
         """An app-level worker: the upload goes on when the upload screen is left."""
         self.notify(f"uploading {path.name}…")
@@ -220,7 +220,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         self.notify(f"submitted {task_id}", title="Upload done")
         self.action_refresh()
 
-    @work(group="downloads", exit_on_error=False)
+    @work(group="downloads", exit_on_error=False, description="download result")
     async def download_result(self, task_id: str, path: Path) -> None:
         """An app-level worker, like uploads: leaving the task's screen does not cancel the download."""
         self.notify(f"downloading the result of {task_id}…")

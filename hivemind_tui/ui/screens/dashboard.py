@@ -49,7 +49,7 @@ class DashboardScreen(Section):
                 yield Static(id="busiest")
         yield Static(id="host")
 
-    @work(exclusive=True, group="task-counts", exit_on_error=False)
+    @work(exclusive=True, group="task-counts", exit_on_error=False, description="count tasks")
     async def count_tasks(self, snap: ClusterSnapshot) -> None:
         """Tasks counted as the tasks screen lists them: parents and plain tasks, subtasks beside them."""
         rows = await self.hive.backend.task_rows(snap.tasks)

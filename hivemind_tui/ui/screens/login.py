@@ -110,7 +110,7 @@ class LoginScreen(ReportsWorkerErrors, ModalScreen[bool]):
         self._busy = busy
         self.query_one("#login", Static).set_class(busy, "-busy")
 
-    @work(exclusive=True, group="login", exit_on_error=False)
+    @work(exclusive=True, group="login", exit_on_error=False, description="log in")
     async def log_in(self, address: str, user: str, password: str, remember: bool) -> None:
         error = self.query_one("#login-error", Static)
         try:

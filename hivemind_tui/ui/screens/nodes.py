@@ -222,7 +222,7 @@ class NodesScreen(Section):
             on_yes(lambda: self.apply_state(targets, state)),
         )
 
-    @work(group="node-state", exit_on_error=False)
+    @work(group="node-state", exit_on_error=False, description="apply state")
     async def apply_state(self, targets: list[str], state: str) -> None:
         try:
             done = await self.hive.backend.set_node_state(targets, state)

@@ -99,7 +99,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         if snap is not None:
             self.load(snap)
 
-    @work(exclusive=True, group="task-detail", exit_on_error=False)
+    @work(exclusive=True, group="task-detail", exit_on_error=False, description="load")
     async def load(self, snap: ClusterSnapshot) -> None:
         backend = hive_of(self).backend
         self.task_parent = await backend.parent(self.task_id, snap.tasks)

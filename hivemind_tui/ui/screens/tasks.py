@@ -118,7 +118,7 @@ class TasksScreen(Section):
     def show(self, snap: ClusterSnapshot) -> None:
         self.load_rows(snap)
 
-    @work(exclusive=True, group="task-rows", exit_on_error=False)
+    @work(exclusive=True, group="task-rows", exit_on_error=False, description="load rows")
     async def load_rows(self, snap: ClusterSnapshot) -> None:
         rows = await self.hive.backend.task_rows(snap.tasks)
         self._expanded &= {r.task_id for r in rows if r.split}  # parents that are gone fold away
@@ -268,7 +268,7 @@ class TasksScreen(Section):
             ConfirmScreen(f"Stop {len(targets)} task(s)?", details), on_yes(lambda: self.stop(targets))
         )
 
-    @work(group="task-actions", exit_on_error=False)
+    @work(group="task-actions", exit_on_error=False, description="stop")
     async def stop(self, targets: list[str]) -> None:
         snap = self.hive.snapshot
         try:
@@ -295,7 +295,7 @@ class TasksScreen(Section):
             on_yes(lambda: self.retry(targets)),
         )
 
-    @work(group="task-actions", exit_on_error=False)
+    @work(group="task-actions", exit_on_error=False, description="retry")
     async def retry(self, targets: list[str]) -> None:
         snap = self.hive.snapshot
         try:

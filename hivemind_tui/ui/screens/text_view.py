@@ -87,7 +87,7 @@ class TextViewScreen(ReportsWorkerErrors, ModalScreen[None]):
         if event.value.strip():
             self.write(Path(event.value.strip()).expanduser())
 
-    @work(group="export", exit_on_error=False)
+    @work(group="export", exit_on_error=False, description="write")
     async def write(self, path: Path) -> None:
         assert self._export is not None
         try:

@@ -144,7 +144,7 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
     def _typed(self, event: Input.Submitted) -> None:
         self.read_manifest(Path(event.value).expanduser())
 
-    @work(exclusive=True, group="manifest", exit_on_error=False)
+    @work(exclusive=True, group="manifest", exit_on_error=False, description="read manifest")
     async def read_manifest(self, path: Path) -> None:
         s = hive_of(self).backend.settings
         error = self.query_one("#path-error", Static)  # beside the path, where the eye is
@@ -205,7 +205,7 @@ class UploadScreen(ReportsWorkerErrors, Screen[None]):
             self.query_one("#plan", Static).update("planning…")
             self.preview(*chosen)
 
-    @work(exclusive=True, group="plan", exit_on_error=False)
+    @work(exclusive=True, group="plan", exit_on_error=False, description="preview")
     async def preview(self, path: Path, options: SubmitOptions) -> None:
         try:
             plan = await hive_of(self).backend.plan(path, options)

@@ -195,7 +195,7 @@ class VpnScreen(Section):
         if spec is not None:
             self.add(*spec)
 
-    @work(group="vpn-change", exit_on_error=False)
+    @work(group="vpn-change", exit_on_error=False, description="add")
     async def add(self, name: str, networks: tuple[str, ...], keep: bool) -> None:
         try:
             made = await self.hive.backend.vpn_add(name, networks, keep)
@@ -224,7 +224,7 @@ class VpnScreen(Section):
         if peer is not None:
             self.show_config(peer)
 
-    @work(group="vpn-show", exit_on_error=False)
+    @work(group="vpn-show", exit_on_error=False, description="show config")
     async def show_config(self, peer: Peer) -> None:
         try:
             config = await self.hive.backend.vpn_config(peer.name)
@@ -253,7 +253,7 @@ class VpnScreen(Section):
                 on_yes(lambda: self.rekey(peer.name)),
             )
 
-    @work(group="vpn-change", exit_on_error=False)
+    @work(group="vpn-change", exit_on_error=False, description="rekey")
     async def rekey(self, name: str) -> None:
         try:
             made = await self.hive.backend.vpn_rekey(name)
@@ -274,7 +274,7 @@ class VpnScreen(Section):
                 on_yes(lambda: self.revoke(peer.name)),
             )
 
-    @work(group="vpn-change", exit_on_error=False)
+    @work(group="vpn-change", exit_on_error=False, description="revoke")
     async def revoke(self, name: str) -> None:
         try:
             await self.hive.backend.vpn_revoke(name)
@@ -309,7 +309,7 @@ class VpnScreen(Section):
         if self._may_change():
             self.apply(dry_run=True)
 
-    @work(group="vpn-change", exit_on_error=False)
+    @work(group="vpn-change", exit_on_error=False, description="apply")
     async def apply(self, dry_run: bool) -> None:
         try:
             conf, commands, loaded = await self.hive.backend.vpn_apply(dry_run)
