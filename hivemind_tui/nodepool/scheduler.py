@@ -198,11 +198,9 @@ class Scheduler:
         slots_left = sum(max(free[n["node_id"]], 0) for n in usable)
         if not sweep and slots_left <= 0:
             return 0
-        if sweep:
-            seen = await self._cluster_state(nodes, online, free)
-            if seen == self._swept:
-                return 0  # the same nodes, slots and queue as the last sweep: the same answers
-            self._swept = seen
+        seen = await self._cluster_state(nodes, online, free) if sweep else None
+        if seen is not None and seen == self._swept:
+            return 0  # the same nodes, slots and queue as the last sweep: the same answers
         pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
         # Tasks that ask for the same things fit the same nodes and wait for the same reason: worked out once
         # per pass for each distinct set of requirements, not once per pending task.
@@ -241,6 +239,8 @@ class Scheduler:
             self._dispatches.add(dispatch)
             dispatch.add_done_callback(self._dispatches.discard)
         await self._reword(reworded)
+        if seen is not None:
+            self._swept = seen  # only a sweep that went through counts: one that failed is run again
         return assigned
 
     async def _reword(self, reworded: list[tuple[str, str]]) -> None:

@@ -115,14 +115,21 @@ class TaskBook:
         await self._stage_and_commit(caller, new, staged, stage())
 
     async def _stage_and_commit(self, caller: Caller, new: NewTask, staged: Path, stage: Awaitable[int]) -> None:
-        """The staged zip becomes the task's, or is removed: nothing is left of a refused or broken upload."""
+        """The staged zip becomes the task's, or is removed: nothing is left of a refused or broken upload.
+
+        The staging is shielded from a cancel (a deadline): a thread still writing the file would create it
+        after the removal. A cancelled upload waits for it to end, then removes what it wrote."""
+        staging = asyncio.ensure_future(stage)
         try:
             try:
-                size = await stage
+                size = await asyncio.shield(staging)
             except ZipRejected as exc:
                 raise PoolRefusal(codes.INVALID_TASK, str(exc)) from None
             await self._commit(caller, new, staged, size)
         except BaseException:
+            await asyncio.wait([staging])
+            if not staging.cancelled():
+                staging.exception()  # seen here; the error that counts is the one raised on
             await asyncio.to_thread(staged.unlink, True)
             raise
 

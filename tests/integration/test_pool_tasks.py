@@ -185,6 +185,40 @@ async def test_upload_stream_cut_midway_leaves_nothing(pool: Pool) -> None:
     assert list((await pool.master.GetAllUserTasks(pb.GetAllUserTasksRequest(token=token))).tasks) == []
 
 
+async def test_an_upload_cancelled_while_its_thread_writes_leaves_nothing(pool: Pool) -> None:
+    """A deadline can cancel an upload while a thread still writes the staged zip: the upload waits for the
+    thread to end, then removes what it wrote."""
+    import threading
+
+    from hivemind_tui.nodepool.accounts import Caller
+    from hivemind_tui.nodepool.tasks import NewTask
+
+    assert pool.server.parts is not None
+    book = pool.server.parts.tasks
+    release, writing = threading.Event(), threading.Event()
+    staged = pool.server.paths.tasks / ".late.zip.0.upload"
+
+    def slow_stage() -> int:
+        writing.set()
+        release.wait(10)
+        staged.write_bytes(b"written after the cancel")
+        return 24
+
+    upload = asyncio.create_task(
+        book._stage_and_commit(Caller("alice", "operator"), NewTask("late"), staged, asyncio.to_thread(slow_stage))
+    )
+    while not writing.is_set():
+        await asyncio.sleep(0.01)
+    upload.cancel()
+    for _ in range(10):  # the cancel is delivered on the loop's next turns
+        await asyncio.sleep(0)
+    assert not upload.done()  # it waits for the thread
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await upload
+    assert files_in(pool.server.paths.tasks) == set()
+
+
 async def test_upload_list_and_extension_fields(pool: Pool) -> None:
     token = await pool.add_user("alice")
     reply = await pool.master.UploadTask(
