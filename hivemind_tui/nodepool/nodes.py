@@ -99,6 +99,9 @@ class NodeRegistry:
         self._storage = storage
         self._clock = clock
         self.heartbeat_timeout = heartbeat_timeout
+        # `all()`'s rows by node id, as of change number `_seen_seq`.
+        self._rows: dict[str, aiosqlite.Row] = {}
+        self._seen_seq = -1
         # Called when a node may have room for new work (registered, heartbeat, state change).
         self.on_change: Callable[[], None] = lambda: None
         # The instance id the worker at a node's address answers with, None if nothing answers.
@@ -177,7 +180,28 @@ class NodeRegistry:
         self.on_change()
 
     async def all(self) -> list[aiosqlite.Row]:
-        return await self._storage.fetchall("SELECT * FROM nodes ORDER BY node_id")
+        """Every node, by id. The rows are kept, and only those whose change number moved are read again: the
+        scheduler and every console ask for all of them about once a second, and most did not change. A row
+        object stays the same while its node does (GetNodeList keeps its message by it).
+
+        The number is read before the rows, so a write that commits in between is read again next time. A
+        removal moves the number but leaves no row to read; the count tells, and then all are read again (keeping
+        the objects of rows whose number is the same)."""
+        [(seq, count)] = await self._storage.fetchall(
+            "SELECT (SELECT last FROM node_seq), (SELECT COUNT(*) FROM nodes)"
+        )
+        if seq != self._seen_seq or count != len(self._rows):
+            changed = await self._storage.fetchall("SELECT * FROM nodes WHERE seq > ?", (self._seen_seq,))
+            rows = self._rows | {row["node_id"]: row for row in changed}
+            if len(rows) != count:
+                rows = {row["node_id"]: self._kept(row) for row in await self._storage.fetchall("SELECT * FROM nodes")}
+            self._rows = rows if rows.keys() == self._rows.keys() else dict(sorted(rows.items()))
+            self._seen_seq = seq
+        return list(self._rows.values())
+
+    def _kept(self, row: aiosqlite.Row) -> aiosqlite.Row:
+        old = self._rows.get(row["node_id"])
+        return old if old is not None and old["seq"] == row["seq"] else row
 
     async def node(self, node_id: str) -> aiosqlite.Row | None:
         return await self._storage.fetchone("SELECT * FROM nodes WHERE node_id = ?", (node_id,))

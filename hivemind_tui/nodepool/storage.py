@@ -143,6 +143,27 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX tasks_status_worker ON tasks(status, worker)",
         "CREATE INDEX tasks_status_seq ON tasks(status, seq)",
     ],
+    # 10: change numbers for nodes, as 8 for tasks. The node list is read every second by each console and
+    # by the scheduler; only the rows that changed since are read again (a fifth of them, with 5 s heartbeats
+    # and a 1 s refresh). A removal moves the number too, so a reader notices it and counts the rows.
+    [
+        "ALTER TABLE nodes ADD COLUMN seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE TABLE node_seq (last INTEGER NOT NULL)",
+        "UPDATE nodes SET seq = rowid",
+        "INSERT INTO node_seq SELECT COALESCE(MAX(seq), 0) FROM nodes",
+        "CREATE INDEX nodes_seq ON nodes(seq)",
+        """CREATE TRIGGER nodes_seq_insert AFTER INSERT ON nodes BEGIN
+            UPDATE node_seq SET last = last + 1;
+            UPDATE nodes SET seq = (SELECT last FROM node_seq) WHERE rowid = NEW.rowid;
+        END""",
+        """CREATE TRIGGER nodes_seq_update AFTER UPDATE ON nodes BEGIN
+            UPDATE node_seq SET last = last + 1;
+            UPDATE nodes SET seq = (SELECT last FROM node_seq) WHERE rowid = NEW.rowid;
+        END""",
+        """CREATE TRIGGER nodes_seq_delete AFTER DELETE ON nodes BEGIN
+            UPDATE node_seq SET last = last + 1;
+        END""",
+    ],
 ]
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")

@@ -312,7 +312,10 @@ async def test_an_older_pool_db_gets_change_numbers(tmp_path: Path) -> None:
             "INSERT INTO tasks (task_id, owner, status, created_at, updated_at) VALUES (?, 'a', 'PENDING', 0, 0)",
             [(f"o{i}",) for i in range(3)],
         )
+        await conn.execute("INSERT INTO nodes (node_id, registered_at, last_heartbeat) VALUES ('old-node', 0, 0)")
     async with PoolStorage(paths) as storage:
+        node_seq = await storage.fetchvalue("SELECT seq FROM nodes WHERE node_id = 'old-node'")
+        assert node_seq > 0 and node_seq == await storage.fetchvalue("SELECT last FROM node_seq")
         rows = await storage.fetchall("SELECT task_id, seq FROM tasks ORDER BY seq")
         assert [r["task_id"] for r in rows] == ["o0", "o1", "o2"] and len({r["seq"] for r in rows}) == 3
         last = await storage.fetchvalue("SELECT last FROM task_seq")
