@@ -7,16 +7,11 @@ from __future__ import annotations
 import asyncio
 import signal
 
-from aiohttp import web
-
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import resolve_address
 from hivemind_tui.core.errors import UnreachableError, UsageError
 from hivemind_tui.core.hosts import is_loopback
 from hivemind_tui.core.tls_setup import https_context
-from hivemind_tui.services.host_metrics import PsutilMetrics
-from hivemind_tui.web.app import WebFace
-from hivemind_tui.web.console import console_command
 
 
 def register(registry: CommandRegistry) -> None:
@@ -33,6 +28,14 @@ def register(registry: CommandRegistry) -> None:
 
 
 async def serve(ctx: Context) -> Result:
+    # Here, not at the top: every command imports this module to build the parser, and aiohttp with the web
+    # face is a fifth of a second that `tasks list` or `status` would wait for.
+    from aiohttp import web
+
+    from hivemind_tui.services.host_metrics import PsutilMetrics
+    from hivemind_tui.web.app import WebFace
+    from hivemind_tui.web.console import console_command
+
     listen = ctx.args.listen or ctx.settings.web_listen
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit():

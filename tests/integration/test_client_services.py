@@ -12,6 +12,7 @@ import pytest
 
 from hivemind_tui.core.errors import NotSupportedError
 from hivemind_tui.proto import nodepool_pb2 as pb
+from hivemind_tui.services import nodepool_client
 from hivemind_tui.services.alerts import Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError, SessionExpiredError, TokenExpiredError
 from hivemind_tui.services.history import History
@@ -253,4 +254,35 @@ async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: 
         third = await monitor.refresh()
         assert any(a.kind == "pool_unreachable" for a in third.raised)
     assert '"event": "raised"' in hook_out.read_text() and "pool_unreachable" in hook_out.read_text()
+    await client.close()
+
+
+async def test_a_full_task_list_comes_in_pages_with_each_task_once(
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodepool_client, "LIST_PAGE", 3)
+    client = PoolClient(pool.settings, pool.address)
+    session = Session(client, tmp_path / "t")
+    await session.login("alice", PASSWORD)
+    token = session.data.token
+    for i in range(7):
+        await client.upload_task(token, f"p{i}", task_zip())
+    pages: list[tuple[int | None, int, int]] = []  # (asked after, limit, answered seq)
+    ask = client._list_reply
+
+    async def listing(token: str, since: float, limit: int, after: int | None) -> pb.GetAllTasksResponse:
+        reply = await ask(token, since, limit, after)
+        pages.append((after, limit, reply.seq))
+        if len(pages) == 1:  # a task changes while the pages come: it is listed again, later
+            await client.stop_task(token, "p0")
+        return reply
+
+    monkeypatch.setattr(client, "_list_reply", listing)
+    listed = await client.list_tasks(token)
+    # 3 + 3 + 2 (p6, and p0 again: stopped), each page asked from where the one before ended.
+    assert len(pages) == 3 and all(limit == 3 for _, limit, _ in pages)
+    assert [after for after, _, _ in pages] == [0, *(seq for _, _, seq in pages[:-1])]
+    assert sorted(t.task_id for t in listed.tasks) == [f"p{i}" for i in range(7)]
+    assert {t.task_id: t.status for t in listed.tasks}["p0"] == "STOPPED"
+    assert listed.seq == pages[-1][2] == (await ask(token, 0.0, 0, 0)).seq
     await client.close()
