@@ -19,12 +19,12 @@ import secrets
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from hivemind_tui.core.clock import Clock, system_clock
 from hivemind_tui.core.config import Settings
@@ -89,6 +89,61 @@ class SubtaskState:
         return value
 
 
+class SubtaskStates(Sequence[SubtaskState]):
+    """A parent's subtasks' states, made when first looked at. Every refresh judges every parent whose subtasks
+    changed (all 20,000 at the first one, with 100,000 tasks), and only the screen that shows one parent
+    looks at its subtasks; the statuses are all that judging needs."""
+
+    __slots__ = ("_made", "_subs", "_tasks", "statuses")
+
+    def __init__(self, subs: list[SubRow], tasks: list[TaskInfo | None], statuses: list[str]) -> None:
+        self._subs = subs
+        self._tasks = tasks
+        self.statuses = statuses
+        self._made: list[SubtaskState] | None = None
+
+    def _states(self) -> list[SubtaskState]:
+        if self._made is None:
+            self._made = [
+                SubtaskState(
+                    sub.task_id,
+                    sub.idx,
+                    sub.attempt,
+                    sub.uploaded,
+                    status,
+                    sub.rejected or (task.message if task else ""),
+                    task.worker if task else "",
+                    sub.size,
+                    sub.params,
+                )
+                for sub, task, status in zip(self._subs, self._tasks, self.statuses, strict=True)
+            ]
+        return self._made
+
+    @overload
+    def __getitem__(self, index: int) -> SubtaskState: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SubtaskState]: ...
+
+    def __getitem__(self, index: int | slice) -> SubtaskState | list[SubtaskState]:
+        return self._states()[index]
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    def __iter__(self) -> Iterator[SubtaskState]:
+        return iter(self._states())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SubtaskStates({len(self)} subtasks)"
+
+
 @dataclass(frozen=True, slots=True)
 class ParentState:
     parent_id: str
@@ -101,7 +156,7 @@ class ParentState:
     message: str
     done: int
     total: int
-    subtasks: list[SubtaskState]
+    subtasks: Sequence[SubtaskState]
     updated_at: float | None = None
 
     @property
@@ -395,11 +450,11 @@ class TaskManager:
             state = cached.state
             if state.finished and not cache.is_finished(cached.row):
                 finished.append(state.parent_id)
-            for sub, sub_state in zip(cached.subs, state.subtasks, strict=True):
-                if sub_state.status == "COMPLETED" and cache.has_zip(sub):
+            for sub, status in zip(cached.subs, state.subtasks.statuses, strict=True):  # judged by _state
+                if status == "COMPLETED" and cache.has_zip(sub):
                     completed.append(sub)
-                if sub_state.status in FINISHED_STATUSES and cache.last_status_of(sub) != sub_state.status:
-                    seen.append((sub_state.status, sub.task_id))
+                if status in FINISHED_STATUSES and cache.last_status_of(sub) != status:
+                    seen.append((status, sub.task_id))
         if seen:
             await self.remember_statuses(seen)
         if not finished and not completed:
@@ -432,9 +487,9 @@ class TaskManager:
         return next((p for p in await self.parents(tasks) if p.parent_id == parent_id), None)
 
     def _state(self, row: Any, subs: list[SubRow], by_id: dict[str, TaskInfo]) -> ParentState:
-        states = []
-        for sub in subs:
-            task = by_id.get(sub.task_id)
+        tasks = [by_id.get(sub.task_id) for sub in subs]
+        statuses = []
+        for sub, task in zip(subs, tasks, strict=True):
             if sub.rejected:
                 status = "FAILED"
             elif not sub.uploaded:
@@ -444,23 +499,13 @@ class TaskManager:
             else:  # not in the pool's list now: a finished subtask stays finished, anything else is unknown
                 last = self.cache.last_status_of(sub)
                 status = last if last in FINISHED_STATUSES else "UNKNOWN"
-            states.append(
-                SubtaskState(
-                    sub.task_id,
-                    sub.idx,
-                    sub.attempt,
-                    sub.uploaded,
-                    status,
-                    sub.rejected or (task.message if task else ""),
-                    task.worker if task else "",
-                    sub.size,
-                    sub.params,
-                )
-            )
-        status, message = overall_status([s.status for s in states], bool(row["stopped"]))
+            statuses.append(status)
+        status, message = overall_status(statuses, bool(row["stopped"]))
         if status == "PENDING" and not message:  # why it waits, in the pool's words (its first pending subtask)
-            message = next((s.message for s in states if s.status == "PENDING" and s.message), "")
-        updated = [t for s in states if s.task_id in by_id and (t := by_id[s.task_id].updated_at)]
+            message = next(
+                (t.message for t, s in zip(tasks, statuses, strict=True) if s == "PENDING" and t and t.message), ""
+            )
+        updated = [t.updated_at for t in tasks if t is not None and t.updated_at]
         split = not (len(subs) == 1 and subs[0].task_id == row["parent_id"])
         return ParentState(
             row["parent_id"],
@@ -471,9 +516,9 @@ class TaskManager:
             split,
             status,
             message,
-            sum(s.status == "COMPLETED" for s in states),
-            len(states),
-            states,
+            statuses.count("COMPLETED"),
+            len(statuses),
+            SubtaskStates(subs, tasks, statuses),
             max(updated) if updated else None,
         )
 
