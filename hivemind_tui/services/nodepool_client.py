@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import replace
+from sys import intern
 from typing import Any, TypeVar
 
 import grpc
@@ -59,17 +60,19 @@ def _opt(value: float) -> float | None:
 
 def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
     # Positional, in TaskInfo's field order: a full list converts 100,000 of these, and keywords cost a sixth more.
+    # The fields a few values repeat in are interned: each read of a message's string field makes a new string,
+    # and 100,000 copies of "COMPLETED", of owners and of workers were 16 MB of the console's memory.
     return TaskInfo(
         t.task_id,
-        t.status,
+        intern(t.status),
         t.message,
-        t.worker_ip,
-        t.owner,
+        intern(t.worker_ip),
+        intern(t.owner),
         t.created_at or None,
         t.updated_at or None,
         t.priority,
-        t.task_type,
-        t.parent_task_id,
+        intern(t.task_type),
+        intern(t.parent_task_id),
         t.exit_code if t.HasField("exit_code") else None,
         t.cpu_usage,
         t.memory_usage,

@@ -41,10 +41,18 @@ SUBTASKS = (
 )
 
 
+# What judging a parent reads of its row; the plan and the rest are read by the operations that need them,
+# not kept for 20,000 parents.
+PARENTS = (
+    "SELECT parent_id, owner, task_type, priority, created_at, stopped, finished_at FROM parents p "
+    "WHERE p.pool = ? AND (p.owner = ? OR ?) ORDER BY created_at DESC"
+)
+
+
 @dataclass(slots=True)  # one per parent: 20,000 dicts fewer
 class CachedParent:
     row: Any
-    subs: list[SubRow]
+    subs: tuple[SubRow, ...]
     # The state last worked out.
     state: Any = None
 
@@ -70,9 +78,7 @@ class ParentCache:
         if version is not None and version == self._version and visible == self._visible:
             return False
         # The counter is read first: a change committed while the rows are read moves it again for next time.
-        rows = await self.store.fetchall(
-            "SELECT * FROM parents p WHERE p.pool = ? AND (p.owner = ? OR ?) ORDER BY created_at DESC", visible
-        )
+        rows = await self.store.fetchall(PARENTS, visible)
         subs = await self.store.fetchall(SUBTASKS, visible)
         grouped: dict[str, list[SubRow]] = {}
         for sub in subs:
@@ -80,7 +86,7 @@ class ParentCache:
                 grouped.setdefault(sub[0], []).append(
                     SubRow(sub[2], sub[3], sub[4], bool(sub[5]), sub[6], sub[7], sub[8], sub[9], sub[10])
                 )
-        self.parents = [CachedParent(row, grouped.get(row["parent_id"], [])) for row in rows]
+        self.parents = [CachedParent(row, tuple(grouped.get(row["parent_id"], ()))) for row in rows]
         self._parent_of = {sub.task_id: cached for cached in self.parents for sub in cached.subs}
         self.owned = frozenset(sub[2] for sub in subs) | {row["parent_id"] for row in rows}  # by index: 100,000 rows
         self.last_status.clear()

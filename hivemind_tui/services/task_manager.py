@@ -96,7 +96,7 @@ class SubtaskStates(Sequence[SubtaskState]):
 
     __slots__ = ("_made", "_subs", "_tasks", "statuses")
 
-    def __init__(self, subs: list[SubRow], tasks: list[TaskInfo | None], statuses: list[str]) -> None:
+    def __init__(self, subs: Sequence[SubRow], tasks: tuple[TaskInfo | None, ...], statuses: tuple[str, ...]) -> None:
         self._subs = subs
         self._tasks = tasks
         self.statuses = statuses
@@ -164,7 +164,7 @@ class ParentState:
         return self.status in FINISHED_STATUSES
 
 
-def overall_status(states: list[str], stopped: bool) -> tuple[str, str]:
+def overall_status(states: Sequence[str], stopped: bool) -> tuple[str, str]:
     """The parent's status from its subtasks' (issue rules); an unknown status counts as not finished."""
     failed = sum(s == "FAILED" for s in states)
     finished = all(s in FINISHED_STATUSES for s in states)
@@ -486,9 +486,10 @@ class TaskManager:
     async def parent(self, parent_id: str, tasks: list[TaskInfo]) -> ParentState | None:
         return next((p for p in await self.parents(tasks) if p.parent_id == parent_id), None)
 
-    def _state(self, row: Any, subs: list[SubRow], by_id: dict[str, TaskInfo]) -> ParentState:
-        tasks = [by_id.get(sub.task_id) for sub in subs]
-        statuses = []
+    def _state(self, row: Any, subs: Sequence[SubRow], by_id: dict[str, TaskInfo]) -> ParentState:
+        # Tuples: one of each per parent is kept, and a tuple of strings drops out of the collector's sight.
+        tasks = tuple([by_id.get(sub.task_id) for sub in subs])
+        statuses: list[str] = []
         for sub, task in zip(subs, tasks, strict=True):
             if sub.rejected:
                 status = "FAILED"
@@ -518,7 +519,7 @@ class TaskManager:
             message,
             statuses.count("COMPLETED"),
             len(statuses),
-            SubtaskStates(subs, tasks, statuses),
+            SubtaskStates(subs, tasks, tuple(statuses)),
             max(updated) if updated else None,
         )
 
