@@ -62,10 +62,10 @@ class TaskList:
 
 
 class TaskListing(list[TaskInfo]):
-    """The pool's tasks as the monitor keeps them between refreshes: a list (latest change first) that also
-    holds them by id, and which ids changed since the same monitor's previous listing (None: not known, as
-    after a full list). With 100,000 tasks, the task manager then need not compare every entry to find the
-    few that changed."""
+    """The pool's tasks as the monitor keeps them between refreshes: a list (in the order the tasks were first
+    listed; every screen sorts its own way) that also holds them by id, and which ids changed since the same
+    monitor's previous listing (None: not known, as after a full list). With 100,000 tasks, the task manager
+    then need not compare every entry to find the few that changed, and no refresh sorts them all."""
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class TaskListing(list[TaskInfo]):
         generation: int,
         changed: frozenset[str] | None,
     ) -> None:
-        super().__init__(sorted(by_id.values(), key=lambda t: t.updated_at or 0.0, reverse=True))
+        super().__init__(by_id.values())
         self.by_id = by_id
         self.origin = origin
         self.generation = generation
