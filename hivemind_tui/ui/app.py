@@ -25,6 +25,7 @@ from textual.timer import Timer
 
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.ui.screens.login import LoginScreen
+from hivemind_tui.ui.textual_fixes import release_styles_caches
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     download_progress: reactive[Progress | None] = reactive(None, repaint=False)
 
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
+        release_styles_caches()
         super().__init__()
         self.backend = backend
         self.deterministic = deterministic

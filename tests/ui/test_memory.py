@@ -9,8 +9,13 @@ from __future__ import annotations
 import gc
 import tracemalloc
 
+from textual._styles_cache import StylesCache
+from textual.app import App, ComposeResult
+from textual.containers import Vertical
 from textual.widget import Widget
+from textual.widgets import Label
 
+from hivemind_tui.ui.textual_fixes import release_styles_caches
 from tests.ui.demo_shots import demo_app, settle
 
 WALK = ("d", "n", "v", "u", "escape", "t", "enter", "escape")
@@ -72,3 +77,31 @@ async def test_walking_the_screens_and_refreshing_keeps_the_heap_flat() -> None:
         # is still showing may add one or two.
         assert widgets_after <= widgets + 10, (widgets, widgets_after)
         assert grown < 2 * 150_000, f"the heap grew {grown / 1e3:.0f} KB over 2 walks: {top}"
+
+
+class Churn(App[None]):
+    """Widgets come and go, as toasts, footer keys and dismissed screens do in the console."""
+
+    def compose(self) -> ComposeResult:
+        yield Vertical(id="list")
+
+    async def rebuild(self) -> None:
+        box = self.query_one("#list", Vertical)
+        await box.remove_children()
+        await box.mount_all(Label(f"card {i}") for i in range(40))
+
+
+async def test_gone_widgets_do_not_stay_in_memory_through_their_styles_caches() -> None:
+    """Textual 8 caches `StylesCache.get_inner_outer` with the instance in the key (Textualize/textual#6665),
+    so the last 1,024 widgets' style caches, every painted line of them included, stayed alive after the
+    widgets were gone: megabytes that grew for the console's first hours."""
+    release_styles_caches()
+    app = Churn()
+    async with app.run_test(size=(60, 50)) as pilot:
+        for _ in range(15):
+            await app.rebuild()
+            await pilot.pause()
+        gc.collect()
+        caches = sum(isinstance(o, StylesCache) for o in gc.get_objects())
+        widgets = live_widgets()
+    assert caches <= widgets + 5, (caches, widgets)
