@@ -29,6 +29,7 @@ from hivemind_tui.ui.textual_fixes import release_styles_caches
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
+    from hivemind_tui.services.alerts import Alert
     from hivemind_tui.services.monitor import ClusterSnapshot
     from hivemind_tui.services.task_manager import Progress, SubmitOptions
     from hivemind_tui.ui.backend import ConsoleBackend
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERVALS = (2.0, 5.0, 10.0, 30.0, 60.0)
+# Toasts for the alerts one refresh raises; past these, the last one counts the rest. A network that drops
+# 1,000 nodes at once raised 1,000 toasts.
+MAX_ALERT_TOASTS = 3
 
 
 def lazy_screen(module: str, name: str) -> Callable[[], Screen[Any]]:
@@ -173,9 +177,20 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         except HivemindError as exc:
             self.notify(exc.message, severity="error", timeout=6)
             return
-        for alert in snap.raised:
-            self.notify(alert.message, title="Alert", severity="warning", timeout=8)
+        self._notify_raised(snap.raised)
         self.snapshot = snap
+
+    def _notify_raised(self, raised: list[Alert]) -> None:
+        """A toast per alert, up to a few; past them, one that counts the rest (the dashboard lists all)."""
+        if len(raised) > MAX_ALERT_TOASTS:
+            shown = raised[: MAX_ALERT_TOASTS - 1]
+            rest = f"and {len(raised) - len(shown)} more alerts: see the dashboard's alert panel"
+        else:
+            shown, rest = raised, ""
+        for alert in shown:
+            self.notify(alert.message, title="Alert", severity="warning", timeout=8)
+        if rest:
+            self.notify(rest, title="Alerts", severity="warning", timeout=8)
 
     def _ask_login(self) -> None:
         if not isinstance(self.screen, LoginScreen):

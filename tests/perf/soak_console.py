@@ -104,22 +104,29 @@ async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event
             await manager.SetNodeState(pb.SetNodeStateRequest(token=token, node_id=node_id, state="cordoned"))
         await master.UploadTask(pb.UploadTaskRequest(task_id="soak-long", task_zip=task_zip(LONG_TASK), token=token))
         short = task_zip("import time\nprint('working')\ntime.sleep(2)\nprint('done')\n")
-        beat = 0
+        beat = failed = 0
         while not stop.is_set():
-            await master.UploadTask(pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token))
-            await asyncio.gather(
-                *(
-                    manager.ReportStatus(
-                        pb.RunningStatusRequest(
-                            node_id=node_id, status="Idle", cpu_usage=float((i + beat) % 100), memory_usage=40.0
-                        ),
-                        metadata=meta,
-                    )
-                    for i, node_id in enumerate(ids)
+            # An rpc that fails (1,000 heartbeats at once now and then meet CANCELLED) is counted and the load
+            # goes on: it stopped for good at the first one, and nodes then went offline all at once.
+            calls = [master.UploadTask(pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token))]
+            calls += [
+                manager.ReportStatus(
+                    pb.RunningStatusRequest(
+                        node_id=node_id, status="Idle", cpu_usage=float((i + beat) % 100), memory_usage=40.0
+                    ),
+                    metadata=meta,
                 )
-            )
+                for i, node_id in enumerate(ids)
+            ]
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            failed += sum(isinstance(o, grpc.aio.AioRpcError) for o in outcomes)
+            if errors := [
+                o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, grpc.aio.AioRpcError)
+            ]:
+                raise errors[0]
             beat += 1
             await asyncio.sleep(2.0)
+        print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
 
 
 def drive(console: Terminal, minutes: float, samples: list[tuple[float, float]]) -> None:
