@@ -127,9 +127,13 @@ class Session:
         log.info("logged in to %s as %s (%s)", self.client.address, username, result.role)
         return self.data
 
-    async def refresh(self) -> None:
+    async def refresh(self, stale: str | None = None) -> None:
+        """A new token for the session. With `stale`, only if the session still has that token: calls that
+        found it due together (a console refresh makes several) wait here, and the first one renews it."""
         async with self._lock:
             data = self._require()
+            if stale is not None and data.token != stale:
+                return
             try:
                 result = await self.client.refresh(data.token)
             except TokenExpiredError:
@@ -161,7 +165,7 @@ class Session:
         """A token that is valid now: refreshed first when it is due or the pool just came back."""
         data = self._require()
         if self._clock() >= data.refresh_at or self.client.reconnected:
-            await self.refresh()
+            await self.refresh(stale=data.token)
         return self._require().token
 
     async def call(self, rpc: Callable[[str], Awaitable[T]]) -> T:
@@ -170,7 +174,7 @@ class Session:
         try:
             return await rpc(token)
         except TokenExpiredError:
-            await self.refresh()
+            await self.refresh(stale=token)
             return await rpc(self._require().token)
 
     def _require(self) -> SessionData:

@@ -72,6 +72,27 @@ async def test_refresh_before_expiry_and_retry_on_expired_token(pool: Pool, tmp_
     await client.close()
 
 
+async def test_calls_that_find_the_token_due_together_refresh_it_once(
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A console refresh makes several calls at once; each found the token due and refreshed it in turn."""
+    client = PoolClient(pool.settings, pool.address, clock=pool.clock)
+    session = Session(client, tmp_path / "tokens", clock=pool.clock)
+    await session.login("alice", PASSWORD)
+    refreshed: list[int] = []  # how many, not which: a token never goes into a failure message
+    refresh = client.refresh
+
+    async def counted(token: str):  # type: ignore[no-untyped-def]
+        refreshed.append(1)
+        return await refresh(token)
+
+    monkeypatch.setattr(client, "refresh", counted)
+    pool.clock.advance(545)
+    balances = await asyncio.gather(*(session.call(client.balance) for _ in range(3)))
+    assert balances == [1000, 1000, 1000] and len(refreshed) == 1
+    await client.close()
+
+
 async def test_pool_cut_then_back_reconnects_by_itself(pool: Pool, tmp_path: Path) -> None:
     proxy = await FaultProxy(int(pool.address.rsplit(":", 1)[1])).start()
     settings = pool.settings.with_overrides(rpc_deadline=1.0)
