@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from hivemind_tui.core.sqlite_db import Database
@@ -24,7 +26,7 @@ class SubRow(NamedTuple):
     task_id: str
     idx: int
     attempt: int
-    uploaded: bool
+    uploaded: int  # 0 or 1, as stored
     rejected: str
     size: int
     params: str
@@ -32,8 +34,8 @@ class SubRow(NamedTuple):
     zip_path: str
 
 
-# The subtasks, in SubRow's order after their parent's id and whether a retry superseded them; parent by
-# parent in shard order, as the (parent_id, idx) index holds them: no sort of 100,000 rows.
+# The subtasks: their parent's id and whether a retry superseded them, then SubRow's columns in its order;
+# parent by parent in shard order, as the (parent_id, idx) index holds them: no sort of 100,000 rows.
 SUBTASKS = (
     "SELECT s.parent_id, s.superseded, s.task_id, s.idx, s.attempt, s.uploaded, s.rejected, s.size, s.params, "
     "s.last_status, s.zip_path FROM subtasks s JOIN parents p ON p.parent_id = s.parent_id "
@@ -53,8 +55,17 @@ PARENTS = (
 class CachedParent:
     row: Any
     subs: tuple[SubRow, ...]
+    # What judging looks at first, worked out once: the subtasks' ids, and whether every one was sent and none
+    # refused (then each one's status is the pool's).
+    ids: tuple[str, ...] = ()
+    sent: bool = True
     # The state last worked out.
     state: Any = None
+
+
+def cached_parent(row: Any, subs: tuple[SubRow, ...]) -> CachedParent:
+    sent = all(sub.uploaded and not sub.rejected for sub in subs)
+    return CachedParent(row, subs, tuple([sub.task_id for sub in subs]), sent)
 
 
 @dataclass
@@ -80,13 +91,12 @@ class ParentCache:
         # The counter is read first: a change committed while the rows are read moves it again for next time.
         rows = await self.store.fetchall(PARENTS, visible)
         subs = await self.store.fetchall(SUBTASKS, visible)
-        grouped: dict[str, list[SubRow]] = {}
-        for sub in subs:
-            if not sub[1]:
-                grouped.setdefault(sub[0], []).append(
-                    SubRow(sub[2], sub[3], sub[4], bool(sub[5]), sub[6], sub[7], sub[8], sub[9], sub[10])
-                )
-        self.parents = [CachedParent(row, tuple(grouped.get(row["parent_id"], ()))) for row in rows]
+        make = SubRow._make
+        grouped = {
+            parent_id: tuple([make(sub[2:]) for sub in group if not sub[1]])
+            for parent_id, group in groupby(subs, itemgetter(0))
+        }
+        self.parents = [cached_parent(row, grouped.get(row["parent_id"], ())) for row in rows]
         self._parent_of = {sub.task_id: cached for cached in self.parents for sub in cached.subs}
         self.owned = frozenset(sub[2] for sub in subs) | {row["parent_id"] for row in rows}  # by index: 100,000 rows
         self.last_status.clear()
