@@ -194,8 +194,17 @@ def changed_entries(previous: dict[str, TaskInfo], listed: dict[str, TaskInfo]) 
 
 class TaskManager:
     def __init__(
-        self, settings: Settings, session: Session, store: Store, staging_root: Path, clock: Clock = system_clock
+        self,
+        settings: Settings,
+        session: Session,
+        store: Store,
+        staging_root: Path,
+        clock: Clock = system_clock,
+        settle_in_background: bool = False,
     ) -> None:
+        """`settle_in_background`: what a look at the parents writes down (`_settle`) is written while its
+        caller goes on; the console's refresh shows the states without waiting for the store. The owner then
+        awaits `settled()` before it closes the store."""
         self.settings = settings
         self.session = session
         self.store = store
@@ -208,6 +217,8 @@ class TaskManager:
         # Whose listing that was, and its number (models.TaskListing), when it was one.
         self._seen_listing: tuple[object, int] | None = None
         self._loose: dict[str, TaskInfo] = {}
+        self._settle_in_background = settle_in_background
+        self._settling: asyncio.Future[None] | None = None
 
     @property
     def pool(self) -> str:
@@ -406,6 +417,7 @@ class TaskManager:
             return await self._parents(tasks)
 
     async def _parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
+        await self.settled()  # the last look's writes first: they stay in order, and their failure shows here
         cache = self.cache
         reloaded = await cache.current(self._visible())
         listing = tasks if isinstance(tasks, TaskListing) else None
@@ -421,12 +433,30 @@ class TaskManager:
         fresh = cache.parents if changed is None else cache.parents_of(changed)
         for cached in fresh:
             cached.state = self._state(cached, by_id)
-        await self._settle(fresh)
-        # Only once settled: after a failure here the same parents are judged again next time.
+        if self._settle_in_background:
+            self._settling = asyncio.ensure_future(self._settle(fresh))
+        else:
+            await self._settle(fresh)
+        # A failure to settle here leaves `_listed` as it was, so these parents are judged again next time; in the
+        # background, `settled` makes the next look judge every parent.
         self._listed = by_id
         self._seen_listing = (listing.origin, listing.generation) if listing else None
         self._follow_loose(by_id, changed)
         return [cached.state for cached in cache.parents]
+
+    async def settled(self) -> None:
+        """Wait until what the last look at the parents writes down is written. If that failed, the next look
+        judges every parent again (and so writes it all again), and the failure is raised here."""
+        settling = self._settling
+        if settling is None:
+            return
+        try:
+            await asyncio.shield(settling)  # a cancelled caller does not cancel the writes
+        except BaseException:
+            if settling.done():  # the writes failed, not just their waiter
+                self._settling, self._listed = None, None
+            raise
+        self._settling = None
 
     def _follow_loose(self, by_id: dict[str, TaskInfo], changed: Collection[str] | None) -> None:
         """The pool's tasks that belong to no parent, kept as entries change (all looked at when unknown)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import shutil
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -41,6 +42,8 @@ from hivemind_tui.services.task_manager import (
 )
 from hivemind_tui.services.task_splitter import SplitPlan
 from hivemind_tui.services.wireguard import NewPeer, Peer, PeerStatus, ServerIdentity, WireGuard
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +277,12 @@ class LiveBackend:
         """One for the session, kept: it holds the parents between refreshes (services/parent_cache.py)."""
         if self._manager is None or self._manager.session is not self.session:
             self._manager = TaskManager(
-                self.settings, self.session, self.store, self.data_dir.root / "staging", self.clock
+                self.settings,
+                self.session,
+                self.store,
+                self.data_dir.root / "staging",
+                self.clock,
+                settle_in_background=True,
             )
         return self._manager
 
@@ -295,6 +303,11 @@ class LiveBackend:
 
     async def close(self) -> None:
         await self.client.close()
+        if self._manager is not None:
+            try:
+                await self._manager.settled()
+            except Exception:  # written again at the next start: the states it notes are worked out anew
+                log.exception("the last refresh's notes of finished tasks were not written")
         await self.store.close()
 
     def has_session(self) -> bool:

@@ -4,10 +4,14 @@ next refresh all the same."""
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from hivemind_tui.core.config import Settings
+from hivemind_tui.core.sqlite_db import StoreBusy
 from hivemind_tui.services.models import TaskInfo, TaskListing
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.retention import prune_store
@@ -102,3 +106,40 @@ async def test_a_monitor_listing_names_what_changed(tmp_path: Path) -> None:
         later["p0.1"] = replace(later["p0.1"], status="COMPLETED")
         skipped = TaskListing(later, monitor, 5, frozenset())
         assert {p.parent_id: p for p in await console.parents(skipped)}["p0"].status == "COMPLETED"
+
+
+async def test_what_a_console_refresh_notes_is_written_behind_it_and_a_failure_shows_at_the_next(
+    tmp_path: Path,
+) -> None:
+    """The console's manager writes finished statuses and finished parents while its refresh goes on. If that
+    write fails (here: another process holds the store longer than the busy timeout), the next refresh says
+    so, and the one after it writes everything again."""
+
+    def finished_in_store(path: Path) -> tuple[int, int]:
+        with sqlite3.connect(path) as db:
+            statuses = db.execute("SELECT COUNT(*) FROM subtasks WHERE last_status = 'COMPLETED'").fetchone()[0]
+            parents = db.execute("SELECT COUNT(*) FROM parents WHERE finished_at IS NOT NULL").fetchone()[0]
+        return statuses, parents
+
+    path = tmp_path / "console.db"
+    async with Store(path, busy_timeout=0.05) as store:
+        tasks = await seed(store, tmp_path / "staging", 3)
+        plain = manager(store, tmp_path)
+        console = TaskManager(plain.settings, plain.session, store, tmp_path / "staging", settle_in_background=True)
+        done = [replace(t, status="COMPLETED") if t.parent_task_id == "p0" else t for t in tasks]
+        assert {p.parent_id: p.status for p in await console.parents(done)}["p0"] == "COMPLETED"
+        await console.settled()
+        assert finished_in_store(path) == (2, 1)
+
+        done = [replace(t, status="COMPLETED") for t in tasks]
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write, held past the busy timeout
+        assert all(p.status == "COMPLETED" for p in await console.parents(done))  # shown without waiting
+        with pytest.raises(StoreBusy):
+            await console.parents(done)
+        other.execute("ROLLBACK")
+        other.close()
+        assert finished_in_store(path) == (2, 1)
+        assert all(p.status == "COMPLETED" for p in await console.parents(done))
+        await console.settled()
+        assert finished_in_store(path) == (6, 3)
