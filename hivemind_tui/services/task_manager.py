@@ -219,6 +219,7 @@ class TaskManager:
         self._loose: dict[str, TaskInfo] = {}
         self._settle_in_background = settle_in_background
         self._settling: asyncio.Future[None] | None = None
+        self._looking = asyncio.Lock()
 
     @property
     def pool(self) -> str:
@@ -413,8 +414,9 @@ class TaskManager:
     async def parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         """Every parent of this pool with its subtasks' statuses taken from `tasks` (the pool's list). Only the
         parents of entries that changed since the last call are worked out again (services/parent_cache.py)."""
-        with collector_paused():
-            return await self._parents(tasks)
+        async with self._looking:  # the dashboard and the tasks screen may both ask in one refresh
+            with collector_paused():
+                return await self._parents(tasks)
 
     async def _parents(self, tasks: list[TaskInfo]) -> list[ParentState]:
         await self.settled()  # the last look's writes first: they stay in order, and their failure shows here
