@@ -307,3 +307,23 @@ async def test_a_full_task_list_comes_in_pages_with_each_task_once(
     assert {t.task_id: t.status for t in listed.tasks}["p0"] == "STOPPED"
     assert listed.seq == pages[-1][2] == (await ask(token, 0.0, 0, 0)).seq
     await client.close()
+
+
+async def test_an_unchanged_node_keeps_its_object_from_one_list_to_the_next(pool: Pool, tmp_path: Path) -> None:
+    """Every holder of the node list (snapshot, monitor rows, alerts) then shares one object per node."""
+    for node_id in ("n1", "n2"):
+        await pool.nodes.RegisterWorkerNode(
+            pb.RegisterWorkerNodeRequest(node_id=node_id, hostname=node_id, port=9, cpu_cores=4, memory_gb=8),
+            metadata=pool.worker_metadata(node_id),
+        )
+    client = PoolClient(pool.settings, pool.address)
+    session = Session(client, tmp_path / "t")
+    await session.login("alice", PASSWORD)
+    first = {n.node_id: n for n in (await session.call(client.list_nodes)).nodes}
+    await pool.nodes.ReportStatus(
+        pb.RunningStatusRequest(node_id="n2", status="Busy", cpu_usage=50.0), metadata=pool.worker_metadata("n2")
+    )
+    second = {n.node_id: n for n in (await session.call(client.list_nodes)).nodes}
+    assert second["n1"] is first["n1"]
+    assert second["n2"] is not first["n2"] and second["n2"].cpu_usage == 50.0
+    await client.close()
