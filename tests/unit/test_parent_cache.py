@@ -43,11 +43,11 @@ async def seed(store: Store, staging: Path, parents: int) -> list[TaskInfo]:
     return tasks
 
 
-def manager(store: Store, tmp_path: Path) -> TaskManager:
+def manager(store: Store, tmp_path: Path, settle_in_background: bool = False) -> TaskManager:
     settings = Settings()
     session = Session(PoolClient(settings, POOL), tmp_path / "tokens")
     session.data = SessionData(POOL, "alice", "operator", "token", NOW, None)
-    return TaskManager(settings, session, store, tmp_path / "staging")
+    return TaskManager(settings, session, store, tmp_path / "staging", settle_in_background=settle_in_background)
 
 
 async def test_a_refresh_judges_only_the_parents_of_changed_entries(tmp_path: Path) -> None:
@@ -124,8 +124,7 @@ async def test_what_a_console_refresh_notes_is_written_behind_it_and_a_failure_s
     path = tmp_path / "console.db"
     async with Store(path, busy_timeout=0.05) as store:
         tasks = await seed(store, tmp_path / "staging", 3)
-        plain = manager(store, tmp_path)
-        console = TaskManager(plain.settings, plain.session, store, tmp_path / "staging", settle_in_background=True)
+        console = manager(store, tmp_path, settle_in_background=True)
         done = [replace(t, status="COMPLETED") if t.parent_task_id == "p0" else t for t in tasks]
         assert {p.parent_id: p.status for p in await console.parents(done)}["p0"] == "COMPLETED"
         await console.settled()
