@@ -96,14 +96,18 @@ def changed(tasks: TaskListing, fraction: float, step: int) -> TaskListing:
 
 class Tables(App[None]):
     def compose(self) -> ComposeResult:
-        yield VirtualTable[TaskRow]([TREE, *COLUMNS], lambda r: r.task_id, lambda r: task_cells(r, NOW), id="ours")
+        yield tasks_table(id="ours")
         yield DataTable(id="plain")
 
     def opened(self) -> VirtualTable[TaskRow]:
         """A tasks table as the tasks screen mounts one when it is opened."""
-        table = VirtualTable[TaskRow]([TREE, *COLUMNS], lambda r: r.task_id, lambda r: task_cells(r, NOW))
+        table = tasks_table()
         self.mount(table, before=0)
         return table
+
+
+def tasks_table(id: str | None = None) -> VirtualTable[TaskRow]:
+    return VirtualTable[TaskRow]([TREE, *COLUMNS], lambda r: r.task_id, lambda r: task_cells(r, NOW), id=id)
 
 
 async def bench(parents: int, per: int) -> None:
