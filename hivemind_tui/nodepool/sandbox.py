@@ -100,8 +100,11 @@ class Sandbox:
             spaces = "no bwrap" + ("" if self.network else " (task_network off needs bwrap: network shared)")
         return f"{who}; {spaces}"
 
-    def command(self, workdir: Path, uid: int | None, as_bytes: int, argv: list[str]) -> list[str]:
-        """The task's command line, confined."""
+    def command(
+        self, workdir: Path, uid: int | None, as_bytes: int, argv: list[str], status_fd: int | None = None
+    ) -> list[str]:
+        """The task's command line, confined. With bwrap, `status_fd` gets bwrap's JSON status lines: an
+        "exit-code" line only once the task itself ran (see `started_task`)."""
         if self.prlimit is None or self.setpriv is None:
             return _python_wrapper(uid, as_bytes, argv)
         limits = [self.prlimit, f"--as={as_bytes}", "--"] if as_bytes else []
@@ -118,6 +121,7 @@ class Sandbox:
             "--unshare-uts",
             *([] if self.network else ["--unshare-net"]),
             "--die-with-parent",
+            *([] if status_fd is None else ["--json-status-fd", str(status_fd)]),
             "--ro-bind",
             "/",
             "/",
@@ -144,6 +148,13 @@ class Sandbox:
             "--",
         ]
         return [*limits, *jail, *drop, *argv]
+
+
+def started_task(status: bytes) -> bool:
+    """Whether bwrap's status lines say the task ran. Without an "exit-code" line bwrap died setting up the
+    sandbox, before the task started: the mount race of containers/bubblewrap#650 (a mount of the host went
+    away while bwrap copied them all) is the one seen, and it passes on a second start."""
+    return b'"exit-code"' in status
 
 
 def _python_wrapper(uid: int | None, as_bytes: int, argv: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hivemind_tui.core.zipsafe import ZipLimits, extract_zip, zip_folder
-from hivemind_tui.nodepool.sandbox import Sandbox
+from hivemind_tui.nodepool.sandbox import Sandbox, started_task
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,7 @@ class TaskRun:
         self._flush_lock = asyncio.Lock()
         self.started_at = time.monotonic()
         self._uid: int | None = None
+        self._status: int | None = None  # the read end of bwrap's status pipe
 
     async def start(self) -> None:
         """Unpack and spawn; raises (ZipRejected, OSError) if the task cannot start, leaving nothing behind."""
@@ -136,8 +137,22 @@ class TaskRun:
             pool = self._s.sandbox.uids
             self._uid = pool.take() if pool is not None else None
             self._workdir = await asyncio.to_thread(self._unpack)
-            as_bytes = self._memory_gb * GIB if self._memory_gb > 0 else 0
-            command = self._s.sandbox.command(self._workdir, self._uid, as_bytes, [self._s.python, "main.py"])
+            await self._spawn()
+        except BaseException:
+            self._cleanup()
+            raise
+        self._zip = b""
+
+    async def _spawn(self) -> None:
+        assert self._workdir is not None
+        as_bytes = self._memory_gb * GIB if self._memory_gb > 0 else 0
+        status_fd = None
+        if self._s.sandbox.bwrap is not None:
+            self._status, status_fd = os.pipe()
+            os.set_blocking(self._status, False)
+        argv = [self._s.python, "main.py"]
+        command = self._s.sandbox.command(self._workdir, self._uid, as_bytes, argv, status_fd)
+        try:
             self._proc = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=self._workdir,
@@ -146,11 +161,11 @@ class TaskRun:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                pass_fds=() if status_fd is None else (status_fd,),
             )
-        except BaseException:
-            self._cleanup()
-            raise
-        self._zip = b""
+        finally:
+            if status_fd is not None:
+                os.close(status_fd)
 
     def _unpack(self) -> Path:
         workdir = Path(tempfile.mkdtemp(prefix=f"{self.task_id[:40]}-", dir=self._s.base_dir))
@@ -165,27 +180,21 @@ class TaskRun:
     async def run(self) -> None:
         """Wait for the task (within the time limit), stream its output, and report how it ended."""
         assert self._proc is not None and self._workdir is not None
-        proc = self._proc
-        reason = ""
-        readers = asyncio.gather(self._read(proc.stdout, False), self._read(proc.stderr, True))
+        deadline = time.monotonic() + self._s.time_limit
         done = asyncio.Event()
         flusher = asyncio.create_task(self._flush_periodically(done))
         try:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=self._s.time_limit)
-            except TimeoutError:
-                reason = f"time limit of {self._s.time_limit:g} s exceeded"
-            self._kill()  # the task on a timeout, and whatever it left running in its group
-            await proc.wait()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(readers, 5.0)
+            reason = await self._wait(deadline)
+            if not reason and not self._stopped and self._sandbox_did_not_start():
+                log.warning("task %s: the sandbox did not start (bwrap); starting it again", self.task_id)
+                self._queue("[hivemind worker] the sandbox did not start (bwrap, above); starting the task again\n")
+                self._stderr_tail = b""
+                await self._spawn()
+                reason = await self._wait(deadline)
             done.set()
             await flusher  # its last flush sends what is left; output is never cut mid-send
-            code = (
-                proc.returncode
-                if proc.returncode is not None and proc.returncode >= 0
-                else 128 + -(proc.returncode or -9)
-            )
+            returncode = self._proc.returncode
+            code = returncode if returncode is not None and returncode >= 0 else 128 + -(returncode or -9)
             if self._stopped:
                 reason = "stopped"
             elif not reason and code != 0:
@@ -197,9 +206,39 @@ class TaskRun:
             await self._send_result(self.task_id, result, code, reason)
         finally:
             flusher.cancel()
-            readers.cancel()
             self._kill()
             await asyncio.to_thread(self._cleanup)
+
+    async def _wait(self, deadline: float) -> str:
+        """Wait for the process and its output; the reason when the time limit ended it."""
+        assert self._proc is not None
+        proc = self._proc
+        reason = ""
+        readers = asyncio.gather(self._read(proc.stdout, False), self._read(proc.stderr, True))
+        try:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                reason = f"time limit of {self._s.time_limit:g} s exceeded"
+            self._kill()  # the task on a timeout, and whatever it left running in its group
+            await proc.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(readers, 5.0)
+        finally:
+            readers.cancel()
+        return reason
+
+    def _sandbox_did_not_start(self) -> bool:
+        """bwrap exited 1 without saying the task ran: it failed setting up (see `started_task`)."""
+        if self._status is None or self._proc is None or self._proc.returncode != 1:
+            return False
+        status = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._status, 65536):
+                status += chunk
+        os.close(self._status)
+        self._status = None
+        return not started_task(status)
 
     def _failure_words(self, code: int) -> str:
         tail = self._stderr_tail.decode("utf-8", errors="replace").splitlines()[-STDERR_TAIL_LINES:]
@@ -217,6 +256,9 @@ class TaskRun:
                 os.killpg(self._proc.pid, signal.SIGKILL)
 
     def _cleanup(self) -> None:
+        if self._status is not None:
+            os.close(self._status)
+            self._status = None
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         if self._uid is not None and self._s.sandbox.uids is not None:
