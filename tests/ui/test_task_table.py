@@ -3,10 +3,12 @@ the list puts them), ages move with the clock, and cut values keep what matters.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hivemind_tui.core.config import Settings
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.ui.app import HivemindApp
-from hivemind_tui.ui.backend import TaskRow
+from hivemind_tui.ui.backend import TaskRow, TaskRowList, TaskRows
 from hivemind_tui.ui.screens.tasks import TasksScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable, _fit
 from tests.ui.demo import DEMO_NOW, DemoBackend
@@ -22,6 +24,19 @@ class NewestFirstBackend(DemoBackend):
     async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
         rows = await super().task_rows(tasks)
         return sorted(rows, key=lambda r: r.created_at or 0, reverse=True)
+
+
+class RowMakerBackend(DemoBackend):
+    """Rows made as the live backend makes them (TaskRows): a refresh that only changes tasks says which."""
+
+    def __init__(self) -> None:
+        super().__init__(Settings(refresh_interval=3600.0))
+        self.maker = TaskRows()
+        self.lists: list[TaskRowList] = []
+
+    async def task_rows(self, tasks: list[TaskInfo]) -> list[TaskRow]:
+        self.lists.append(self.maker.of([], [t for t in tasks if not t.parent_task_id]))
+        return self.lists[-1]
 
 
 def table(app: HivemindApp) -> VirtualTable[TaskRow]:
@@ -48,6 +63,34 @@ async def test_rows_follow_the_model_through_filters_and_new_tasks_come_first() 
         app.action_refresh()
         await settle(pilot)
         assert table(app).visible_keys()[0] == "fresh-01"
+
+
+async def test_a_refresh_that_only_changes_tasks_updates_their_rows_under_the_filter_and_sorting() -> None:
+    backend = RowMakerBackend()
+    at = {t.task_id: i for i, t in enumerate(backend.tasks)}
+    app = HivemindApp(backend, deterministic=True, start="tasks")
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TasksScreen)
+        while screen._status_filter != "PENDING":
+            await pilot.press("f")
+        await pilot.press("2")  # sorted by type
+        await settle(pilot)
+        assert table(app).visible_keys() == ["sweep-19c2d0"]
+        retried = replace(backend.tasks[at["render-b81e04"]], status="PENDING")  # FAILED before: comes in
+        backend.tasks[at["render-b81e04"]] = retried
+        backend.tasks[at["sweep-19c2d0"]] = replace(backend.tasks[at["sweep-19c2d0"]], message="no node free")
+        backend.tasks[at["montecarlo-5d"]] = replace(backend.tasks[at["montecarlo-5d"]], status="FAILED")
+        app.action_refresh()
+        await settle(pilot)
+        assert backend.lists[-1].changes_since(backend.lists[-2].generation) is not None  # the path under test
+        assert sorted(table(app).visible_keys()) == ["render-b81e04", "sweep-19c2d0"]
+        assert "no node free" in table(app)._line("sweep-19c2d0")
+        assert screen.rows["montecarlo-5d"].status == "FAILED"
+        await pilot.press("escape")
+        await settle(pilot)
+        assert " FAILED " in table(app)._line("montecarlo-5d")
 
 
 async def test_a_split_parent_expands_into_its_subtasks_and_folds_again() -> None:

@@ -19,7 +19,7 @@ from textual.widgets import Input, Static
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo, TaskListing
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.backend import TaskRow
+from hivemind_tui.ui.backend import TaskRow, TaskRowList
 from hivemind_tui.ui.format import age, bar, duration, plain
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
@@ -82,6 +82,7 @@ class TasksScreen(Section):
         self.rows: dict[str, TaskRow] = {}
         self._expanded: set[str] = set()
         self._last_under: set[str] = set()  # the last subtask shown under each expanded parent
+        self._shown: int | None = None  # the generation of the rows shown (TaskRowList), when known
 
     def body(self) -> ComposeResult:
         yield Input(placeholder="search task ids", id="task-search")
@@ -121,6 +122,16 @@ class TasksScreen(Section):
     @work(exclusive=True, group="task-rows", exit_on_error=False, description="load rows")
     async def load_rows(self, snap: ClusterSnapshot) -> None:
         rows = await self.hive.backend.task_rows(snap.tasks)
+        generation = rows.generation if isinstance(rows, TaskRowList) else None
+        changes = rows.changes_since(self._shown) if isinstance(rows, TaskRowList) else None
+        if changes is not None and self._expanded.isdisjoint(r.task_id for r in changes):
+            # The same tasks in the same order: only the changed rows (an expanded parent's subtasks change
+            # only with it).
+            self.rows.update((r.task_id, r) for r in changes)
+            self.table.update_rows(changes)
+            self._shown = generation
+            self._status()
+            return
         self._expanded &= {r.task_id for r in rows if r.split}  # parents that are gone fold away
         shown: list[TaskRow] = []
         last: set[str] = set()
@@ -134,6 +145,7 @@ class TasksScreen(Section):
         self._last_under = last
         self.rows = {r.task_id: r for r in shown}
         self.table.replace_rows(shown)
+        self._shown = generation
         self._status()
 
     async def _subtask_rows(
@@ -164,6 +176,7 @@ class TasksScreen(Section):
 
     def _fold_changed(self, parent_id: str) -> None:
         self.table.repaint([parent_id])  # its ▸ / ▾
+        self._shown = None  # the same rows, with subtasks shown or hidden: the next load lays them all out
         if self.hive.snapshot is not None:
             self.load_rows(self.hive.snapshot)
 
