@@ -90,7 +90,7 @@ class ParentCache:
             return False
         # The counter is read first: a change committed while the rows are read moves it again for next time.
         rows = await self.store.fetchall(PARENTS, visible)
-        subs = await self.store.fetchall(SUBTASKS, visible)
+        subs = await self.store.fetchall_tuples(SUBTASKS, visible)
         make = SubRow._make
         grouped = {
             parent_id: tuple([make(sub[2:]) for sub in group if not sub[1]])
