@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
+from hivemind_tui.core.heap import TRIM_EVERY, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import release_styles_caches
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -133,6 +134,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
 
         self.set_interval(PRUNE_EVERY, self.run_prune)
         self.run_prune()
+        self.set_interval(TRIM_EVERY, self.give_back_memory)
 
     async def on_unmount(self) -> None:
         if self._opened is not None:
@@ -205,6 +207,13 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
             log.warning("prune failed: %s", exc.message)
             return
         log.info("%s", pruned.text)
+
+    @work(group="memory", exclusive=True, thread=True, exit_on_error=False)
+    def give_back_memory(self) -> None:
+        """What the console freed goes back to the system now and then: weeks in tmux keep no old peak."""
+        sizes = give_back_freed_memory()
+        if sizes is not None:
+            log.info("freed memory given back: RSS %.0f MB -> %.0f MB", *sizes)
 
     @work(group="uploads", exit_on_error=False)
     async def resume_uploads(self) -> None:
