@@ -20,7 +20,7 @@ from hivemind_tui.core.config import Settings
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.alerts import Alert, Alerts, Condition
 from hivemind_tui.services.errors import NotConnectedError
-from hivemind_tui.services.history import History
+from hivemind_tui.services.history import History, SustainedCpu
 from hivemind_tui.services.host_metrics import HostSample, MetricsSource
 from hivemind_tui.services.models import ConnectionState, NodeList, PoolHealth, TaskInfo, TaskListing
 from hivemind_tui.services.session import Session
@@ -119,6 +119,7 @@ class Monitor:
         self.session = session
         self.metrics = metrics
         self.history = history
+        self._sustained_cpu = SustainedCpu(history) if history is not None else None
         self.alerts = alerts
         self.clock = clock
         self.last: ClusterSnapshot | None = None
@@ -250,9 +251,9 @@ class Monitor:
                             f"node {node.node_id} went offline",
                         )
                     )
-            if self.history is not None:
+            if self._sustained_cpu is not None:
                 window = s.alert_cpu_minutes * 60
-                for node_id in await self.history.sustained_cpu(s.alert_cpu_percent, window, now):
+                for node_id in await self._sustained_cpu.nodes(snap.nodes.nodes, s.alert_cpu_percent, window, now):
                     held.append(
                         Condition(
                             f"node_cpu:{node_id}",
