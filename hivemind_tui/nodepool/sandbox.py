@@ -63,10 +63,15 @@ class UidPool:
         self.lent.discard(uid)
 
 
-def _bwrap_works(bwrap: str) -> bool:
+def _bwrap_works(bwrap: str, tries: int = 3) -> bool:
+    """Whether bwrap can make a sandbox here. Tried more than once: a mount of the host that goes away while
+    bwrap copies them all fails one start (see `started_task`), and that must not leave the worker without
+    namespaces for its whole life."""
     probe = [bwrap, "--unshare-pid", "--unshare-ipc", "--ro-bind", "/", "/", "--proc", "/proc", "--", "/bin/true"]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run(probe, capture_output=True, timeout=20).returncode == 0
+    for _ in range(tries):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if subprocess.run(probe, capture_output=True, timeout=20).returncode == 0:
+                return True
     return False
 
 

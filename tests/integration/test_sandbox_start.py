@@ -8,6 +8,7 @@ bind mount whose source does not exist, once.
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import sys
@@ -76,3 +77,12 @@ async def test_a_task_that_fails_by_itself_is_not_run_again(tmp_path: Path) -> N
     assert reason.startswith("exit code 1")
     assert output.count("ran") == 1
     assert "the sandbox did not start" not in output
+
+
+def test_a_worker_that_meets_the_mount_race_when_it_probes_bwrap_still_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tools("bwrap")
+    bwrap = failing_once_bwrap(tmp_path)  # first on the PATH: the one the worker finds
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert Sandbox.detect("61000-61999", network=True).bwrap == bwrap
