@@ -16,12 +16,13 @@ from typing import Any
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
 from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.core.json_out import EncodedItems
 from hivemind_tui.services.log_follow import LogFollower
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
 from hivemind_tui.services.task_actions import TaskActions
 from hivemind_tui.services.task_manager import Progress, SubmitOptions, TaskManager
 from hivemind_tui.services.task_splitter import SubtaskPlan
-from hivemind_tui.services.task_views import parent_json, task_json, task_rows
+from hivemind_tui.services.task_views import listed_json, listed_json_text, listed_tasks, parent_json, task_json
 
 FOLLOW_POLL = 1.0
 
@@ -77,19 +78,18 @@ def actions(ctx: Context, conn: Connection) -> TaskActions:
     return TaskActions(manager(ctx, conn), conn.audit, conn.user)
 
 
-async def overview(ctx: Context, conn: Connection) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
-    """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
-    return await task_rows(conn.session, manager(ctx, conn))
-
-
 async def list_tasks(ctx: Context) -> Result:
     if ctx.args.status and ctx.args.status.upper() not in KNOWN_STATUSES:
         raise UsageError(f"unknown status {ctx.args.status!r}; one of {', '.join(KNOWN_STATUSES)}")
     async with connect(ctx) as conn:
-        _, rows = await overview(ctx, conn)
+        _, items = await listed_tasks(conn.session, manager(ctx, conn))
     if ctx.args.status:
-        rows = [r for r in rows if r["status"] == ctx.args.status.upper()]
-    return Result({"tasks": rows}, lambda: task_table(rows, time.time()))
+        items = [i for i in items if i.status == ctx.args.status.upper()]
+    if ctx.json:  # 100,000 rows: each straight to its text, no dict on the way
+        return Result({"tasks": EncodedItems([listed_json_text(i) for i in items])})
+    return Result(
+        {"tasks": [listed_json(i) for i in items]}, lambda: task_table([listed_json(i) for i in items], time.time())
+    )
 
 
 def task_table(rows: list[dict[str, Any]], now: float) -> str:

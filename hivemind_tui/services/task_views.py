@@ -1,7 +1,14 @@
-"""The JSON shapes of tasks (README: `tasks list --json`), shared by the CLI and the HTTP API."""
+"""The JSON shapes of tasks (README: `tasks list --json`), shared by the CLI and the HTTP API.
+
+Each shape comes two ways: a dict (for tables and the HTTP API), and for a plain task also straight as its
+JSON text (`task_json_text`), the same bytes as `json.dumps` of the dict, for listings of 100,000 tasks.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from json.encoder import encode_basestring
 from typing import Any
 
 from hivemind_tui.services.models import TaskInfo
@@ -46,10 +53,54 @@ def parent_json(parent: ParentState) -> dict[str, Any]:
     }
 
 
-async def task_rows(session: Session, manager: TaskManager) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
-    """The pool's tasks, and the rows to show: parents with progress, and tasks outside any parent."""
+def task_json_text(task: TaskInfo) -> str:
+    """`json.dumps(task_json(task), ensure_ascii=False)`, made without the dict: a third of the time."""
+    done = 1 if task.status == "COMPLETED" else 0
+    return (
+        f'{{"task_id": {encode_basestring(task.task_id)}, "owner": {_text_or_null(task.owner)}, '
+        f'"parent_task_id": {_text_or_null(task.parent_task_id)}, "status": {encode_basestring(task.status)}, '
+        f'"message": {encode_basestring(task.message)}, "progress": {{"done": {done}, "total": 1}}, '
+        f'"task_type": {_text_or_null(task.task_type)}, "priority": {_number(task.priority)}, '
+        f'"created_at": {_number(task.created_at)}, "updated_at": {_number(task.updated_at)}, '
+        f'"worker": {_text_or_null(task.worker)}, "exit_code": {_number(task.exit_code)}}}'
+    )
+
+
+def _text_or_null(value: str) -> str:
+    return encode_basestring(value) if value else "null"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        return repr(value)
+    return json.dumps(value)  # NaN, Infinity, a bool: as json.dumps writes them
+
+
+Listed = ParentState | TaskInfo
+"""One row of a listing: a parent with its progress, or a task outside any parent."""
+
+
+def listed_json(item: Listed) -> dict[str, Any]:
+    return parent_json(item) if isinstance(item, ParentState) else task_json(item)
+
+
+def listed_json_text(item: Listed) -> str:
+    return json.dumps(parent_json(item), ensure_ascii=False) if isinstance(item, ParentState) else task_json_text(item)
+
+
+async def listed_tasks(session: Session, manager: TaskManager) -> tuple[list[TaskInfo], list[Listed]]:
+    """The pool's tasks, and the rows to show, newest first: parents with progress, and tasks outside any
+    parent."""
     tasks = (await session.call(session.client.list_tasks)).tasks
     parents, loose = await manager.overview(tasks)
-    rows = [parent_json(p) for p in parents] + [task_json(t) for t in loose]
-    rows.sort(key=lambda r: r["created_at"] or 0, reverse=True)
-    return tasks, rows
+    items: list[Listed] = [*parents, *loose]
+    items.sort(key=lambda i: i.created_at or 0, reverse=True)
+    return tasks, items
+
+
+async def task_rows(session: Session, manager: TaskManager) -> tuple[list[TaskInfo], list[dict[str, Any]]]:
+    """`listed_tasks`, each row as its dict."""
+    tasks, items = await listed_tasks(session, manager)
+    return tasks, [listed_json(item) for item in items]

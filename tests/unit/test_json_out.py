@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from hivemind_tui.core.json_out import BATCH, write_json
+from hivemind_tui.core.json_out import BATCH, EncodedItems, write_json
 
 
 class Pieces(io.StringIO):
@@ -39,3 +39,11 @@ def test_a_long_list_goes_out_a_batch_at_a_time() -> None:
     out = Pieces()
     write_json({"tasks": [{"n": i} for i in range(BATCH * 5)]}, out)
     assert out.writes >= 5
+
+
+def test_items_encoded_already_are_written_as_json_dumps_writes_the_list() -> None:
+    items = [{"n": i, "s": 'é "q" \\ \n'} for i in range(BATCH * 2 + 3)]
+    for listed in (items, items[:1], []):
+        out = Pieces()
+        write_json({"tasks": EncodedItems([json.dumps(i, ensure_ascii=False) for i in listed]), "k": 1}, out)
+        assert out.getvalue() == json.dumps({"tasks": listed, "k": 1}, ensure_ascii=False)
