@@ -36,8 +36,11 @@ def run_console(ctx: Context) -> Result:
             started = True
         else:
             address = info.address
+    from hivemind_tui.core.heap import collect_less_often
     from hivemind_tui.ui.app import HivemindApp
     from hivemind_tui.ui.startup import DeferredBackend
+
+    collect_less_often()  # a long-lived process with a large heap (core/heap.py)
 
     backend = DeferredBackend(
         settings,
