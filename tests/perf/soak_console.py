@@ -7,8 +7,9 @@ The real console, in a pseudo-terminal, on a real embedded pool with 2 local wor
 - a task submitted every 2 s, each finishing within seconds (tasks finish all the time);
 - the console shows the dashboard, then the tasks screen, then follows the log of a long task that prints a
   line a second, switching every 30 s.
-The console's RSS is sampled every 30 s. Printed: the samples, and the growth from the 5-minute sample to the
-last (goal <= 5%), next to the growth of a minimal Textual app left running in a pseudo-terminal as long.
+The console's RSS and CPU are sampled every 30 s. Printed: the samples, and the growth from the 5-minute sample
+to the last (goal <= 5%), next to the growth of a minimal Textual app left running in a pseudo-terminal as
+long, and the console's CPU in the first and the last 5 minutes.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class Terminal:
     def rss_mb(self) -> float:
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
 
+    def cpu_seconds(self) -> float:
+        return float(sum(psutil.Process(self.proc.pid).cpu_times()[:2]))
+
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
@@ -129,9 +133,11 @@ async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event
         print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
 
 
-def drive(console: Terminal, minutes: float, samples: list[tuple[float, float]]) -> None:
+def drive(console: Terminal, minutes: float, samples: list[tuple[float, float, float]]) -> None:
+    """Samples: (minute, RSS MB, % of a core the console used since the previous sample)."""
     start = time.monotonic()
     next_sample = next_switch = start
+    last_cpu, last_at = console.cpu_seconds(), start
     screen = 0
     while (now := time.monotonic()) - start < minutes * 60:
         if now >= next_switch:
@@ -149,15 +155,24 @@ def drive(console: Terminal, minutes: float, samples: list[tuple[float, float]])
             screen += 1
             next_switch = now + SWITCH_EVERY
         if now >= next_sample:
-            samples.append(((now - start) / 60, console.rss_mb()))
-            print(f"  {samples[-1][0]:5.1f} min: console RSS {samples[-1][1]:.0f} MB", flush=True)
+            cpu = console.cpu_seconds()
+            used = 100 * (cpu - last_cpu) / max(now - last_at, 1e-9) if samples else 0.0
+            last_cpu, last_at = cpu, now
+            samples.append(((now - start) / 60, console.rss_mb(), used))
+            print(f"  {samples[-1][0]:5.1f} min: console RSS {samples[-1][1]:.0f} MB, CPU {used:.1f}%", flush=True)
             next_sample = now + SAMPLE_EVERY
         time.sleep(0.5)
 
 
-def growth(samples: list[tuple[float, float]]) -> float:
-    after_five = next((rss for minute, rss in samples if minute >= 5.0), samples[0][1])
+def growth(samples: list[tuple[float, float, float]]) -> float:
+    after_five = next((rss for minute, rss, _ in samples if minute >= 5.0), samples[0][1])
     return 100 * (samples[-1][1] - after_five) / after_five
+
+
+def cpu_between(samples: list[tuple[float, float, float]], first: float, last: float) -> float:
+    """The console's mean CPU (% of a core) over the samples from minute `first` to minute `last`."""
+    used = [cpu for minute, _, cpu in samples if first < minute <= last]
+    return sum(used) / max(len(used), 1)
 
 
 def main() -> None:
@@ -194,7 +209,7 @@ def main() -> None:
         load.start()
         console = Terminal([*base, "--pool", address], env)
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
-        samples: list[tuple[float, float]] = []
+        samples: list[tuple[float, float, float]] = []
         minimal_start = 0.0
         try:
             time.sleep(5)
@@ -214,6 +229,11 @@ def main() -> None:
         f"dashboard / tasks / a followed log: RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth after "
         f"the first 5 min {growth(samples):+.1f}% (goal <= 5%); a minimal Textual app in the same run "
         f"{minimal_start:.0f} -> {minimal_end:.0f} MB"
+    )
+    end = samples[-1][0]
+    print(
+        f"console CPU: {cpu_between(samples, 0.0, 5.0):.1f}% of a core in the first 5 min, "
+        f"{cpu_between(samples, end - 5.0, end):.1f}% in the last 5 (a refresh must not cost more as history grows)"
     )
 
 
