@@ -202,10 +202,12 @@ def idle_live_cpu(seconds: float, nodes: int) -> float:
 
 
 async def scale(count: int) -> tuple[float, float, float, float, float]:
+    from hivemind_tui.core.heap import collect_less_often
     from hivemind_tui.ui.screens.nodes import NodesScreen
     from hivemind_tui.ui.widgets.virtual_table import VirtualTable
     from tests.ui.demo_shots import demo_app, settle
 
+    collect_less_often()  # as the console does (commands/console_cmd.py)
     app = demo_app(nodes=count)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
