@@ -45,9 +45,11 @@ IDLE = """
 import sys
 sys.path.insert(0, {root!r})
 from hivemind_tui.core.config import Settings
+from hivemind_tui.core.heap import collect_less_often
 from hivemind_tui.ui.app import HivemindApp
 from tests.ui.demo import DemoBackend
 import time
+collect_less_often()  # as the console does
 backend = DemoBackend(Settings(refresh_interval=5.0), nodes=1000)
 backend.clock = time.time  # the header's clock ticks, as it does live
 HivemindApp(backend).run()
