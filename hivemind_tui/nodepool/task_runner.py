@@ -64,8 +64,10 @@ def scrubbed_env(task_id: str, workdir: Path) -> dict[str, str]:
     }
 
 
-def choose_task_python(sandbox: Sandbox, candidates: list[str]) -> str:
-    """The first interpreter a task can run in the sandbox (a root-only venv may be out of its reach)."""
+def choose_task_python(sandbox: Sandbox, candidates: list[str], tries: int = 3) -> str:
+    """The first interpreter a task can run in the sandbox (a root-only venv may be out of its reach). Each
+    is tried up to `tries` times: bwrap's mount race (see `started_task`) must not pass over the plain
+    interpreter for the worker's own."""
     import subprocess
 
     uid = sandbox.uids.uids.start if sandbox.uids else None
@@ -76,9 +78,10 @@ def choose_task_python(sandbox: Sandbox, candidates: list[str]) -> str:
             if not python or not Path(python).exists():
                 continue
             probe = sandbox.command(Path(folder), uid, 0, [python, "-c", "import json, csv, math"])
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                if subprocess.run(probe, capture_output=True, timeout=30, cwd=folder).returncode == 0:
-                    return python
+            for _ in range(tries):
+                with contextlib.suppress(OSError, subprocess.SubprocessError):
+                    if subprocess.run(probe, capture_output=True, timeout=30, cwd=folder).returncode == 0:
+                        return python
     raise RuntimeError(f"no Python interpreter can run in the task sandbox (tried {candidates})")
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from hivemind_tui.core.zipsafe import ZipLimits
 from hivemind_tui.nodepool.sandbox import Sandbox
-from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun
+from hivemind_tui.nodepool.task_runner import RunSettings, TaskRun, choose_task_python
 from tests.helpers import make_zip
 from tests.system import require_tools
 
@@ -86,3 +86,9 @@ def test_a_worker_that_meets_the_mount_race_when_it_probes_bwrap_still_uses_it(
     bwrap = failing_once_bwrap(tmp_path)  # first on the PATH: the one the worker finds
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert Sandbox.detect("61000-61999", network=True).bwrap == bwrap
+
+
+def test_the_mount_race_when_the_worker_picks_the_tasks_python_does_not_pass_it_over(tmp_path: Path) -> None:
+    require_tools("bwrap")
+    sandbox = Sandbox(None, failing_once_bwrap(tmp_path), shutil.which("setpriv"), shutil.which("prlimit"), True)
+    assert choose_task_python(sandbox, ["/usr/bin/python3", sys.executable]) == "/usr/bin/python3"
