@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import itertools
+import os
+import socket
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,12 +121,30 @@ def files_in(path: Path) -> set[str]:
     return {p.name for p in path.iterdir()} if path.exists() else set()
 
 
-def free_port() -> int:
-    import socket
+def _own_ports() -> Iterator[int]:
+    """Below the kernel's ephemeral range, where connect() draws source ports, one stretch per xdist worker:
+    a port the kernel handed out as free (bind to 0) could be any outgoing connection's before a pool binds it,
+    which made `pool serve` fail now and then with "the port is in use"."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    stretch = (low - 10_000) // 16
+    start = 10_000 + (worker % 16) * stretch
+    return itertools.cycle(range(start, start + stretch))
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+
+_PORTS = _own_ports()
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on, that no other test of this run is handed."""
+    while True:
+        port = next(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 FAST_ENV = {
