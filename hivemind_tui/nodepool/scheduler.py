@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 
 import aiosqlite
@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 TICK = 1.0
 PENDING_ALL = "SELECT * FROM tasks WHERE status = 'PENDING' AND stop_requested = 0 ORDER BY priority DESC, created_at"
-# Between sweeps: the head of the queue is enough to fill the slots that just came free.
-PENDING_HEAD = PENDING_ALL + " LIMIT 256"
+PENDING_PAGE = PENDING_ALL + " LIMIT ? OFFSET ?"
+# Between sweeps, at most this many rows of the head of the queue are read to fill the slots that came free.
+HEAD_ROWS = 256
 # A task that started this recently may be missing from a heartbeat built before its ExecuteTask arrived.
 RECONCILE_GRACE = 2.0
 # How long the pool waits for the previous worker process of a node to say it still lives.
@@ -201,15 +202,16 @@ class Scheduler:
         seen = await self._cluster_state(nodes, online, free) if sweep else None
         if seen is not None and seen == self._swept:
             return 0  # the same nodes, slots and queue as the last sweep: the same answers
-        pending = await self._storage.fetchall(PENDING_ALL if sweep else PENDING_HEAD)
+        pending = self._pending(sweep, slots_left, lambda: assigned)
         # Tasks that ask for the same things fit the same nodes and wait for the same reason: worked out once
         # per pass for each distinct set of requirements, not once per pending task.
         fitting: dict[tuple[object, ...], list[aiosqlite.Row]] = {}
         reasons: dict[tuple[object, ...], str] = {}
         reworded: list[tuple[str, str]] = []  # (reason, task id): written together, in one transaction
         assigned = 0
-        for task in pending:
+        async for task in pending:
             if not sweep and slots_left <= 0:
+                await pending.aclose()
                 break
             wants = (*(task[need.field] for need in NEEDS), task["zip_size"] > HIVEMIND_WORKER_MAX_ZIP)
             if wants not in fitting:
@@ -242,6 +244,28 @@ class Scheduler:
         if seen is not None:
             self._swept = seen  # only a sweep that went through counts: one that failed is run again
         return assigned
+
+    async def _pending(
+        self, sweep: bool, slots_left: int, assigned: Callable[[], int]
+    ) -> AsyncGenerator[aiosqlite.Row, None]:
+        """The queue in order: all of it for a sweep. Between sweeps, in pages that start at about the free
+        slots and double, HEAD_ROWS rows in all: a freed slot costs a few rows, and a longer head of tasks that
+        fit nowhere is the next sweep's (a pass at every upload must not read 20,000 of them). The tasks
+        assigned meanwhile have left the queue: a page starts after the ones read that still wait."""
+        if sweep:
+            for task in await self._storage.fetchall(PENDING_ALL):
+                yield task
+            return
+        read, size = 0, max(2 * slots_left, 16)
+        while read < HEAD_ROWS:
+            size = min(size, HEAD_ROWS - read)
+            page = await self._storage.fetchall(PENDING_PAGE, (size, read - assigned()))
+            for task in page:
+                yield task
+            read += len(page)
+            if len(page) < size:
+                return
+            size *= 2
 
     async def _reword(self, reworded: list[tuple[str, str]]) -> None:
         """New wait reasons, a batch per transaction: a node going away rewords the whole queue, and one

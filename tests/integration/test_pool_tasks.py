@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hivemind_tui.core.sqlite_db import DirectDatabase
+from hivemind_tui.nodepool import scheduler
 from hivemind_tui.nodepool.storage import MIGRATIONS, PoolPaths, PoolStorage
 from hivemind_tui.proto import nodepool_pb2 as pb
 from tests.conftest import fast_settings
@@ -489,6 +490,46 @@ async def test_a_sweep_rewords_a_long_queue_only_when_the_cluster_changes(pool: 
     await pool.server.scheduler.assign()
     assert await reasons() == {"waiting: no online worker"}
     assert await last_change() == before + 2500
+
+
+async def test_a_pass_between_sweeps_reads_the_queue_a_page_at_a_time_past_tasks_that_fit_nowhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot that comes free is filled at once, past the tasks before it that wait for something no node has
+    (up to 256 of them; more are the next sweep's), and filling it reads a few rows, not the head of the queue:
+    with 256 rows a pass, one pass per finished task, the pool spent a fifth of its CPU reading queue rows."""
+    monkeypatch.setattr(scheduler, "TICK", 3600.0)  # only the passes this test makes
+    pool = await start_pool(fast_settings(tmp_path / "data"), FakeClock())
+    try:
+        await pool.nodes.RegisterWorkerNode(
+            pb.RegisterWorkerNodeRequest(node_id="n1", hostname="h1", port=6001, slots=1, memory_gb=8),
+            metadata=pool.worker_metadata(),
+        )
+        now = pool.clock.now
+        rows = [(f"big{i:04d}", 5, 100, now + i) for i in range(100)]  # at the head: 100 GB, on no node
+        rows += [(f"fits{i:04d}", 0, 1, now + 100 + i) for i in range(2000)]
+        async with pool.server.storage.write() as conn:
+            await conn.executemany(
+                "INSERT INTO tasks (task_id, owner, status, priority, memory_gb, created_at, updated_at) "
+                "VALUES (?, 'alice', 'PENDING', ?, ?, ?, ?)",
+                [(task_id, priority, memory, created, created) for task_id, priority, memory, created in rows],
+            )
+        read: list[int] = []
+        fetchall = pool.server.storage.fetchall
+
+        async def counted(sql: str, params: tuple = ()) -> list:
+            found = await fetchall(sql, params)
+            if "'PENDING'" in sql:
+                read.append(len(found))
+            return found
+
+        monkeypatch.setattr(pool.server.storage, "fetchall", counted)
+        assert await pool.server.scheduler.assign(sweep=False) == 1
+        task = await pool.server.storage.task("fits0000")
+        assert task is not None and task["status"] != "PENDING"
+        assert sum(read) <= 16 + 32 + 64, read  # pages that grow: the 101st row is in the third
+    finally:
+        await pool.close()
 
 
 async def test_health(pool: Pool) -> None:
