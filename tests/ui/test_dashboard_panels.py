@@ -44,3 +44,31 @@ async def test_a_refresh_that_changes_nothing_repaints_nothing(monkeypatch) -> N
         app.action_refresh()
         await settle(pilot)
         assert repainted and not any(name.endswith("Screen#None") for name in repainted), repainted
+
+
+async def test_a_clock_tick_repaints_the_clock_alone_without_laying_the_screen_out(monkeypatch) -> None:
+    """The header's clock changes every second: as wide as before, it repaints its own cells. It asked for a
+    layout pass of the whole screen instead, most of what an idle console spent (a pass a second)."""
+    from textual.widget import Widget
+
+    from hivemind_tui.ui.widgets.header import ConsoleHeader
+
+    app = demo_app(nodes=1000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        calls: list[tuple[str, bool]] = []
+        real = Widget.refresh
+
+        def spy(self: Widget, *args: object, layout: bool = False, **kwargs: object) -> Widget:
+            calls.append((f"{type(self).__name__}#{self.id}", layout))
+            return real(self, *args, layout=layout, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Widget, "refresh", spy)
+        header = app.screen.query_one(ConsoleHeader)
+        for _ in range(3):
+            app.backend.clock.now += 1
+            header.tick()
+            await pilot.pause()
+        assert calls == [("Static#clock", False)] * 3
+        clock = str(app.screen.query_one("#clock", Static).render())
+        assert clock.endswith(":03 UTC"), clock

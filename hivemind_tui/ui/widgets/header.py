@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
@@ -23,10 +24,14 @@ class ConsoleHeader(Horizontal):
         self._shown: dict[str, str] = {}
 
     def _set(self, part: str, text: str) -> None:
-        """Only a changed part is updated: the clock changes every second, the rest rarely."""
-        if self._shown.get(part) != text:
+        """Only a changed part is updated: the clock changes every second, the rest rarely. A part as wide
+        as before repaints its own cells; only a change of width lays the screen out again (a layout pass a
+        second for the clock was most of an idle console's CPU)."""
+        before = self._shown.get(part)
+        if before != text:
             self._shown[part] = text
-            self.query_one(f"#{part}", Static).update(text)
+            same_width = before is not None and Text.from_markup(before).cell_len == Text.from_markup(text).cell_len
+            self.query_one(f"#{part}", Static).update(text, layout=not same_width)
 
     def compose(self) -> ComposeResult:
         yield Static("HiveMind", id="brand")
