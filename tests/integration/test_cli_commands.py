@@ -207,5 +207,5 @@ def test_watch_runs_bounded_and_records_history(cli: CLI) -> None:
     import sqlite3
 
     with sqlite3.connect(cli.data / "console.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM node_samples").fetchone()[0] >= 1
+        assert db.execute("SELECT COUNT(*) FROM node_frames").fetchone()[0] >= 1
         assert db.execute("SELECT COUNT(DISTINCT ts) FROM task_counts").fetchone()[0] >= 0

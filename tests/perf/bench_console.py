@@ -137,6 +137,8 @@ async def seed_live(data: Path, address: str, nodes: int) -> None:
 
     from hivemind_tui.proto import nodepool_pb2 as pb
     from hivemind_tui.proto import nodepool_pb2_grpc as pb_grpc
+    from hivemind_tui.services.history import History
+    from hivemind_tui.services.models import NodeInfo
     from hivemind_tui.services.store import Store
 
     secret = (data / "pool" / "worker-secret").read_text().strip()
@@ -155,15 +157,13 @@ async def seed_live(data: Path, address: str, nodes: int) -> None:
             )
             await manager.SetNodeState(pb.SetNodeStateRequest(token=token, node_id=node_id, state="cordoned"))
     now = time.time()
-    async with Store(data / "console.db") as store, store.write() as conn:
-        stamps = [now - 5 * k for k in range(720, 0, -1)]
-        await conn.executemany(
-            "INSERT INTO node_samples (node_id, ts, cpu, memory, gpu, online) VALUES (?, ?, ?, 40.0, 0.0, 1)",
-            [(f"idle-{i:04d}", ts, float(i % 100)) for ts in stamps for i in range(nodes)],
-        )
-        await conn.executemany(
-            "INSERT INTO cluster_samples (ts, cpu, online) VALUES (?, 49.5, ?)", [(ts, nodes) for ts in stamps]
-        )
+    async with Store(data / "console.db") as store:
+        history = History(store)
+        fleet = [
+            NodeInfo(f"idle-{i:04d}", online=True, cpu_usage=float(i % 100), memory_usage=40.0) for i in range(nodes)
+        ]
+        for k in range(720, 0, -1):
+            await history.record_nodes(fleet, now - 5 * k)
 
 
 def idle_live_cpu(seconds: float, nodes: int) -> float:
