@@ -30,6 +30,8 @@ from hivemind_tui.ui.textual_fixes import release_styles_caches
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
+    from textual.driver import Driver
+
     from hivemind_tui.services.alerts import Alert
     from hivemind_tui.services.monitor import ClusterSnapshot
     from hivemind_tui.services.task_manager import Progress, SubmitOptions
@@ -96,6 +98,16 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         self.refresh_interval = backend.settings.refresh_interval
         self._timer: Timer | None = None
         self._opened: asyncio.Future[None] | None = None
+
+    def get_driver_class(self) -> type[Driver]:
+        """Textual's choice, with its Linux driver swapped for the one whose input thread sleeps until input
+        comes (`ui/quiet_driver.py`); the web face's driver and a TEXTUAL_DRIVER stay as they are."""
+        chosen = super().get_driver_class()
+        if (chosen.__module__, chosen.__name__) == ("textual.drivers.linux_driver", "LinuxDriver"):
+            from hivemind_tui.ui.quiet_driver import QuietLinuxDriver
+
+            return QuietLinuxDriver
+        return chosen
 
     @property
     def readonly(self) -> bool:
