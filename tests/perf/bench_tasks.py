@@ -142,7 +142,7 @@ async def bench(parents: int, per: int) -> None:
         await pilot.pause()
         opening = time.perf_counter() - start
         await opened.remove()
-        refreshes = []
+        refreshes, idle_again = [], []
         shown = rows.generation
         for step in range(5):
             begin = time.perf_counter()
@@ -154,8 +154,13 @@ async def bench(parents: int, per: int) -> None:
             else:
                 table.replace_rows(rows)
             shown = rows.generation
-            await pilot.pause()
+            # Painted now, as the screen's update timer paints it within 1/60 s in the console: the figure a
+            # user sees. Pilot's pause also waits for the process to go idle, which includes the notes of the
+            # look written behind the refresh (a thread); that is printed beside it.
+            app.screen._on_timer_update()
             refreshes.append(time.perf_counter() - begin)
+            await pilot.pause()
+            idle_again.append(time.perf_counter() - begin)
             await manager.settled()
         rss = psutil.Process().memory_info().rss / 2**20
 
@@ -171,15 +176,17 @@ async def bench(parents: int, per: int) -> None:
             begin = time.perf_counter()
             for index in range(step % 100, len(rows), 100):
                 plain.update_cell_at((index, status), "COMPLETED")
-            await pilot.pause()
+            app.screen._on_timer_update()  # painted now, as ours is measured
             plain_updates.append(time.perf_counter() - begin)
+            await pilot.pause()
     await store.close()
     print(
         f"tasks screen, {parents * per:,} tasks ({parents:,} parents of {per}): first display when opened "
         f"{opening * 1000:.0f} ms (goal <= 500); the console's first judging of them (its dashboard's first count, "
         f"in a worker) {first * 1000:.0f} ms, and its notes (statuses first seen finished) written behind it another "
-        f"{notes * 1000:.0f} ms; refresh with 1% changed {statistics.median(refreshes) * 1000:.0f} ms "
-        f"(goal <= 100), RSS {rss:.0f} MB (goal <= 200)"
+        f"{notes * 1000:.0f} ms; refresh with 1% changed shown after {statistics.median(refreshes) * 1000:.0f} ms "
+        f"(goal <= 100; the process idle again, the notes written behind it included, after "
+        f"{statistics.median(idle_again) * 1000:.0f} ms), RSS {rss:.0f} MB (goal <= 200)"
     )
     print(
         f"plain Textual DataTable, same {len(rows):,} rows: first display {plain_first * 1000:.0f} ms, "
