@@ -337,21 +337,34 @@ class PoolClient:
         return self.health
 
     async def list_tasks(
-        self, token: str, updated_since: float = 0.0, limit: int = 0, after_seq: int | None = None
+        self,
+        token: str,
+        updated_since: float = 0.0,
+        limit: int = 0,
+        after_seq: int | None = None,
+        each_page: Callable[[list[TaskInfo]], object] | None = None,
     ) -> TaskList:
         """The caller's tasks: all, those updated since a time, or (`after_seq`, where the pool keeps change
-        numbers) those changed after the `seq` of an earlier answer."""
+        numbers) those changed after the `seq` of an earlier answer. `each_page`, for a listing of all, is
+        given each page's tasks in the thread that converts them, while the pool makes the next page."""
         if not updated_since and not limit and after_seq is None:
-            return await self._all_tasks(token)
+            return await self._all_tasks(token, each_page)
         reply = await self._list_reply(token, updated_since, limit, after_seq)
         return TaskList(tasks_from_pb(reply.tasks), _opt(reply.server_time), reply.seq or None)
 
-    async def _all_tasks(self, token: str) -> TaskList:
+    async def _all_tasks(self, token: str, each_page: Callable[[list[TaskInfo]], object] | None) -> TaskList:
         """Every task, by pages of change numbers where the pool keeps them; each next page is asked for
         before the last one is converted (in a thread), so the two processes work at once. A pool without
         change numbers (HiveMind) ignores the page and answers everything at once, with no `seq`.
 
         A task that changes while the pages come is listed again in a later page; its later entry wins."""
+
+        def convert(page: Iterable[pb.TaskInfo]) -> list[TaskInfo]:
+            converted = tasks_from_pb(page)
+            if each_page is not None:
+                each_page(converted)
+            return converted
+
         first = await self._list_reply(token, 0.0, LIST_PAGE, 0)
         server_time, reply = _opt(first.server_time), first
         tasks: dict[str, TaskInfo] = {}
@@ -359,7 +372,7 @@ class PoolClient:
             more = bool(reply.seq) and len(reply.tasks) >= LIST_PAGE
             following = asyncio.ensure_future(self._list_reply(token, 0.0, LIST_PAGE, reply.seq)) if more else None
             try:
-                tasks.update((t.task_id, t) for t in await asyncio.to_thread(tasks_from_pb, reply.tasks))
+                tasks.update((t.task_id, t) for t in await asyncio.to_thread(convert, reply.tasks))
             except BaseException:
                 if following is not None:
                     following.cancel()

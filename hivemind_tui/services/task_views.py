@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from json.encoder import encode_basestring
 from typing import Any
 
@@ -90,10 +91,32 @@ def listed_json_text(item: Listed) -> str:
     return json.dumps(parent_json(item), ensure_ascii=False) if isinstance(item, ParentState) else task_json_text(item)
 
 
-async def listed_tasks(session: Session, manager: TaskManager) -> tuple[list[TaskInfo], list[Listed]]:
+class TaskTexts:
+    """Each listed task's JSON text, made page by page as the pages come (`each_page`): the encoding of
+    100,000 tasks (~0.3 s) is done while the pool makes the next pages, not after the last one."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, tuple[TaskInfo, str]] = {}
+
+    def __call__(self, page: list[TaskInfo]) -> None:
+        self._made.update((t.task_id, (t, task_json_text(t))) for t in page)
+
+    def text(self, item: Listed) -> str:
+        """The text made for this very task if there is one (a later entry, or a task the look changed, is
+        encoded now)."""
+        if isinstance(item, TaskInfo):
+            made = self._made.get(item.task_id)
+            if made is not None and made[0] is item:
+                return made[1]
+        return listed_json_text(item)
+
+
+async def listed_tasks(
+    session: Session, manager: TaskManager, each_page: Callable[[list[TaskInfo]], object] | None = None
+) -> tuple[list[TaskInfo], list[Listed]]:
     """The pool's tasks, and the rows to show, newest first: parents with progress, and tasks outside any
-    parent."""
-    tasks = (await session.call(session.client.list_tasks)).tasks
+    parent. `each_page` as `PoolClient.list_tasks` takes it."""
+    tasks = (await session.call(lambda token: session.client.list_tasks(token, each_page=each_page))).tasks
     parents, loose = await manager.overview(tasks)
     items: list[Listed] = [*parents, *loose]
     items.sort(key=lambda i: i.created_at or 0, reverse=True)

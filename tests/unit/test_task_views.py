@@ -6,7 +6,7 @@ import json
 import math
 
 from hivemind_tui.services.models import TaskInfo
-from hivemind_tui.services.task_views import task_json, task_json_text
+from hivemind_tui.services.task_views import TaskTexts, task_json, task_json_text
 
 HOSTILE = [
     "plain",
@@ -37,3 +37,19 @@ def test_a_tasks_text_is_json_dumps_of_its_dict() -> None:
     ]
     for task in tasks:
         assert task_json_text(task) == json.dumps(task_json(task), ensure_ascii=False)
+
+
+def test_texts_made_page_by_page_serve_the_very_tasks_they_were_made_of() -> None:
+    """What `tasks list --json` encodes while the pool makes the next page is used only for the same object:
+    a task listed again in a later page, or changed by the look at the parents, is encoded anew."""
+    from dataclasses import replace
+
+    first = TaskInfo(task_id="a", status="RUNNING", message=HOSTILE[3])
+    again = replace(first, status="COMPLETED")  # a later page's entry for the same task
+    other = TaskInfo(task_id="b", status="PENDING")
+    texts = TaskTexts()
+    texts([first, other])
+    texts([again])
+    assert texts.text(again) == json.dumps(task_json(again), ensure_ascii=False)
+    assert texts.text(first) == json.dumps(task_json(first), ensure_ascii=False)
+    assert texts.text(other) == task_json_text(other)
