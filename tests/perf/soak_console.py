@@ -57,16 +57,26 @@ class Terminal:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
         os.close(slave)
+        self.last_output = b""  # what it wrote last: a traceback, if it died
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
 
     def _drain(self) -> None:
-        while self.proc.poll() is None:
+        while True:
             if select.select([self.master], [], [], 0.2)[0]:
                 try:
-                    os.read(self.master, 65536)
+                    data = os.read(self.master, 65536)
                 except OSError:
                     return
+                self.last_output = (self.last_output + data)[-8192:]
+            elif self.proc.poll() is not None:
+                return
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            time.sleep(0.5)  # what it wrote last
+            tail = self.last_output.decode(errors="replace")
+            raise RuntimeError(f"the console exited ({self.proc.returncode}); its last output:\n{tail}")
 
     def press(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -140,6 +150,7 @@ def drive(console: Terminal, minutes: float, samples: list[tuple[float, float, f
     last_cpu, last_at = console.cpu_seconds(), start
     screen = 0
     while (now := time.monotonic()) - start < minutes * 60:
+        console.check_alive()
         if now >= next_switch:
             target = SCREENS[screen % len(SCREENS)]
             if target == "log":  # the long task's log: the tasks screen, its row, enter, then the log view
