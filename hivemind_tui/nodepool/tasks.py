@@ -42,6 +42,9 @@ LISTED_COLUMNS = (
     "created_at, updated_at, priority, task_type, parent_task_id, CASE WHEN exit_reported THEN exit_code END, "
     "COALESCE(started_at, 0.0), COALESCE(finished_at, 0.0), seq"
 )
+# What a listing needs to tell which tasks changed since their messages were made (servicers.TaskInfoBytes).
+KEY_COLUMNS = "task_id, seq"
+ROWS_PER_QUERY = 500
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class TaskBook:
         self.on_change: Callable[[], None] = lambda: None
         # Set by the scheduler: asks a worker to stop a running task.
         self.stop_running: Callable[[aiosqlite.Row], Awaitable[None]] = _nothing
+        # Told the ids of tasks pruned: what is kept of them elsewhere (their encoded messages) goes too.
+        self.on_removed: builtins.list[Callable[[builtins.list[str]], object]] = []
 
     async def upload(self, caller: Caller, new: NewTask, task_zip: bytes) -> None:
         """UploadTask: the zip in one message, already in memory: written, fsync-ed and checked in one
@@ -220,10 +225,15 @@ class TaskBook:
         return row
 
     async def list(
-        self, caller: Caller, updated_since: float, limit: int, after_seq: int | None = None
+        self,
+        caller: Caller,
+        updated_since: float,
+        limit: int,
+        after_seq: int | None = None,
+        columns: str = LISTED_COLUMNS,
     ) -> tuple[builtins.list[tuple[Any, ...]], int]:
-        """The caller's tasks (an admin's: everyone's) as `LISTED_COLUMNS` (plain tuples: 100,000 of them come
-        in sooner than as Rows), and the change number to ask from next.
+        """The caller's tasks (an admin's: everyone's) as `columns` (LISTED_COLUMNS, or KEY_COLUMNS; plain
+        tuples: 100,000 of them come in sooner than as Rows), and the change number to ask from next.
 
         With `after_seq`, only those changed after it, in change order; else those updated at or after
         `updated_since`, most recent first. The number is read first: a write that commits between the two
@@ -237,7 +247,7 @@ class TaskBook:
             where.append("owner = ?")
             params.append(caller.username)
         sql = (
-            f"SELECT {LISTED_COLUMNS} FROM tasks WHERE {' AND '.join(where)} "  # noqa: S608
+            f"SELECT {columns} FROM tasks WHERE {' AND '.join(where)} "  # noqa: S608
             f"ORDER BY {'seq' if by_seq else 'updated_at DESC'}"
         )
         if limit > 0:
@@ -246,6 +256,16 @@ class TaskBook:
         if by_seq and 0 < limit <= len(rows):
             seq = int(rows[-1][-1])
         return rows, seq
+
+    async def listed_rows(self, task_ids: Sequence[str]) -> builtins.list[tuple[Any, ...]]:
+        """These tasks as LISTED_COLUMNS (a task gone meanwhile is left out)."""
+        rows: builtins.list[tuple[Any, ...]] = []
+        for start in range(0, len(task_ids), ROWS_PER_QUERY):
+            chunk = task_ids[start : start + ROWS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT {LISTED_COLUMNS} FROM tasks WHERE task_id IN ({marks})"  # noqa: S608
+            rows += await self._storage.fetchall_tuples(sql, chunk)
+        return rows
 
     async def stop(self, caller: Caller, task_id: str) -> str:
         """Stop a task: PENDING at once; ASSIGNED or RUNNING through its worker. Returns the new status."""
@@ -333,6 +353,8 @@ class TaskBook:
                 await conn.execute("DELETE FROM tasks WHERE task_id = ?", (row["task_id"],))
             with contextlib.suppress(OSError):
                 await self._storage.remove_task_files(row["task_id"])
+        for forget in self.on_removed:
+            forget([row["task_id"] for row in rows])
         if rows:
             log.info("pruned %d finished tasks", len(rows))
         return len(rows)
