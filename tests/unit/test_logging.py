@@ -58,3 +58,30 @@ def test_nothing_on_the_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
     text = (tmp_path / "console.log").read_text()
     assert "boom" in text and "grpc says" in text and "careful" in text
+
+
+def test_a_record_is_formatted_and_redacted_once_and_the_file_still_rotates(tmp_path: Path, monkeypatch) -> None:
+    """Python's RotatingFileHandler formats each record twice (once to see if it would overflow the file):
+    with the redaction, the pool spent ~0.9 ms of CPU a task on its three log lines."""
+    from hivemind_tui.core import logging_setup
+
+    monkeypatch.setattr(logging_setup, "LOG_BYTES", 4096)
+    path = configure_logging(tmp_path / "logs", "pool")
+    formatted: list[str] = []
+    real = logging_setup.redact
+
+    def counted(text: str) -> str:
+        formatted.append(text)
+        return real(text)
+
+    monkeypatch.setattr(logging_setup, "redact", counted)
+    log = logging.getLogger("hivemind_tui.test")
+    log.info("one line")
+    assert len(formatted) == 1
+    for n in range(200):
+        log.info("line %d %s", n, "x" * 40)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    backups = sorted(p.name for p in path.parent.iterdir())
+    assert "pool.log.1" in backups and path.stat().st_size <= 4096 + 200
+    assert "line 199" in path.read_text()
