@@ -26,7 +26,7 @@ class Chunk:
 def encode(chunk: pb.UploadTaskChunk | bytes) -> bytes:
     """A request message as protobuf writes it; bytes alone become a data-only chunk."""
     if isinstance(chunk, bytes):  # protobuf leaves an empty field out: so does this
-        return b"".join((bytes((DATA_TAG,)), _varint(len(chunk)), chunk)) if chunk else b""
+        return b"".join((bytes((DATA_TAG,)), varint(len(chunk)), chunk)) if chunk else b""
     return chunk.SerializeToString()
 
 
@@ -39,7 +39,8 @@ def decode(raw: bytes) -> Chunk:
     return Chunk(message.header if message.HasField("header") else None, message.data)
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """Protobuf's base-128 varint (of a length, here and in the pool's encoded task listings)."""
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)

@@ -255,22 +255,12 @@ class TaskInfoBytes:
         add_task_infos(made, rows)
         for row, info in zip(rows, made.tasks, strict=True):
             message = info.SerializeToString()
-            kept[row[0]] = (row[-1], TASKS_FIELD + _varint(len(message)) + message)
+            kept[row[0]] = (row[-1], TASKS_FIELD + upload_chunks.varint(len(message)) + message)
         return b"".join(entry[1] for task_id, _ in keys if (entry := kept.get(task_id)) is not None)
 
 
 # The tag of GetAllTasksResponse.tasks (field 1, length-delimited), the start of each entry.
 TASKS_FIELD = bytes([pb.GetAllTasksResponse.TASKS_FIELD_NUMBER << 3 | 2])
-
-
-def _varint(value: int) -> bytes:
-    """Protobuf's base-128 varint of a length."""
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def encoded_or_message(reply: Any) -> bytes:

@@ -613,12 +613,13 @@ async def test_a_listing_builds_messages_only_for_tasks_that_changed_and_forgets
 
 
 def test_an_encoded_entry_is_what_protobuf_writes_for_it() -> None:
-    from hivemind_tui.nodepool.servicers import TASKS_FIELD, _varint
+    from hivemind_tui.core.upload_chunks import varint
+    from hivemind_tui.nodepool.servicers import TASKS_FIELD
 
     for size in (0, 5, 127, 128, 300, 20_000):
         info = pb.TaskInfo(task_id="t", message="m" * size)
         message = info.SerializeToString()
-        assert TASKS_FIELD + _varint(len(message)) + message == pb.GetAllTasksResponse(tasks=[info]).SerializeToString()
+        assert TASKS_FIELD + varint(len(message)) + message == pb.GetAllTasksResponse(tasks=[info]).SerializeToString()
 
 
 async def test_concurrent_uploads_of_one_id_store_one(pool: Pool) -> None:
