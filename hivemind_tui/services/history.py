@@ -15,6 +15,7 @@ from array import array
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from hivemind_tui.services.models import NodeInfo
@@ -31,6 +32,12 @@ def pack(values: Iterable[float]) -> bytes:
     if sys.byteorder == "big":
         packed.byteswap()
     return packed.tobytes()
+
+
+@lru_cache(maxsize=8)
+def roster_ids(text: str) -> tuple[str, ...]:
+    """A roster's node ids from its stored JSON, decoded once per roster, not once per frame that uses it."""
+    return tuple(json.loads(text))
 
 
 def unpack(blob: bytes) -> array[float]:
@@ -135,9 +142,9 @@ class History:
         raw.sort()
         return [NodePoint(*row) for row in (*minutes, *raw)]
 
-    async def _rosters(self) -> list[tuple[int, list[str]]]:
+    async def _rosters(self) -> list[tuple[int, tuple[str, ...]]]:
         rows = await self._store.fetchall_tuples("SELECT id, node_ids FROM node_rosters")
-        return [(roster, json.loads(ids)) for roster, ids in rows]
+        return [(roster, roster_ids(ids)) for roster, ids in rows]
 
     async def cluster_cpu(self, since: float) -> list[tuple[float, float]]:
         """The online nodes' average CPU, one point a refresh, oldest first."""
@@ -164,7 +171,7 @@ class History:
         low: dict[str, float] = {}
         older: set[str] = set()
         for ts, ids, cpu in frames:
-            nodes = json.loads(ids)
+            nodes = roster_ids(ids)
             if ts < now - window:
                 older.update(nodes)
                 continue
@@ -178,7 +185,7 @@ class History:
             "SELECT r.node_ids, COUNT(*) FROM node_frames f JOIN node_rosters r ON r.id = f.roster GROUP BY f.roster"
         )
         minutes = await self._store.fetchvalue("SELECT COUNT(*) FROM node_minutes")
-        return sum(len(json.loads(ids)) * count for ids, count in frames), int(minutes)
+        return sum(len(roster_ids(ids)) * count for ids, count in frames), int(minutes)
 
 
 def _minute_averages(frames: Iterable[Any]) -> list[tuple[str, float, float, float, float, int]]:
@@ -186,7 +193,7 @@ def _minute_averages(frames: Iterable[Any]) -> list[tuple[str, float, float, flo
     sums: dict[tuple[str, float], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0])
     for ts, ids, cpu, memory, gpu in frames:
         minute = float(int(ts // 60) * 60)
-        for node_id, c, m, g in zip(json.loads(ids), unpack(cpu), unpack(memory), unpack(gpu), strict=True):
+        for node_id, c, m, g in zip(roster_ids(ids), unpack(cpu), unpack(memory), unpack(gpu), strict=True):
             total = sums[(node_id, minute)]
             total[0] += c
             total[1] += m
