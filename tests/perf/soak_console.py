@@ -10,6 +10,10 @@ The real console, in a pseudo-terminal, on a real embedded pool with 2 local wor
 The console's RSS and CPU are sampled every 30 s. Printed: the samples, and the growth from the 5-minute sample
 to the last (goal <= 5%), next to the growth of a minimal Textual app left running in a pseudo-terminal as
 long, and the console's CPU in the first and the last 5 minutes.
+
+`--beside NAME=VALUE` (repeatable) runs a second console with those environment variables beside the first,
+driven and sampled the same way on the same pool: an A/B of one setting under the very same load (for example
+`--beside PYTHONMALLOC=malloc`).
 """
 
 from __future__ import annotations
@@ -143,44 +147,56 @@ async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event
         print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
 
 
-def drive(console: Terminal, minutes: float, samples: list[tuple[float, float, float]]) -> None:
-    """Samples: (minute, RSS MB, % of a core the console used since the previous sample)."""
+Sample = tuple[float, float, float]
+
+
+def press_all(consoles: list[Terminal], keys: str) -> None:
+    for console in consoles:
+        console.press(keys)
+
+
+def drive(consoles: list[Terminal], minutes: float, samples: list[list[Sample]]) -> None:
+    """Samples of each console: (minute, RSS MB, % of a core it used since the previous sample)."""
     start = time.monotonic()
     next_sample = next_switch = start
-    last_cpu, last_at = console.cpu_seconds(), start
+    last = [(console.cpu_seconds(), start) for console in consoles]
     screen = 0
     while (now := time.monotonic()) - start < minutes * 60:
-        console.check_alive()
+        for console in consoles:
+            console.check_alive()
         if now >= next_switch:
             target = SCREENS[screen % len(SCREENS)]
             if target == "log":  # the long task's log: the tasks screen, its row, enter, then the log view
-                console.press("t")
+                press_all(consoles, "t")
                 time.sleep(1.0)
-                console.press("/soak-long\r")
+                press_all(consoles, "/soak-long\r")
                 time.sleep(1.0)
-                console.press("l")
+                press_all(consoles, "l")
             else:
-                console.press("\x1b\x1b")
+                press_all(consoles, "\x1b\x1b")
                 time.sleep(0.5)
-                console.press(target)
+                press_all(consoles, target)
             screen += 1
             next_switch = now + SWITCH_EVERY
         if now >= next_sample:
-            cpu = console.cpu_seconds()
-            used = 100 * (cpu - last_cpu) / max(now - last_at, 1e-9) if samples else 0.0
-            last_cpu, last_at = cpu, now
-            samples.append(((now - start) / 60, console.rss_mb(), used))
-            print(f"  {samples[-1][0]:5.1f} min: console RSS {samples[-1][1]:.0f} MB, CPU {used:.1f}%", flush=True)
+            line = []
+            for n, console in enumerate(consoles):
+                cpu = console.cpu_seconds()
+                used = 100 * (cpu - last[n][0]) / max(now - last[n][1], 1e-9) if samples[n] else 0.0
+                last[n] = (cpu, now)
+                samples[n].append(((now - start) / 60, console.rss_mb(), used))
+                line.append(f"RSS {samples[n][-1][1]:.0f} MB, CPU {used:.1f}%")
+            print(f"  {(now - start) / 60:5.1f} min: console " + " | beside: ".join(line), flush=True)
             next_sample = now + SAMPLE_EVERY
         time.sleep(0.5)
 
 
-def growth(samples: list[tuple[float, float, float]]) -> float:
+def growth(samples: list[Sample]) -> float:
     after_five = next((rss for minute, rss, _ in samples if minute >= 5.0), samples[0][1])
     return 100 * (samples[-1][1] - after_five) / after_five
 
 
-def cpu_between(samples: list[tuple[float, float, float]], first: float, last: float) -> float:
+def cpu_between(samples: list[Sample], first: float, last: float) -> float:
     """The console's mean CPU (% of a core) over the samples from minute `first` to minute `last`."""
     used = [cpu for minute, _, cpu in samples if first < minute <= last]
     return sum(used) / max(len(used), 1)
@@ -191,7 +207,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--refresh", type=float, default=1.0)
+    parser.add_argument(
+        "--beside", action="append", default=[], metavar="NAME=VALUE", help="a second console with this environment"
+    )
     args = parser.parse_args()
+    beside = dict(item.split("=", 1) for item in args.beside)
     data = Path(tempfile.mkdtemp(prefix="soak-console-"))
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -218,34 +238,38 @@ def main() -> None:
         run([*base, "login", "--user", "admin", "--password-stdin"], env, password + "\n")
         load = threading.Thread(target=lambda: loop.run_until_complete(cluster_load(address, data, args.nodes, stop)))
         load.start()
-        console = Terminal([*base, "--pool", address], env)
+        consoles = [Terminal([*base, "--pool", address], env)]
+        if beside:
+            consoles.append(Terminal([*base, "--pool", address], {**env, **beside}))
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
-        samples: list[tuple[float, float, float]] = []
+        samples: list[list[Sample]] = [[] for _ in consoles]
         minimal_start = 0.0
         try:
             time.sleep(5)
             minimal_start = minimal.rss_mb()
-            drive(console, args.minutes, samples)
+            drive(consoles, args.minutes, samples)
             minimal_end = minimal.rss_mb()
         finally:
-            console.close()
+            for console in consoles:
+                console.close()
             minimal.close()
             loop.call_soon_threadsafe(stop.set)
             load.join(timeout=30)
     finally:
         pool.terminate()
         pool.wait(timeout=30)
-    print(
-        f"console, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, a task every 2 s, "
-        f"dashboard / tasks / a followed log: RSS {samples[0][1]:.0f} -> {samples[-1][1]:.0f} MB, growth after "
-        f"the first 5 min {growth(samples):+.1f}% (goal <= 5%); a minimal Textual app in the same run "
-        f"{minimal_start:.0f} -> {minimal_end:.0f} MB"
-    )
-    end = samples[-1][0]
-    print(
-        f"console CPU: {cpu_between(samples, 0.0, 5.0):.1f}% of a core in the first 5 min, "
-        f"{cpu_between(samples, end - 5.0, end):.1f}% in the last 5 (a refresh must not cost more as history grows)"
-    )
+    for name, taken in zip(["console", f"console with {' '.join(args.beside)}"], samples, strict=False):
+        print(
+            f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, a task every 2 s, "
+            f"dashboard / tasks / a followed log: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
+            f"the first 5 min {growth(taken):+.1f}% (goal <= 5%)"
+        )
+        end = taken[-1][0]
+        print(
+            f"  its CPU: {cpu_between(taken, 0.0, 5.0):.1f}% of a core in the first 5 min, "
+            f"{cpu_between(taken, end - 5.0, end):.1f}% in the last 5 (a refresh must not cost more as history grows)"
+        )
+    print(f"a minimal Textual app in the same run: {minimal_start:.0f} -> {minimal_end:.0f} MB")
 
 
 if __name__ == "__main__":
