@@ -53,8 +53,9 @@ def _global_options(suppress: bool) -> Parser:
     return parent
 
 
-def build_parser(with_commands: bool = True) -> Parser:
-    """The whole command line; without commands (the console's fast path) only the top-level options."""
+def build_parser(with_commands: bool = True, word: str | None = None) -> Parser:
+    """The whole command line; without commands (the console's fast path) only the top-level options; with
+    `word`, only the commands of the module that registers it (`commands.register_all`)."""
     parser = Parser(
         prog="hivemind-tui",
         description="The HiveMind Master Node: a terminal console and one-shot commands with JSON output.",
@@ -75,20 +76,22 @@ def build_parser(with_commands: bool = True) -> Parser:
         from hivemind_tui.commands import register_all
 
         subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-        register_all(CommandRegistry(subparsers, _global_options(suppress=True)))
+        register_all(CommandRegistry(subparsers, _global_options(suppress=True)), word)
     return parser
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parse; the bare console invocation skips importing every command's modules (it paints sooner)."""
+    """Parse; the bare console invocation skips importing every command's modules (it paints sooner), and
+    a command imports only its own module (the first word left after the global options names it)."""
     if "-h" not in argv and "--help" not in argv:
         light = build_parser(with_commands=False)
         try:
             args, rest = light.parse_known_args(argv)
         except UsageError:
-            rest = argv
+            return build_parser().parse_args(argv)
         if not rest:
             return args
+        return build_parser(word=rest[0]).parse_args(argv)
     return build_parser().parse_args(argv)
 
 

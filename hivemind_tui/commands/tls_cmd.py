@@ -17,6 +17,7 @@ from hivemind_tui.commands.common import table, when
 from hivemind_tui.core import tls
 from hivemind_tui.core.datadir import atomic_write, make_private_dir
 from hivemind_tui.core.errors import ConfigError, UsageError
+from hivemind_tui.core.tls_names import TlsPaths, worker_name
 from hivemind_tui.core.tls_setup import tls_paths
 
 SOON = 30 * 86400.0
@@ -62,7 +63,7 @@ async def init_cmd(ctx: Context) -> Result:
     )
 
 
-def _ca_files(paths: tls.TlsPaths) -> tuple[bytes, bytes]:
+def _ca_files(paths: TlsPaths) -> tuple[bytes, bytes]:
     try:
         return paths.ca.read_bytes(), paths.ca_key.read_bytes()
     except FileNotFoundError:
@@ -75,7 +76,7 @@ async def issue_cmd(ctx: Context) -> Result:
         raise UsageError("the name must be printable, without slashes")
     paths = tls_paths(ctx.settings)
     ca_pem, ca_key = await asyncio.to_thread(_ca_files, paths)
-    cert, key = await asyncio.to_thread(tls.issue, ca_pem, ca_key, name, [name, tls.worker_name(name), *ctx.args.host])
+    cert, key = await asyncio.to_thread(tls.issue, ca_pem, ca_key, name, [name, worker_name(name), *ctx.args.host])
     out = ctx.args.output or ctx.data_dir.exports / f"tls-{name}"
     make_private_dir(out)
     atomic_write(out / "ca.pem", ca_pem, mode=0o644)

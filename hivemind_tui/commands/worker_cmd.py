@@ -20,6 +20,7 @@ from hivemind_tui.core.hosts import addresses_of, is_loopback, source_address_to
 from hivemind_tui.core.join_token import decode as decode_token
 from hivemind_tui.core.logging_setup import configure_logging, register_secret
 from hivemind_tui.core.poolfile import running_pool
+from hivemind_tui.core.tls_names import node_label, worker_name
 from hivemind_tui.core.tls_probe import ChannelSecurity, diagnose
 from hivemind_tui.core.tls_setup import client_security, read_file, tls_paths
 from hivemind_tui.core.zipsafe import ZipLimits
@@ -127,14 +128,14 @@ def _worker_pair(ctx: Context, node_id: str) -> tuple[bytes, bytes]:
             Path(s.tls_client_key).expanduser(), "tls_client_key"
         )
     paths = tls_paths(s)
-    name = "worker-" + tls.node_label(node_id)
+    name = "worker-" + node_label(node_id)
     if not paths.cert(name).exists():
         if not paths.ca_key.exists():
             raise ConfigError(
                 "the pool speaks TLS and this worker has no certificate of its CA: join with a token "
                 "(worker --join) or set tls_client_cert and tls_client_key (from `tls issue NODE_ID`)"
             )
-        cert, key = tls.issue(paths.ca.read_bytes(), paths.ca_key.read_bytes(), node_id, [tls.worker_name(node_id)])
+        cert, key = tls.issue(paths.ca.read_bytes(), paths.ca_key.read_bytes(), node_id, [worker_name(node_id)])
         tls.write_pair(paths, name, cert, key)
     return paths.cert(name).read_bytes(), paths.key(name).read_bytes()
 
@@ -250,7 +251,7 @@ async def worker(ctx: Context) -> Result:
         transfer_deadline=s.transfer_deadline,
         channel_options=grpc_options(s),
         cpu_score_cache=state_dir / "cpu-score.json",
-        spool_dir=state_dir / "spool" / tls.node_label(node_id),
+        spool_dir=state_dir / "spool" / node_label(node_id),
         run=RunSettings(
             time_limit=s.task_time_limit,
             zip_limits=ZipLimits(s.max_unzipped_bytes, s.max_zip_ratio),

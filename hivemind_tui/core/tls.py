@@ -25,30 +25,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hivemind_tui.core.datadir import atomic_write, make_private_dir
 from hivemind_tui.core.errors import ConfigError
+from hivemind_tui.core.tls_names import CLIENT_NAME, TlsPaths
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
-WORKER_DOMAIN = "worker.hivemind"
-CLIENT_NAME = "client"
-
-
-@dataclass(frozen=True)
-class TlsPaths:
-    root: Path
-
-    @property
-    def ca(self) -> Path:
-        return self.root / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.root / "ca-key.pem"
-
-    def cert(self, name: str) -> Path:
-        return self.root / f"{name}.pem"
-
-    def key(self, name: str) -> Path:
-        return self.root / f"{name}-key.pem"
 
 
 @dataclass(frozen=True)
@@ -59,17 +39,6 @@ class CertInfo:
     sha256: str
     not_after: float
     is_ca: bool
-
-
-def node_label(node_id: str) -> str:
-    """A node id as one DNS label (and a safe file name): node ids may hold any character."""
-    label = "".join(c if c.isalnum() or c == "-" else "-" for c in node_id.lower()).strip("-") or "node"
-    return label[:63]
-
-
-def worker_name(node_id: str) -> str:
-    """The DNS name a worker's certificate carries and the pool checks."""
-    return f"{node_label(node_id)}.{WORKER_DOMAIN}"
 
 
 def default_hosts(vpn_address: str | None = None) -> list[str]:

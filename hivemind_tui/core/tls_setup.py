@@ -12,15 +12,15 @@ from pathlib import Path
 
 import grpc
 
-from hivemind_tui.core import tls
 from hivemind_tui.core.config import Settings
 from hivemind_tui.core.errors import ConfigError
 from hivemind_tui.core.poolfile import read_pool_info
+from hivemind_tui.core.tls_names import CLIENT_NAME, TlsPaths
 from hivemind_tui.core.tls_probe import ChannelSecurity
 
 
-def tls_paths(settings: Settings) -> tls.TlsPaths:
-    return tls.TlsPaths(settings.data_path / "tls")
+def tls_paths(settings: Settings) -> TlsPaths:
+    return TlsPaths(settings.data_path / "tls")
 
 
 def read_file(path: Path, what: str) -> bytes:
@@ -102,7 +102,7 @@ def _client_pair(settings: Settings, cert_name: str) -> tuple[bytes | None, byte
     return read_file(cert, "the client certificate"), read_file(key, "the client key")
 
 
-def client_security(settings: Settings, address: str, cert_name: str = tls.CLIENT_NAME) -> ChannelSecurity | None:
+def client_security(settings: Settings, address: str, cert_name: str = CLIENT_NAME) -> ChannelSecurity | None:
     """How to reach the pool at `address`: the tls_ca setting, or the data dir's CA when `address` is this
     data dir's own TLS pool; None is plaintext."""
     if settings.tls_ca:

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hivemind_tui.core import tls
 from hivemind_tui.core.clock import Clock
 from hivemind_tui.core.errors import ConfigError
+from hivemind_tui.core.tls_names import TlsPaths, worker_name
 from hivemind_tui.nodepool.codes import PoolRefusal
 from hivemind_tui.nodepool.storage import PoolStorage
 
@@ -101,7 +102,7 @@ class JoinDesk:
     def __init__(self, tokens: JoinTokens, worker_secret: str, tls_dir: Path | None) -> None:
         self._tokens = tokens
         self._secret = worker_secret
-        self._tls = tls.TlsPaths(tls_dir) if tls_dir is not None else None
+        self._tls = TlsPaths(tls_dir) if tls_dir is not None else None
         # Set once the pool listens: joined workers are sent there from the join desk.
         self.pool_port = 0
 
@@ -123,4 +124,4 @@ class JoinDesk:
     def _sign(self, public_key: ec.EllipticCurvePublicKey, node_id: str) -> tuple[bytes, bytes]:
         assert self._tls is not None
         ca_pem = self._tls.ca.read_bytes()
-        return ca_pem, tls.sign(ca_pem, self._tls.ca_key.read_bytes(), public_key, node_id, [tls.worker_name(node_id)])
+        return ca_pem, tls.sign(ca_pem, self._tls.ca_key.read_bytes(), public_key, node_id, [worker_name(node_id)])

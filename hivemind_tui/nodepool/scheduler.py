@@ -21,7 +21,7 @@ import aiosqlite
 import grpc
 
 from hivemind_tui.core.clock import Clock
-from hivemind_tui.core.tls import worker_name
+from hivemind_tui.core.tls_names import worker_name
 from hivemind_tui.nodepool.hivemind_imitation import pushes_to
 from hivemind_tui.nodepool.hivemind_workers import HIVEMIND, HIVEMIND_WORKER_MAX_ZIP
 from hivemind_tui.nodepool.nodes import NodeRegistry

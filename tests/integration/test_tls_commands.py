@@ -9,6 +9,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hivemind_tui.core import tls
+from hivemind_tui.core.tls_names import worker_name
 from tests.integration.cli_harness import CLI
 
 
@@ -47,7 +48,7 @@ def test_init_issue_show(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     assert mode(bundle / "key.pem") == 0o600
     assert signed_by((bundle / "cert.pem").read_bytes(), (folder / "ca.pem").read_bytes())
-    assert tls.worker_name("node-7") in tls.info(bundle / "cert.pem").names
+    assert worker_name("node-7") in tls.info(bundle / "cert.pem").names
     assert issued["sha256"] == tls.fingerprint((bundle / "cert.pem").read_bytes())
 
     shown = cli.json("tls", "show")["certificates"]
@@ -60,7 +61,7 @@ def test_a_worker_csr_keeps_the_key_on_the_worker() -> None:
     ca_pem, ca_key = tls.make_ca()
     key, _ = tls.new_key()
     request = tls.csr(key, "w1")
-    cert = tls.sign(ca_pem, ca_key, tls.csr_public_key(request), "w1", [tls.worker_name("w1")])
+    cert = tls.sign(ca_pem, ca_key, tls.csr_public_key(request), "w1", [worker_name("w1")])
     public = x509.load_pem_x509_certificate(cert).public_key()
     assert (
         isinstance(public, ec.EllipticCurvePublicKey) and public.public_numbers() == key.public_key().public_numbers()

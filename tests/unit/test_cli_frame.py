@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -12,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from hivemind_tui import __version__
-from hivemind_tui.cli import run, run_command
+from hivemind_tui.cli import build_parser, parse, run, run_command
+from hivemind_tui.commands import MODULES, WORDS
 from hivemind_tui.commands.base import Result
+from hivemind_tui.core.errors import UsageError
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -107,3 +110,34 @@ def test_a_commands_result_is_never_formatted_on_the_way_out() -> None:
 
     result = run_command(command())
     assert isinstance(result.data["big"], Big) and formatted == []
+
+
+def _command_words(parser: argparse.ArgumentParser) -> set[str]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(actions[0].choices) if actions else set()
+
+
+def test_each_command_word_names_the_one_module_that_registers_it() -> None:
+    """A command builds only its own module's parser (`register_all(registry, word)`): the map of words to
+    modules must hold every command, and each module exactly the words the map gives it."""
+    assert _command_words(build_parser()) == set(WORDS)
+    for module in MODULES:
+        words = {word for word, owner in WORDS.items() if owner == module}
+        for word in words:
+            assert _command_words(build_parser(word=word)) == words
+
+
+def test_a_command_that_dials_the_pool_does_not_import_the_certificate_maker() -> None:
+    """`tasks list` parses with its own module only: no `cryptography` (~50 ms of every start), no web face.
+    An unknown word still gets the full usage error, every command listed."""
+    probe = (
+        "import sys\n"
+        "from hivemind_tui.cli import parse\n"
+        "args = parse(['--pool', '127.0.0.1:1', 'tasks', 'list', '--json'])\n"
+        "assert args.command == 'tasks' and args.json, args\n"
+        "print(sorted(m for m in ('cryptography', 'aiohttp', 'hivemind_tui.commands.pool_cmd') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    with pytest.raises(UsageError, match="invalid choice: 'tsks'.*tasks.*worker"):
+        parse(["tsks", "list"])
