@@ -26,7 +26,6 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -91,7 +90,7 @@ def changed(tasks: TaskListing, fraction: float, step: int) -> TaskListing:
     for i in range(step % every, len(ids), every):
         t = by_id[ids[i]]
         status = "COMPLETED" if t.status != "COMPLETED" else "RUNNING"
-        by_id[t.task_id] = replace(t, status=status, updated_at=NOW + step)
+        by_id[t.task_id] = t._replace(status=status, updated_at=NOW + step)
         touched.add(t.task_id)
     return TaskListing(by_id, MONITOR, tasks.generation + 1, frozenset(touched))
 

@@ -30,7 +30,7 @@ class HostileBackend(DemoBackend):
             for n in self.nodes
         ]
         self.tasks = [
-            replace(t, message=t.message + HOSTILE, owner=t.owner + HOSTILE, worker=HOSTILE, task_type=HOSTILE)
+            t._replace(message=t.message + HOSTILE, owner=t.owner + HOSTILE, worker=HOSTILE, task_type=HOSTILE)
             for t in self.tasks
         ]
         self.peers = [replace(p, name=p.name + HOSTILE, owner=p.owner + HOSTILE) for p in self.peers]

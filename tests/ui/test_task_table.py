@@ -3,8 +3,6 @@ the list puts them), ages move with the clock, and cut values keep what matters.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hivemind_tui.core.config import Settings
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.ui.app import HivemindApp
@@ -78,10 +76,10 @@ async def test_a_refresh_that_only_changes_tasks_updates_their_rows_under_the_fi
         await pilot.press("2")  # sorted by type
         await settle(pilot)
         assert table(app).visible_keys() == ["sweep-19c2d0"]
-        retried = replace(backend.tasks[at["render-b81e04"]], status="PENDING")  # FAILED before: comes in
+        retried = backend.tasks[at["render-b81e04"]]._replace(status="PENDING")  # FAILED before: comes in
         backend.tasks[at["render-b81e04"]] = retried
-        backend.tasks[at["sweep-19c2d0"]] = replace(backend.tasks[at["sweep-19c2d0"]], message="no node free")
-        backend.tasks[at["montecarlo-5d"]] = replace(backend.tasks[at["montecarlo-5d"]], status="FAILED")
+        backend.tasks[at["sweep-19c2d0"]] = backend.tasks[at["sweep-19c2d0"]]._replace(message="no node free")
+        backend.tasks[at["montecarlo-5d"]] = backend.tasks[at["montecarlo-5d"]]._replace(status="FAILED")
         app.action_refresh()
         await settle(pilot)
         assert backend.lists[-1].changes_since(backend.lists[-2].generation) is not None  # the path under test

@@ -5,7 +5,6 @@ next refresh all the same."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,12 +55,12 @@ async def test_a_refresh_judges_only_the_parents_of_changed_entries(tmp_path: Pa
         console = manager(store, tmp_path)
         before = {p.parent_id: p for p in await console.parents(tasks)}
         assert {p.status for p in before.values()} == {"RUNNING"}
-        tasks = [replace(t, status="COMPLETED") if t.parent_task_id == "p1" else t for t in tasks]
+        tasks = [t._replace(status="COMPLETED") if t.parent_task_id == "p1" else t for t in tasks]
         after = {p.parent_id: p for p in await console.parents(tasks)}
         assert after["p1"].status == "COMPLETED" and after["p1"] is not before["p1"]
         assert after["p0"] is before["p0"] and after["p2"] is before["p2"]  # kept, not worked out again
         # Equal entries in new objects (the monitor's full list now and then) change nothing either.
-        again = {p.parent_id: p for p in await console.parents([replace(t) for t in tasks])}
+        again = {p.parent_id: p for p in await console.parents([t._replace() for t in tasks])}
         assert all(again[k] is after[k] for k in after)
         # A subtask that drops out of the list keeps its last finished status.
         dropped = {p.parent_id: p for p in await console.parents([t for t in tasks if t.task_id != "p1.0"])}
@@ -94,16 +93,16 @@ async def test_a_monitor_listing_names_what_changed(tmp_path: Path) -> None:
         first = TaskListing({t.task_id: t for t in tasks}, monitor, 1, None)
         before = {p.parent_id: p for p in await console.parents(first)}
         by_id = dict(first.by_id)
-        by_id["p2.0"] = replace(by_id["p2.0"], status="FAILED")
-        by_id["p2.1"] = replace(by_id["p2.1"], status="COMPLETED")
+        by_id["p2.0"] = by_id["p2.0"]._replace(status="FAILED")
+        by_id["p2.1"] = by_id["p2.1"]._replace(status="COMPLETED")
         second = TaskListing(by_id, monitor, 2, frozenset({"p2.0", "p2.1"}))
         after = {p.parent_id: p for p in await console.parents(second)}
         assert after["p2"].status == "FAILED" and after["p0"] is before["p0"]
         # A listing that does not follow the last one seen (a refresh in between went elsewhere) is compared
         # entry by entry, whatever it says changed.
         later = dict(by_id)
-        later["p0.0"] = replace(later["p0.0"], status="COMPLETED")
-        later["p0.1"] = replace(later["p0.1"], status="COMPLETED")
+        later["p0.0"] = later["p0.0"]._replace(status="COMPLETED")
+        later["p0.1"] = later["p0.1"]._replace(status="COMPLETED")
         skipped = TaskListing(later, monitor, 5, frozenset())
         assert {p.parent_id: p for p in await console.parents(skipped)}["p0"].status == "COMPLETED"
 
@@ -125,12 +124,12 @@ async def test_what_a_console_refresh_notes_is_written_behind_it_and_a_failure_s
     async with Store(path, busy_timeout=0.05) as store:
         tasks = await seed(store, tmp_path / "staging", 3)
         console = manager(store, tmp_path, settle_in_background=True)
-        done = [replace(t, status="COMPLETED") if t.parent_task_id == "p0" else t for t in tasks]
+        done = [t._replace(status="COMPLETED") if t.parent_task_id == "p0" else t for t in tasks]
         assert {p.parent_id: p.status for p in await console.parents(done)}["p0"] == "COMPLETED"
         await console.settled()
         assert finished_in_store(path) == (2, 1)
 
-        done = [replace(t, status="COMPLETED") for t in tasks]
+        done = [t._replace(status="COMPLETED") for t in tasks]
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")  # another process's write, held past the busy timeout
         assert all(p.status == "COMPLETED" for p in await console.parents(done))  # shown without waiting

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.services.task_manager import ParentState
 from hivemind_tui.ui.backend import TaskRows
@@ -24,7 +22,7 @@ def test_a_refresh_that_only_changes_some_tasks_names_those_rows_and_keeps_the_o
     parents = [parent("job-a", "RUNNING", 1002.5)]
     first = maker.of(parents, loose)
     assert [r.task_id for r in first] == ["t-4", "t-3", "job-a", "t-2", "t-1", "t-0"]
-    loose[1] = replace(loose[1], status="COMPLETED")
+    loose[1] = loose[1]._replace(status="COMPLETED")
     parents = [parent("job-a", "COMPLETED", 1002.5)]
     second = maker.of(parents, loose)
     assert [r.task_id for r in second] == [r.task_id for r in first]
@@ -39,7 +37,7 @@ def test_the_second_asker_of_a_refresh_gets_the_same_list_and_still_learns_what_
     maker = TaskRows()
     loose = tasks(3)
     seen_by_screen = maker.of([], loose)
-    loose[0] = replace(loose[0], status="FAILED")
+    loose[0] = loose[0]._replace(status="FAILED")
     by_dashboard = maker.of([], loose)
     by_screen = maker.of([], loose)
     assert by_screen is by_dashboard
@@ -57,9 +55,9 @@ def test_tasks_that_come_or_go_or_a_missed_list_say_that_the_changes_are_not_kno
     shrunk = maker.of([], loose[1:])
     assert shrunk.changes_since(grown.generation) is None
     assert [r.task_id for r in shrunk] == ["t-2", "t-1"]
-    loose[2] = replace(loose[2], status="COMPLETED")
+    loose[2] = loose[2]._replace(status="COMPLETED")
     changed = maker.of([], loose[1:])
     assert changed.changes_since(first.generation) is None  # two lists ago: not known
-    moved = maker.of([], [replace(loose[1], created_at=9999.0), loose[2]])
+    moved = maker.of([], [loose[1]._replace(created_at=9999.0), loose[2]])
     assert moved.changes_since(changed.generation) is None  # a row whose place changes
     assert [r.task_id for r in moved] == ["t-1", "t-2"]

@@ -42,10 +42,9 @@ def test_a_tasks_text_is_json_dumps_of_its_dict() -> None:
 def test_texts_made_page_by_page_serve_the_very_tasks_they_were_made_of() -> None:
     """What `tasks list --json` encodes while the pool makes the next page is used only for the same object:
     a task listed again in a later page, or changed by the look at the parents, is encoded anew."""
-    from dataclasses import replace
 
     first = TaskInfo(task_id="a", status="RUNNING", message=HOSTILE[3])
-    again = replace(first, status="COMPLETED")  # a later page's entry for the same task
+    again = first._replace(status="COMPLETED")  # a later page's entry for the same task
     other = TaskInfo(task_id="b", status="PENDING")
     texts = TaskTexts()
     texts([first, other])
