@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from textual.widgets import Input, Static
 
 from hivemind_tui.services.models import NodeList
@@ -172,3 +173,27 @@ def test_a_drained_node_that_still_beats_shows_draining_not_offline() -> None:
     assert NodeRow(drained, alive=True).status == "draining"
     assert NodeRow(drained, alive=False).status == "offline"
     assert NodeRow(replace(drained, state="active"), alive=True).status == "offline"
+
+
+async def test_a_section_shows_a_snapshot_once_when_it_becomes_current_and_again_after_it_was_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Textual resumes a new screen more than once and its mount asks too: each showed the whole snapshot
+    (50,000 nodes walked three times in the monitor's first display). A screen that comes back shows it
+    again: its ages moved on meanwhile."""
+    shown: list[object] = []
+    show = NodesScreen.show
+    monkeypatch.setattr(NodesScreen, "show", lambda self, snap: (shown.append(snap), show(self, snap))[1])
+    app = demo_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        app.paused = True  # no refresh brings a new snapshot meanwhile
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(app.screen, NodesScreen)
+        assert shown == [app.snapshot]
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("n")
+        await settle(pilot)
+        assert shown == [app.snapshot, app.snapshot]

@@ -24,6 +24,10 @@ class Section(ReportsWorkerErrors, Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._shown_text: dict[str, str] = {}
+        # The snapshot on screen since the screen last became current: Textual resumes a new screen more
+        # than once, and its mount asks too; showing 50,000 nodes again for each cost the monitor's first
+        # display a third of its time.
+        self._shown: ClusterSnapshot | None = None
 
     @property
     def hive(self) -> HivemindApp:
@@ -48,15 +52,24 @@ class Section(ReportsWorkerErrors, Screen[None]):
     def on_mount(self) -> None:
         watch_app(self, "snapshot", self._snapshot, init=False)
         if self.hive.snapshot is not None:
-            self.call_after_refresh(self.show, self.hive.snapshot)
+            self.call_after_refresh(self._show_latest)
 
     def _snapshot(self, snap: ClusterSnapshot | None) -> None:
         if snap is not None and self.is_current:
+            self._shown = snap
+            self.show(snap)
+
+    def _show_latest(self) -> None:
+        snap = self.hive.snapshot
+        if snap is not None and snap is not self._shown:
+            self._shown = snap
             self.show(snap)
 
     def on_screen_resume(self) -> None:
-        if self.hive.snapshot is not None:
-            self.show(self.hive.snapshot)
+        self._show_latest()
+
+    def on_screen_suspend(self) -> None:
+        self._shown = None  # shown again when it comes back: its ages and clocks moved on meanwhile
 
     def show(self, snap: ClusterSnapshot) -> None:
         """Render the latest snapshot (called on the event loop; no I/O here)."""
