@@ -131,7 +131,8 @@ class Scheduler:
         self._wake = asyncio.Event()
         # Passes read the queue and the free slots, then write: two at once would count slots twice.
         self._pass_lock = asyncio.Lock()
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        # A channel and its stub per worker address: a stub makes a callable per rpc, and every dispatch made one.
+        self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.WorkerNodeServiceAsyncStub]] = {}
         self._dispatches: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -156,7 +157,7 @@ class Scheduler:
         for task in list(self._dispatches):
             task.cancel()
         await asyncio.gather(*self._dispatches, return_exceptions=True)
-        for channel in self._channels.values():
+        for channel, _ in self._channels.values():
             await channel.close()
 
     async def _run(self) -> None:
@@ -477,13 +478,15 @@ class Scheduler:
         host = node["address"]
         target = f"[{host}]:{node['port']}" if ":" in host else f"{host}:{node['port']}"
         key = f"{target} {node['node_id']} {node['kind']}"
-        channel = self._channels.get(key)
-        if channel is None:
-            # A HiveMind worker serves plaintext only.
-            if self._worker_tls is None or node["kind"] == HIVEMIND:
-                channel = grpc.aio.insecure_channel(target, options=self._channel_options)
-            else:
-                options = [*self._channel_options, ("grpc.ssl_target_name_override", worker_name(node["node_id"]))]
-                channel = grpc.aio.secure_channel(target, self._worker_tls, options=options)
-            self._channels[key] = channel
-        return pb_grpc.WorkerNodeServiceStub(channel)
+        known = self._channels.get(key)
+        if known is not None:
+            return known[1]
+        # A HiveMind worker serves plaintext only.
+        if self._worker_tls is None or node["kind"] == HIVEMIND:
+            channel = grpc.aio.insecure_channel(target, options=self._channel_options)
+        else:
+            options = [*self._channel_options, ("grpc.ssl_target_name_override", worker_name(node["node_id"]))]
+            channel = grpc.aio.secure_channel(target, self._worker_tls, options=options)
+        stub = pb_grpc.WorkerNodeServiceStub(channel)
+        self._channels[key] = (channel, stub)
+        return stub

@@ -27,7 +27,7 @@ class Section(ReportsWorkerErrors, Screen[None]):
         # The snapshot on screen since the screen last became current: Textual resumes a new screen more
         # than once, and its mount asks too; showing 50,000 nodes again for each cost the monitor's first
         # display a third of its time.
-        self._shown: ClusterSnapshot | None = None
+        self._shown_snapshot: ClusterSnapshot | None = None
 
     @property
     def hive(self) -> HivemindApp:
@@ -56,20 +56,20 @@ class Section(ReportsWorkerErrors, Screen[None]):
 
     def _snapshot(self, snap: ClusterSnapshot | None) -> None:
         if snap is not None and self.is_current:
-            self._shown = snap
+            self._shown_snapshot = snap
             self.show(snap)
 
     def _show_latest(self) -> None:
         snap = self.hive.snapshot
-        if snap is not None and snap is not self._shown:
-            self._shown = snap
+        if snap is not None and snap is not self._shown_snapshot:
+            self._shown_snapshot = snap
             self.show(snap)
 
     def on_screen_resume(self) -> None:
         self._show_latest()
 
     def on_screen_suspend(self) -> None:
-        self._shown = None  # shown again when it comes back: its ages and clocks moved on meanwhile
+        self._shown_snapshot = None  # shown again when it comes back: its ages and clocks moved on meanwhile
 
     def show(self, snap: ClusterSnapshot) -> None:
         """Render the latest snapshot (called on the event loop; no I/O here)."""
