@@ -52,6 +52,9 @@ BACKOFF_MAX = 10.0
 # A full task list comes in pages of this many (where the pool keeps change numbers): the pool makes the next
 # page while this side converts the last one, and no reply is tens of MiB.
 LIST_PAGE = 10_000
+# A page is converted on the loop this many tasks at a time, the loop running between slices: the next page's
+# rpc (asked for before) goes on meanwhile, and a console stays responsive.
+CONVERT_SLICE = 1_000
 
 
 def _opt(value: float) -> float | None:
@@ -346,7 +349,7 @@ class PoolClient:
     ) -> TaskList:
         """The caller's tasks: all, those updated since a time, or (`after_seq`, where the pool keeps change
         numbers) those changed after the `seq` of an earlier answer. `each_page`, for a listing of all, is
-        given each page's tasks in the thread that converts them, while the pool makes the next page."""
+        given each slice of a page's tasks as it is converted, while the pool makes the next page."""
         if not updated_since and not limit and after_seq is None:
             return await self._all_tasks(token, each_page)
         reply = await self._list_reply(token, updated_since, limit, after_seq)
@@ -354,17 +357,14 @@ class PoolClient:
 
     async def _all_tasks(self, token: str, each_page: Callable[[list[TaskInfo]], object] | None) -> TaskList:
         """Every task, by pages of change numbers where the pool keeps them; each next page is asked for
-        before the last one is converted (in a thread), so the two processes work at once. A pool without
-        change numbers (HiveMind) ignores the page and answers everything at once, with no `seq`.
+        before the last one is converted, so the two processes work at once. A pool without change numbers
+        (HiveMind) ignores the page and answers everything at once, with no `seq`.
+
+        A page is converted on the loop, in slices (`CONVERT_SLICE`): a thread that converted it held the
+        GIL against the loop that receives the next page, and the two took turns instead of overlapping
+        (100,000 tasks: 1.8-2.2 s for `tasks list --json`, 1.5-1.6 s in slices, on the same loaded machine).
 
         A task that changes while the pages come is listed again in a later page; its later entry wins."""
-
-        def convert(page: Iterable[pb.TaskInfo]) -> list[TaskInfo]:
-            converted = tasks_from_pb(page)
-            if each_page is not None:
-                each_page(converted)
-            return converted
-
         first = await self._list_reply(token, 0.0, LIST_PAGE, 0)
         server_time, reply = _opt(first.server_time), first
         tasks: dict[str, TaskInfo] = {}
@@ -372,7 +372,12 @@ class PoolClient:
             more = bool(reply.seq) and len(reply.tasks) >= LIST_PAGE
             following = asyncio.ensure_future(self._list_reply(token, 0.0, LIST_PAGE, reply.seq)) if more else None
             try:
-                tasks.update((t.task_id, t) for t in await asyncio.to_thread(convert, reply.tasks))
+                for start in range(0, len(reply.tasks), CONVERT_SLICE):
+                    await asyncio.sleep(0)  # the loop runs: the next page's rpc goes out and comes in meanwhile
+                    converted = tasks_from_pb(reply.tasks[start : start + CONVERT_SLICE])
+                    if each_page is not None:
+                        each_page(converted)
+                    tasks.update((t.task_id, t) for t in converted)
             except BaseException:
                 if following is not None:
                     following.cancel()

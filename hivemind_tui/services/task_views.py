@@ -92,8 +92,8 @@ def listed_json_text(item: Listed) -> str:
 
 
 class TaskTexts:
-    """Each listed task's JSON text, made page by page as the pages come (`each_page`): the encoding of
-    100,000 tasks (~0.3 s) is done while the pool makes the next pages, not after the last one."""
+    """Each listed task's JSON text, made as the pages come (`each_page`): the encoding of 100,000 tasks
+    (~0.3 s) is done while the pool makes the next pages, not after the last one."""
 
     def __init__(self) -> None:
         self._made: dict[str, tuple[TaskInfo, str]] = {}
