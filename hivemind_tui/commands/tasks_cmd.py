@@ -7,6 +7,7 @@ A parent appears as one row with its real progress (finished subtasks / all); it
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 from hivemind_tui.commands.base import CommandRegistry, Context, Result
 from hivemind_tui.commands.common import Connection, age, connect, require_change, table, when
 from hivemind_tui.core.errors import ExitCode, HivemindError, UsageError
+from hivemind_tui.core.heap import collector_paused
 from hivemind_tui.core.json_out import EncodedItems
 from hivemind_tui.services.log_follow import LogFollower
 from hivemind_tui.services.models import KNOWN_STATUSES, TaskInfo
@@ -90,8 +92,12 @@ async def list_tasks(ctx: Context) -> Result:
         raise UsageError(f"unknown status {ctx.args.status!r}; one of {', '.join(KNOWN_STATUSES)}")
     # 100,000 rows: each straight to its text, no dict on the way, made while the pool makes the next page.
     texts = TaskTexts() if ctx.json and not ctx.args.status else None
-    async with connect(ctx) as conn:
-        _, items = await listed_tasks(conn.session, manager(ctx, conn), texts)
+    # What is built holds no cycles and lives until the command ends: the collector walked the growing heap
+    # (~0.16 s of 100,000 tasks), and would walk all of it once more after; frozen, it is left alone.
+    with collector_paused():
+        async with connect(ctx) as conn:
+            _, items = await listed_tasks(conn.session, manager(ctx, conn), texts)
+        gc.freeze()
     if ctx.args.status:
         items = [i for i in items if i.status == ctx.args.status.upper()]
     if ctx.json:
