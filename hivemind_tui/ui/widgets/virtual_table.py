@@ -127,7 +127,7 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
     def replace_rows(self, rows: Iterable[RowT]) -> int:
         """A refresh: these rows, in this order, are now the whole model (rows not among them are gone,
         whether or not a filter shows them); only changed rows are re-rendered. Returns how many changed."""
-        if not self._rows:  # the first: nothing to compare with (50,000 rows compared with nothing took 40 ms)
+        if not self._rows:  # the first rows: nothing to compare them with
             self._rows = {self._key_of(row): row for row in rows}
             self._text.clear()
             self._rebuild(None)
