@@ -1,0 +1,93 @@
+"""Count a running console's (or pool's) Python objects by type, from outside, without restarting it.
+
+    python scripts/object_census.py PID [--top 40] [--since EARLIER.json] [--out census.json]
+
+Attaches with gdb (Debian `gdb`; root, or the process's own user where ptrace allows it), runs a few lines in
+the process under its GIL, and writes the census as JSON: the number of objects the cyclic collector tracks,
+by type, plus `sys.getallocatedblocks()`. With `--since`, prints what grew since an earlier census of the
+same process. A soak whose RSS grows while the census stays flat points at memory outside Python's objects.
+
+The lines run in a dictionary of their own, and hold nothing when they return: code run in the process's
+`__main__` would keep its list of every object alive there if it failed half-way, and that list is then
+the very growth the census is looking for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROBE = """
+import gc, json, sys
+def _census(path):
+    counts = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        counts[name] = counts.get(name, 0) + 1
+    with open(path, "w") as out:
+        json.dump({"blocks": sys.getallocatedblocks(), "types": counts}, out)
+try:
+    _census(PATH)
+except BaseException as exc:
+    with open(PATH, "w") as out:
+        json.dump({"error": repr(exc)}, out)
+"""
+
+
+def take(pid: int, path: Path) -> dict[str, object]:
+    probe = Path(tempfile.mkdtemp(prefix="census-")) / "probe.py"
+    probe.write_text(PROBE.replace("PATH", repr(str(path))))
+    run_it = f'exec(open("{probe}").read(), {{}})'.replace('"', '\\"')
+    subprocess.run(
+        [
+            "gdb",
+            "-p",
+            str(pid),
+            "-batch",
+            "-ex",
+            "call (int)PyGILState_Ensure()",
+            "-ex",
+            f'call (int)PyRun_SimpleString("{run_it}")',
+            "-ex",
+            "call (void)PyGILState_Release($1)",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    census: dict[str, object] = json.loads(path.read_text())
+    if "error" in census:
+        sys.exit(f"the probe failed in process {pid}: {census['error']}")
+    return census
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pid", type=int)
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--since", type=Path, help="an earlier census of the same process: print what grew")
+    parser.add_argument("--out", type=Path, help="where to keep this census (default: census-PID-TIME.json)")
+    args = parser.parse_args()
+    out = args.out or Path(f"census-{args.pid}-{time.strftime('%H%M%S')}.json")
+    census = take(args.pid, out.resolve())
+    types: dict[str, int] = census["types"]  # type: ignore[assignment]
+    print(f"{sum(types.values()):,} objects the collector tracks, {census['blocks']:,} allocated blocks; kept in {out}")
+    if args.since is None:
+        for name, count in sorted(types.items(), key=lambda item: -item[1])[: args.top]:
+            print(f"{count:9,d}  {name}")
+        return
+    before: dict[str, int] = json.loads(args.since.read_text())["types"]
+    grown = sorted(types.keys() | before.keys(), key=lambda name: before.get(name, 0) - types.get(name, 0))
+    for name in grown[: args.top]:
+        was, now = before.get(name, 0), types.get(name, 0)
+        print(f"{now - was:+9,d}  {was:9,d} -> {now:9,d}  {name}")
+
+
+if __name__ == "__main__":
+    main()
