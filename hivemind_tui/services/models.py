@@ -29,8 +29,8 @@ class PoolHealth:
 
 class TaskInfo(NamedTuple):
     """A task as the pool listed it. A named tuple, not a frozen dataclass: a full listing makes 100,000 of
-    them, and a frozen dataclass sets each of its 17 fields through `object.__setattr__` (2.7 s against
-    0.5 s a million, measured): the conversion thread that makes them is what `tasks list` waits for."""
+    them, and a frozen dataclass sets each of its 17 fields through `object.__setattr__` (converting 100,000
+    listed tasks: 0.62 s as a frozen dataclass, 0.36 s as this); that conversion is what `tasks list` waits for."""
 
     task_id: str
     status: str

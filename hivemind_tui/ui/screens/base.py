@@ -56,14 +56,16 @@ class Section(ReportsWorkerErrors, Screen[None]):
 
     def _snapshot(self, snap: ClusterSnapshot | None) -> None:
         if snap is not None and self.is_current:
-            self._shown_snapshot = snap
-            self.show(snap)
+            self._show_snapshot(snap)
 
     def _show_latest(self) -> None:
         snap = self.hive.snapshot
         if snap is not None and snap is not self._shown_snapshot:
-            self._shown_snapshot = snap
-            self.show(snap)
+            self._show_snapshot(snap)
+
+    def _show_snapshot(self, snap: ClusterSnapshot) -> None:
+        self._shown_snapshot = snap
+        self.show(snap)
 
     def on_screen_resume(self) -> None:
         self._show_latest()
