@@ -13,7 +13,9 @@ long, and the console's CPU in the first and the last 5 minutes.
 
 `--beside NAME=VALUE` (repeatable) runs a second console with those environment variables beside the first,
 driven and sampled the same way on the same pool: an A/B of one setting under the very same load (for example
-`--beside PYTHONMALLOC=malloc`).
+`--beside PYTHONMALLOC=malloc`). `--screens` names what the console walks through (default `d,t,log`);
+`--beside-screens` gives the second console its own walk (which also starts it without `--beside`), to find
+which screen's use grows: `--beside-screens d` keeps it on the dashboard.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ Minimal().run()
 SAMPLE_EVERY = 30.0
 SWITCH_EVERY = 30.0
 # What the console is shown in turn: the dashboard, the tasks screen, the log of the long task.
-SCREENS = ("d", "t", "log")
+SCREENS = "d,t,log"
 LONG_TASK = "import time\nfor i in range(100000):\n    print('line', i, flush=True)\n    time.sleep(1)\n"
 
 
@@ -84,6 +86,19 @@ class Terminal:
 
     def press(self, keys: str) -> None:
         os.write(self.master, keys.encode())
+
+    def show(self, target: str) -> None:
+        """Brings up a screen by its key, or the long task's log (the tasks screen, its row, enter, the log)."""
+        if target == "log":
+            self.press("t")
+            time.sleep(1.0)
+            self.press("/soak-long\r")
+            time.sleep(1.0)
+            self.press("l")
+        else:
+            self.press("\x1b\x1b")
+            time.sleep(0.5)
+            self.press(target)
 
     def rss_mb(self) -> float:
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
@@ -150,12 +165,7 @@ async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event
 Sample = tuple[float, float, float]
 
 
-def press_all(consoles: list[Terminal], keys: str) -> None:
-    for console in consoles:
-        console.press(keys)
-
-
-def drive(consoles: list[Terminal], minutes: float, samples: list[list[Sample]]) -> None:
+def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samples: list[list[Sample]]) -> None:
     """Samples of each console: (minute, RSS MB, % of a core it used since the previous sample)."""
     start = time.monotonic()
     next_sample = next_switch = start
@@ -165,17 +175,12 @@ def drive(consoles: list[Terminal], minutes: float, samples: list[list[Sample]])
         for console in consoles:
             console.check_alive()
         if now >= next_switch:
-            target = SCREENS[screen % len(SCREENS)]
-            if target == "log":  # the long task's log: the tasks screen, its row, enter, then the log view
-                press_all(consoles, "t")
-                time.sleep(1.0)
-                press_all(consoles, "/soak-long\r")
-                time.sleep(1.0)
-                press_all(consoles, "l")
-            else:
-                press_all(consoles, "\x1b\x1b")
-                time.sleep(0.5)
-                press_all(consoles, target)
+            pairs = zip(consoles, walks, strict=False)
+            shows = [threading.Thread(target=c.show, args=(w[screen % len(w)],)) for c, w in pairs]
+            for show in shows:
+                show.start()
+            for show in shows:
+                show.join()
             screen += 1
             next_switch = now + SWITCH_EVERY
         if now >= next_sample:
@@ -210,8 +215,11 @@ def main() -> None:
     parser.add_argument(
         "--beside", action="append", default=[], metavar="NAME=VALUE", help="a second console with this environment"
     )
+    parser.add_argument("--screens", default=SCREENS, help=f"what the console walks through (default {SCREENS})")
+    parser.add_argument("--beside-screens", help="what the second console walks through (default: --screens)")
     args = parser.parse_args()
     beside = dict(item.split("=", 1) for item in args.beside)
+    walks = [args.screens.split(","), (args.beside_screens or args.screens).split(",")]
     data = Path(tempfile.mkdtemp(prefix="soak-console-"))
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -239,7 +247,7 @@ def main() -> None:
         load = threading.Thread(target=lambda: loop.run_until_complete(cluster_load(address, data, args.nodes, stop)))
         load.start()
         consoles = [Terminal([*base, "--pool", address], env)]
-        if beside:
+        if beside or args.beside_screens:
             consoles.append(Terminal([*base, "--pool", address], {**env, **beside}))
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
         samples: list[list[Sample]] = [[] for _ in consoles]
@@ -247,7 +255,7 @@ def main() -> None:
         try:
             time.sleep(5)
             minimal_start = minimal.rss_mb()
-            drive(consoles, args.minutes, samples)
+            drive(consoles, walks, args.minutes, samples)
             minimal_end = minimal.rss_mb()
         finally:
             for console in consoles:
@@ -258,10 +266,11 @@ def main() -> None:
     finally:
         pool.terminate()
         pool.wait(timeout=30)
-    for name, taken in zip(["console", f"console with {' '.join(args.beside)}"], samples, strict=False):
+    names = ["console", f"console beside, with {' '.join(args.beside) or 'the same environment'}"]
+    for name, taken, walk in zip(names, samples, walks, strict=False):
         print(
             f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, a task every 2 s, "
-            f"dashboard / tasks / a followed log: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
+            f"showing {' / '.join(walk)}: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
             f"the first 5 min {growth(taken):+.1f}% (goal <= 5%)"
         )
         end = taken[-1][0]

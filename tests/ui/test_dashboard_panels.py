@@ -72,3 +72,55 @@ async def test_a_clock_tick_repaints_the_clock_alone_without_laying_the_screen_o
         assert calls == [("Static#clock", False)] * 3
         clock = str(app.screen.query_one("#clock", Static).render())
         assert clock.endswith(":03 UTC"), clock
+
+
+async def test_a_refresh_that_changes_figures_but_no_size_repaints_without_laying_the_screen_out(
+    monkeypatch,
+) -> None:
+    """An idle live console: each refresh moves this host's figures and the pool's latency, and each such
+    change of text asked for a layout pass of the whole screen, which then painted every widget (two passes a
+    refresh, about a third of an idle console's CPU). Text of the same size repaints its own cells; a panel
+    that grows a line still lays the screen out."""
+    from dataclasses import replace
+
+    from textual.screen import Screen
+
+    import tests.ui.demo as demo
+
+    app = demo_app(nodes=1000)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        layouts: list[str] = []
+        real = Screen._refresh_layout
+
+        def spy(self: Screen, *args: object, **kwargs: object) -> None:
+            layouts.append(type(self).__name__)
+            real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Screen, "_refresh_layout", spy)
+        sample = app.backend.host()
+        widths = [len(line) for line in str(app.screen.query_one("#host", Static).render()).splitlines()]
+        moved = replace(sample, cpu_percent=87.5, process_cpu_percent=13.5, net_sent_rate=5.0, disk_read_rate=3e6)
+        monkeypatch.setattr(app.backend, "host", lambda: moved)
+        monkeypatch.setattr(demo, "LATENCY_MS", 2.7)
+        app.action_refresh()
+        await settle(pilot)
+        host = str(app.screen.query_one("#host", Static).render())
+        latency = str(app.screen.query_one("#card-latency", Static).render())
+        assert " 88%" in host and "console CPU  13.5%" in host and "2.7 ms" in latency, (host, latency)
+        assert "↑      5 B/s" in host and "r   3.0 MB/s" in host, host
+        assert [len(line) for line in host.splitlines()] == widths, "figures keep their columns"
+        assert layouts == []
+
+        alerts = app.backend.refresh
+
+        async def one_more_alert() -> object:
+            snap = await alerts()
+            snap.active_alerts.append(replace(snap.active_alerts[0], id=3, subject="worker-00008"))
+            return snap
+
+        monkeypatch.setattr(app.backend, "refresh", one_more_alert)
+        app.action_refresh()
+        await settle(pilot)
+        assert "Alerts (3)" in str(app.screen.query_one("#alerts", Static).render())
+        assert layouts, "a panel one line taller must lay the screen out"

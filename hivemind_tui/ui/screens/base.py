@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.hive import hive_of, watch_app
+from hivemind_tui.ui.static_text import update_static
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -34,11 +35,12 @@ class Section(ReportsWorkerErrors, Screen[None]):
         return hive_of(self)
 
     def set_text(self, selector: str, text: str) -> None:
-        """Update a Static only when its text changes: an update costs a layout pass, and most refreshes
-        change little (an idle console repaints nothing but the clock)."""
-        if self._shown_text.get(selector) != text:
+        """Update a Static only when its text changes, laying the screen out only when its size may change:
+        most refreshes change little (an idle console repaints a few figures and the clock)."""
+        before = self._shown_text.get(selector)
+        if before != text:
             self._shown_text[selector] = text
-            self.query_one(selector, Static).update(text)
+            update_static(self.query_one(selector, Static), before, text)
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()

@@ -100,6 +100,8 @@ class DashboardScreen(Section):
         self.set_text("#busiest", "\n".join(lines) if top else "[b]Busiest nodes[/]  [dim]none[/]")
 
     def _host(self, snap: ClusterSnapshot) -> None:
+        """Figures in columns of fixed width: a rate that grows a digit neither shifts its line nor, wrapped
+        in a narrow terminal, changes the panel's height (which lays the screen out)."""
         h = snap.host
         if h is None:
             self.set_text("#host", "[dim]this host: no figures[/]")
@@ -113,9 +115,9 @@ class DashboardScreen(Section):
             f"memory {bar(h.memory_percent, 12)} {h.memory_percent:3.0f}% of {size(h.memory_total_bytes)}   "
             f"swap {h.swap_percent:.0f}%",
             (f"disk   {bar(disk.percent, 12)} {disk.percent:3.0f}% {plain(disk.mount)}" if disk else "disk   -")
-            + f"   io r {rate(h.disk_read_rate)} w {rate(h.disk_write_rate)}",
-            f"net    ↑ {rate(h.net_sent_rate)}  ↓ {rate(h.net_recv_rate)}   console CPU {h.process_cpu_percent:.1f}%"
-            f"  RSS {size(h.process_rss_bytes)}",
+            + f"   io r {rate(h.disk_read_rate):>10} w {rate(h.disk_write_rate):>10}",
+            f"net    ↑ {rate(h.net_sent_rate):>10}  ↓ {rate(h.net_recv_rate):>10}   console CPU "
+            f"{h.process_cpu_percent:5.1f}%  RSS {size(h.process_rss_bytes):>8}",
         ]
         self.set_text("#host", "\n".join(lines))
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
 from hivemind_tui.ui.format import age, clock_text, plain
 from hivemind_tui.ui.hive import hive_of, watch_app
+from hivemind_tui.ui.static_text import update_static
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
@@ -25,13 +25,12 @@ class ConsoleHeader(Horizontal):
 
     def _set(self, part: str, text: str) -> None:
         """Only a changed part is updated: the clock changes every second, the rest rarely. A part as wide
-        as before repaints its own cells; only a change of width lays the screen out again (a layout pass a
-        second for the clock was most of an idle console's CPU)."""
+        as before repaints its own cells (a layout pass a second for the clock was most of an idle console's
+        CPU)."""
         before = self._shown.get(part)
         if before != text:
             self._shown[part] = text
-            same_width = before is not None and Text.from_markup(before).cell_len == Text.from_markup(text).cell_len
-            self.query_one(f"#{part}", Static).update(text, layout=not same_width)
+            update_static(self.query_one(f"#{part}", Static), before, text)
 
     def compose(self) -> ComposeResult:
         yield Static("HiveMind", id="brand")
