@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import grpc
@@ -117,8 +118,8 @@ def run(command: list[str], env: dict[str, str], stdin: str = "") -> str:
     return done.stdout
 
 
-async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event) -> None:
-    """Extra nodes heartbeating with moving figures, and a short task every 2 s."""
+async def cluster_load(address: str, data: Path, nodes: int, tasks: bool, stop: asyncio.Event) -> None:
+    """Extra nodes heartbeating with moving figures, and a short task every 2 s (unless `tasks` is false)."""
     secret = (data / "pool" / "worker-secret").read_text().strip()
     password = (data / "pool" / "admin-password").read_text().strip()
     meta = (("x-hivemind-worker-secret", secret),)
@@ -141,7 +142,8 @@ async def cluster_load(address: str, data: Path, nodes: int, stop: asyncio.Event
         while not stop.is_set():
             # An rpc that fails (1,000 heartbeats at once now and then meet CANCELLED) is counted and the load
             # goes on: it stopped for good at the first one, and nodes then went offline all at once.
-            calls = [master.UploadTask(pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token))]
+            upload = pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token)
+            calls: list[Awaitable[object]] = [master.UploadTask(upload)] if tasks else []
             calls += [
                 manager.ReportStatus(
                     pb.RunningStatusRequest(
@@ -215,6 +217,9 @@ def main() -> None:
     parser.add_argument(
         "--beside", action="append", default=[], metavar="NAME=VALUE", help="a second console with this environment"
     )
+    parser.add_argument(
+        "--no-tasks", action="store_true", help="submit no short tasks: whether growth follows the tasks or the use"
+    )
     parser.add_argument("--screens", default=SCREENS, help=f"what the console walks through (default {SCREENS})")
     parser.add_argument("--beside-screens", help="what the second console walks through (default: --screens)")
     args = parser.parse_args()
@@ -244,7 +249,8 @@ def main() -> None:
             time.sleep(0.1)
         password = (data / "pool" / "admin-password").read_text().strip()
         run([*base, "login", "--user", "admin", "--password-stdin"], env, password + "\n")
-        load = threading.Thread(target=lambda: loop.run_until_complete(cluster_load(address, data, args.nodes, stop)))
+        work = cluster_load(address, data, args.nodes, not args.no_tasks, stop)
+        load = threading.Thread(target=lambda: loop.run_until_complete(work))
         load.start()
         consoles = [Terminal([*base, "--pool", address], env)]
         if beside or args.beside_screens:
@@ -266,10 +272,11 @@ def main() -> None:
     finally:
         pool.terminate()
         pool.wait(timeout=30)
+    tasks = "no short tasks" if args.no_tasks else "a task every 2 s"
     names = ["console", f"console beside, with {' '.join(args.beside) or 'the same environment'}"]
     for name, taken, walk in zip(names, samples, walks, strict=False):
         print(
-            f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, a task every 2 s, "
+            f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, {tasks}, "
             f"showing {' / '.join(walk)}: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
             f"the first 5 min {growth(taken):+.1f}% (goal <= 5%)"
         )
