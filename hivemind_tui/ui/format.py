@@ -9,7 +9,7 @@ from textual.markup import escape
 
 from hivemind_tui.core.timefmt import age
 
-__all__ = ["age", "bar", "clock_text", "duration", "rate", "series", "size", "when"]
+__all__ = ["age", "bar", "clock_text", "duration", "minute_clock_text", "rate", "series", "size", "when"]
 
 ASCII = os.environ.get("HIVEMIND_ASCII", "") == "1"
 FULL, EMPTY = ("#", "-") if ASCII else ("█", "░")
@@ -23,6 +23,11 @@ def plain(value: object) -> str:
 
 def clock_text(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%H:%M:%S UTC")
+
+
+def minute_clock_text(ts: float) -> str:
+    """The header's clock: minutes, as tmux's status line shows them (seconds cost a repaint a second)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
 def when(ts: float | None) -> str:

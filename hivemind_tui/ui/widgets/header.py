@@ -8,12 +8,18 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from hivemind_tui.ui.format import age, clock_text, plain
+from hivemind_tui.ui.format import age, minute_clock_text, plain
 from hivemind_tui.ui.hive import hive_of, watch_app
 from hivemind_tui.ui.static_text import update_static
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
+
+
+def until_next_minute(now: float) -> float:
+    """Seconds from `now` to the first moment of the next minute (a clock showing minutes ticks there: a
+    timer of 60 s from when the console started would show each minute up to a minute late)."""
+    return 60.0 - now % 60.0
 
 
 class ConsoleHeader(Horizontal):
@@ -44,12 +50,19 @@ class ConsoleHeader(Horizontal):
         watch_app(self, "paused", lambda _: self.show(hive_of(self).snapshot), init=False)
         watch_app(self, "upload_progress", lambda _: self.show_transfers(), init=False)
         watch_app(self, "download_progress", lambda _: self.show_transfers(), init=False)
-        if not getattr(self.app, "deterministic", False):
-            self.set_interval(1.0, self.tick)
         self.tick()
+        if not getattr(self.app, "deterministic", False):
+            self._next_tick()
+
+    def _next_tick(self) -> None:
+        self.set_timer(until_next_minute(hive_of(self).backend.clock()), self._tick_and_go_on)
+
+    def _tick_and_go_on(self) -> None:
+        self.tick()
+        self._next_tick()
 
     def tick(self) -> None:
-        self._set("clock", clock_text(hive_of(self).backend.clock()))
+        self._set("clock", minute_clock_text(hive_of(self).backend.clock()))
 
     def show(self, snap: ClusterSnapshot | None) -> None:
         backend = hive_of(self).backend
