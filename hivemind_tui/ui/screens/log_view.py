@@ -1,17 +1,22 @@
-"""`l`: one task's log on the whole screen, as `kubectl logs -f` in k9s: following by default, `w` wraps long
-lines, `t` shows when each line arrived, `G`/`g` jump to the end/start, `/` searches and `n`/`N` step
-through the matches. The log is text, never markup."""
+"""`l`: one task's log on the whole screen, as `kubectl logs -f` in k9s: following by default, `w` folds long
+lines at the screen's width (as `less` does), `t` shows when each line arrived, `G`/`g` jump to the
+end/start, `/` searches and `n`/`N` step through the matches. The log is text, never markup.
+
+The lines are shown by Textual's `Log`, which keeps text and paints only the rows on screen: `RichLog` kept
+each line as a painted strip with seven caches of its own, ~3.3 KB a line (55 bytes of text), so a console
+following a task that prints a line a second grew ~12 MB an hour."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from textual import on, work
+from rich.cells import chop_cells
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Input, RichLog, Static
+from textual.widgets import Input, Log, Static
 
 from hivemind_tui.core.errors import HivemindError
 from hivemind_tui.services.log_follow import LogSource
@@ -25,7 +30,12 @@ KEPT_LINES = 20_000
 POLL_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
+def fold(text: str, width: int) -> list[str]:
+    """A line cut into rows of `width` cells, words and all (tabs expanded first, as `Log` shows them)."""
+    return chop_cells(text.expandtabs(), width) or [""]
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     arrived: float
     text: str
@@ -59,13 +69,13 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()
         yield Static("", id="logview-title")
-        yield RichLog(id="logview", markup=False, highlight=False, wrap=False, auto_scroll=True, max_lines=KEPT_LINES)
+        yield Log(id="logview", auto_scroll=True, max_lines=KEPT_LINES)
         yield Input(placeholder="search the log", id="logview-search")
         yield ConsoleFooter()
 
     @property
-    def view(self) -> RichLog:
-        return self.query_one("#logview", RichLog)
+    def view(self) -> Log:
+        return self.query_one("#logview", Log)
 
     def on_mount(self) -> None:
         self.query_one("#logview-search", Input).display = False
@@ -86,21 +96,30 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
             now = hive_of(self).backend.clock() if hive_of(self).deterministic else time.time()
             fresh = [LogLine(now, line) for line in complete]
             self.lines = (self.lines + fresh)[-KEPT_LINES:]
-            for line in fresh:
-                self.view.write(self._shown(line), scroll_end=self.following)
+            self.view.write_lines(self._rows(fresh), scroll_end=self.following)
         self._title()
 
     def _shown(self, line: LogLine) -> str:
         return f"{clock_text(line.arrived)}  {line.text}" if self.timestamps else line.text
 
+    def _rows(self, lines: list[LogLine]) -> list[str]:
+        """The view's rows for these lines: one each, or folded at its width when wrapping."""
+        shown = [self._shown(line) for line in lines]
+        width = self.view.scrollable_content_region.width
+        if not self.wrap or width < 1:
+            return shown
+        return [row for text in shown for row in fold(text, width)]
+
     def _redraw(self) -> None:
         view = self.view
-        view.wrap = self.wrap
         view.clear()
-        for line in self.lines:
-            view.write(self._shown(line), scroll_end=False)
+        view.write_lines(self._rows(self.lines), scroll_end=False)
         if self.following:
             view.scroll_end(animate=False)
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.wrap:  # folded at the old width: once the view has its new size, fold again
+            self.call_after_refresh(self._redraw)
 
     def _title(self) -> None:
         bits = ["following" if self.following else "paused (f follows)", f"{len(self.lines)} lines"]
