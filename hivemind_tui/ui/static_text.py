@@ -1,13 +1,15 @@
-"""Changing a Static's text: a layout pass of the screen only when the text can change the Static's size.
+"""Changing a Static's text: only when it changed, and a layout pass of the screen only when the new text
+can change the Static's size.
 
 Textual's `Static.update` lays the whole screen out by default, and the compositor then paints every widget
-again. An idle live console changes a few figures each refresh (this host's CPU, the pool's latency, the
-clock) without changing any size: two layout passes a refresh were about a third of its CPU.
+again. An idle live console changes a few figures each refresh (this host's CPU, the pool's latency) without
+changing any size, and laid its screen out twice a refresh for them.
 """
 
 from __future__ import annotations
 
 from textual.content import Content
+from textual.dom import DOMNode
 from textual.widgets import Static
 
 
@@ -30,6 +32,16 @@ def size_may_change(static: Static, before: str, after: str) -> bool:
     return width <= 0 or old.get_height(rules, width) != new.get_height(rules, width)
 
 
-def update_static(static: Static, before: str | None, after: str) -> None:
-    """Show `after` (markup) where `before` was shown (None: nothing yet)."""
-    static.update(after, layout=before is None or size_may_change(static, before, after))
+class ShownTexts:
+    """The markup each Static under `owner` shows, by selector, so that an unchanged text costs nothing."""
+
+    def __init__(self, owner: DOMNode) -> None:
+        self._owner = owner
+        self._shown: dict[str, str] = {}
+
+    def set(self, selector: str, text: str) -> None:
+        before = self._shown.get(selector)
+        if before != text:
+            self._shown[selector] = text
+            static = self._owner.query_one(selector, Static)
+            static.update(text, layout=before is None or size_may_change(static, before, text))

@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from textual.widgets import Static
 
 from tests.ui.demo_shots import demo_app, settle
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callable[..., object]) -> list[object]:
+    """What `note(self, *args, **kwargs)` makes of each call of `owner.name` from now on; each call still runs."""
+    noted: list[object] = []
+    real = getattr(owner, name)
+
+    def spy(self: object, *args: object, **kwargs: object) -> object:
+        noted.append(note(self, *args, **kwargs))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return noted
 
 
 async def test_chart_titles_carry_their_scale_and_the_busiest_nodes_are_listed() -> None:
@@ -29,14 +44,7 @@ async def test_a_refresh_that_changes_nothing_repaints_nothing(monkeypatch) -> N
     app = demo_app(nodes=1000)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        repainted: list[str] = []
-        real = Widget.refresh
-
-        def spy(self: Widget, *args: object, **kwargs: object) -> Widget:
-            repainted.append(f"{type(self).__name__}#{self.id}")
-            return real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(Widget, "refresh", spy)
+        repainted = record_calls(monkeypatch, Widget, "refresh", lambda w, *_, **__: f"{type(w).__name__}#{w.id}")
         for _ in range(3):
             app.action_refresh()
             await settle(pilot)
@@ -57,14 +65,9 @@ async def test_a_clock_tick_repaints_the_clock_alone_without_laying_the_screen_o
     app = demo_app(nodes=1000)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        calls: list[tuple[str, bool]] = []
-        real = Widget.refresh
-
-        def spy(self: Widget, *args: object, layout: bool = False, **kwargs: object) -> Widget:
-            calls.append((f"{type(self).__name__}#{self.id}", layout))
-            return real(self, *args, layout=layout, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(Widget, "refresh", spy)
+        calls = record_calls(
+            monkeypatch, Widget, "refresh", lambda w, *_, layout=False, **__: (f"{type(w).__name__}#{w.id}", layout)
+        )
         header = app.screen.query_one(ConsoleHeader)
         for _ in range(3):
             app.backend.clock.now += 60
@@ -92,8 +95,8 @@ async def test_a_refresh_that_changes_figures_but_no_size_repaints_without_layin
 ) -> None:
     """An idle live console: each refresh moves this host's figures and the pool's latency, and each such
     change of text asked for a layout pass of the whole screen, which then painted every widget (two passes a
-    refresh, about a third of an idle console's CPU). Text of the same size repaints its own cells; a panel
-    that grows a line still lays the screen out."""
+    refresh). Text of the same size repaints its own cells; a panel that grows a line still lays the screen
+    out."""
     from dataclasses import replace
 
     from textual.screen import Screen
@@ -103,14 +106,7 @@ async def test_a_refresh_that_changes_figures_but_no_size_repaints_without_layin
     app = demo_app(nodes=1000)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        layouts: list[str] = []
-        real = Screen._refresh_layout
-
-        def spy(self: Screen, *args: object, **kwargs: object) -> None:
-            layouts.append(type(self).__name__)
-            real(self, *args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(Screen, "_refresh_layout", spy)
+        layouts = record_calls(monkeypatch, Screen, "_refresh_layout", lambda screen, *_, **__: type(screen).__name__)
         sample = app.backend.host()
         widths = [len(line) for line in str(app.screen.query_one("#host", Static).render()).splitlines()]
         moved = replace(sample, cpu_percent=87.5, process_cpu_percent=13.5, net_sent_rate=5.0, disk_read_rate=3e6)

@@ -6,7 +6,7 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-from hivemind_tui.ui.static_text import size_may_change, update_static
+from hivemind_tui.ui.static_text import ShownTexts, size_may_change
 
 
 class Panels(App[None]):
@@ -26,7 +26,7 @@ async def test_size_changes_are_told_from_text_that_only_repaints() -> None:
         auto, fixed, wrapping = (app.query_one(f"#{name}", Static) for name in ("auto", "fixed", "wrapping"))
         # Empty, a width that follows its text is 0 wide: any text may widen it.
         assert size_may_change(auto, "", " ↑ 1/3 ")
-        update_static(auto, "", " ↑ 1/3 ")
+        ShownTexts(app).set("#auto", " ↑ 1/3 ")
         await pilot.pause()
         assert auto.size.width == 7
         assert not size_may_change(auto, " ↑ 1/3 ", " ↑ 2/3 ")

@@ -6,11 +6,10 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Static
 
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.hive import hive_of, watch_app
-from hivemind_tui.ui.static_text import update_static
+from hivemind_tui.ui.static_text import ShownTexts
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -24,7 +23,7 @@ class Section(ReportsWorkerErrors, Screen[None]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shown_text: dict[str, str] = {}
+        self._texts = ShownTexts(self)
         # The snapshot on screen since the screen last became current: Textual resumes a new screen more
         # than once, and its mount asks too; the node monitor walked 50,000 nodes for each (its first display,
         # 8 fresh processes of each: median 836 ms showing four times, 679 ms showing once).
@@ -37,10 +36,7 @@ class Section(ReportsWorkerErrors, Screen[None]):
     def set_text(self, selector: str, text: str) -> None:
         """Update a Static only when its text changes, laying the screen out only when its size may change:
         most refreshes change little (an idle console repaints a few figures and the clock)."""
-        before = self._shown_text.get(selector)
-        if before != text:
-            self._shown_text[selector] = text
-            update_static(self.query_one(selector, Static), before, text)
+        self._texts.set(selector, text)
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()

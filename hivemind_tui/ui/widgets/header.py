@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from hivemind_tui.ui.format import age, minute_clock_text, plain
 from hivemind_tui.ui.hive import hive_of, watch_app
-from hivemind_tui.ui.static_text import update_static
+from hivemind_tui.ui.static_text import ShownTexts
 
 if TYPE_CHECKING:
     from hivemind_tui.services.monitor import ClusterSnapshot
@@ -27,16 +27,13 @@ class ConsoleHeader(Horizontal):
 
     def __init__(self) -> None:
         super().__init__()
-        self._shown: dict[str, str] = {}
+        self._texts = ShownTexts(self)
 
     def _set(self, part: str, text: str) -> None:
-        """Only a changed part is updated: the clock changes every second, the rest rarely. A part as wide
+        """Only a changed part is updated: the clock changes every minute, the rest rarely. A part as wide
         as before repaints its own cells (a layout pass a second for the clock was most of an idle console's
         CPU)."""
-        before = self._shown.get(part)
-        if before != text:
-            self._shown[part] = text
-            update_static(self.query_one(f"#{part}", Static), before, text)
+        self._texts.set(f"#{part}", text)
 
     def compose(self) -> ComposeResult:
         yield Static("HiveMind", id="brand")
