@@ -55,20 +55,23 @@ def parent_json(parent: ParentState) -> dict[str, Any]:
 
 
 def task_json_text(task: TaskInfo) -> str:
-    """`json.dumps(task_json(task), ensure_ascii=False)`, made without the dict: a third of the time."""
-    done = 1 if task.status == "COMPLETED" else 0
+    """`json.dumps(task_json(task), ensure_ascii=False)`, made without the dict: a third of the time. The usual
+    values are written inline (a call per field was a sixth of the time); `_number` writes the others."""
+    task_id, status, message, worker, owner, created, updated, priority, task_type, parent, exit_code = task[:11]
+    done = 1 if status == "COMPLETED" else 0
+    created_text = repr(created) if type(created) is float and created - created == 0.0 else _number(created)
+    updated_text = repr(updated) if type(updated) is float and updated - updated == 0.0 else _number(updated)
     return (
-        f'{{"task_id": {encode_basestring(task.task_id)}, "owner": {_text_or_null(task.owner)}, '
-        f'"parent_task_id": {_text_or_null(task.parent_task_id)}, "status": {encode_basestring(task.status)}, '
-        f'"message": {encode_basestring(task.message)}, "progress": {{"done": {done}, "total": 1}}, '
-        f'"task_type": {_text_or_null(task.task_type)}, "priority": {_number(task.priority)}, '
-        f'"created_at": {_number(task.created_at)}, "updated_at": {_number(task.updated_at)}, '
-        f'"worker": {_text_or_null(task.worker)}, "exit_code": {_number(task.exit_code)}}}'
+        f'{{"task_id": {encode_basestring(task_id)}, "owner": {encode_basestring(owner) if owner else "null"}, '
+        f'"parent_task_id": {encode_basestring(parent) if parent else "null"}, '
+        f'"status": {encode_basestring(status)}, "message": {encode_basestring(message)}, '
+        f'"progress": {{"done": {done}, "total": 1}}, '
+        f'"task_type": {encode_basestring(task_type) if task_type else "null"}, '
+        f'"priority": {repr(priority) if type(priority) is int else _number(priority)}, '
+        f'"created_at": {created_text}, "updated_at": {updated_text}, '
+        f'"worker": {encode_basestring(worker) if worker else "null"}, '
+        f'"exit_code": {"null" if exit_code is None else _number(exit_code)}}}'
     )
-
-
-def _text_or_null(value: str) -> str:
-    return encode_basestring(value) if value else "null"
 
 
 def _number(value: float | None) -> str:
