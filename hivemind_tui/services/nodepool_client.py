@@ -121,31 +121,17 @@ def tasks_from_pb(tasks: Iterable[pb.TaskInfo]) -> list[TaskInfo]:
     return [task_from_pb(t) for t in tasks]
 
 
+_NODE_FIELDS = attrgetter(*NodeInfo._fields)
+_NODE_STATE = NodeInfo._fields.index("state")
+_NODE_HEARTBEAT = NodeInfo._fields.index("last_heartbeat")
+
+
 def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
-    return NodeInfo(
-        node_id=n.node_id,
-        hostname=n.hostname,
-        port=n.port,
-        status=n.status,
-        online=n.online,
-        state=n.state or "active",
-        cpu_cores=n.cpu_cores,
-        memory_gb=n.memory_gb,
-        cpu_score=n.cpu_score,
-        gpu_score=n.gpu_score,
-        gpu_memory_gb=n.gpu_memory_gb,
-        gpu_name=n.gpu_name,
-        location=n.location,
-        cpu_usage=n.cpu_usage,
-        memory_usage=n.memory_usage,
-        gpu_usage=n.gpu_usage,
-        gpu_memory_usage=n.gpu_memory_usage,
-        running_tasks=n.running_tasks,
-        slots=n.slots,
-        last_heartbeat=_opt(n.last_heartbeat),
-        docker_status=n.docker_status,
-        isolation=n.isolation,
-    )
+    """As `task_from_pb`: all wire fields in one call, the two that need a look set apart."""
+    fields = list(_NODE_FIELDS(n))
+    fields[_NODE_STATE] = fields[_NODE_STATE] or "active"
+    fields[_NODE_HEARTBEAT] = fields[_NODE_HEARTBEAT] or None
+    return _new_tuple(NodeInfo, fields)
 
 
 def chunks_of(header: pb.UploadTaskRequest, task_zip: bytes) -> Iterator[pb.UploadTaskChunk | bytes]:

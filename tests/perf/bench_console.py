@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -237,7 +236,7 @@ async def scale(count: int) -> tuple[float, float, float, float, float]:
             backend.change_nodes(0.1, step)
             snap = await backend.refresh()
             assert snap.nodes is not None
-            snap.nodes.nodes[:] = [replace(n) for n in snap.nodes.nodes]
+            snap.nodes.nodes[:] = [n._replace() for n in snap.nodes.nodes]
             begin = time.perf_counter()
             screen.show(snap)
             await pilot.pause()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import replace
 from pathlib import Path
 
 from hivemind_tui.core.config import Settings
@@ -303,8 +302,8 @@ class DemoBackend:
         every = max(1, int(1 / fraction))
         for i in range(step % every, len(self.nodes), every):
             n = self.nodes[i]
-            self.nodes[i] = replace(
-                n, cpu_usage=float((n.cpu_usage + 7) % 100), running_tasks=(n.running_tasks + 1) % 5
+            self.nodes[i] = n._replace(
+                cpu_usage=float((n.cpu_usage + 7) % 100), running_tasks=(n.running_tasks + 1) % 5
             )
 
     async def trends(self, since: float) -> Trends:

@@ -26,7 +26,7 @@ class HostileBackend(DemoBackend):
     def __init__(self, logged_in: bool = True) -> None:
         super().__init__(Settings(refresh_interval=3600.0, upload_folder="tests/ui/demo_files"), logged_in=logged_in)
         self.nodes = [
-            replace(n, node_id=n.node_id + HOSTILE, hostname=n.hostname + HOSTILE, gpu_name=HOSTILE, location=HOSTILE)
+            n._replace(node_id=n.node_id + HOSTILE, hostname=n.hostname + HOSTILE, gpu_name=HOSTILE, location=HOSTILE)
             for n in self.nodes
         ]
         self.tasks = [

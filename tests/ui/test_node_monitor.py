@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from textual.widgets import Input, Static
 
@@ -67,7 +65,7 @@ async def test_in_place_updates_and_offline_transitions() -> None:
         backend = app.backend
         kept = table.row("worker-00001")
         beat = table._line("worker-00001").split()[-1]
-        backend.nodes[5] = replace(backend.nodes[5], online=False, cpu_usage=0.0)
+        backend.nodes[5] = backend.nodes[5]._replace(online=False, cpu_usage=0.0)
         backend.clock.now += 5  # within the heartbeat timeout: still alive
         app.action_refresh()
         await settle(pilot)
@@ -75,7 +73,7 @@ async def test_in_place_updates_and_offline_transitions() -> None:
         assert table.row("worker-00005").status == "offline"
         assert table.row("worker-00001") is kept  # an unchanged node keeps its row
         assert table._line("worker-00001").split()[-1] != beat  # but its BEAT age moved with the clock
-        backend.nodes.append(replace(backend.nodes[0], node_id="worker-new"))  # a node joins: the whole list
+        backend.nodes.append(backend.nodes[0]._replace(node_id="worker-new"))  # a node joins: the whole list
         app.action_refresh()
         await settle(pilot)
         assert table.row("worker-new") is not None and table.total_count == len(backend.nodes)
@@ -164,15 +162,14 @@ async def test_an_expired_session_asks_for_the_password_over_the_current_screen(
 
 
 def test_a_drained_node_that_still_beats_shows_draining_not_offline() -> None:
-    from dataclasses import replace
 
     from hivemind_tui.ui.screens.nodes import NodeRow
     from tests.ui.demo import demo_nodes
 
-    drained = replace(demo_nodes(10)[9], online=False, state="draining", running_tasks=0)
+    drained = demo_nodes(10)[9]._replace(online=False, state="draining", running_tasks=0)
     assert NodeRow(drained, alive=True).status == "draining"
     assert NodeRow(drained, alive=False).status == "offline"
-    assert NodeRow(replace(drained, state="active"), alive=True).status == "offline"
+    assert NodeRow(drained._replace(state="active"), alive=True).status == "offline"
 
 
 async def test_a_section_shows_a_snapshot_once_when_it_becomes_current_and_again_after_it_was_away(
