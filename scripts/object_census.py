@@ -4,8 +4,11 @@
 
 Attaches with gdb (Debian `gdb`; root, or the process's own user where ptrace allows it), runs a few lines in
 the process under its GIL, and writes the census as JSON: the number of objects the cyclic collector tracks,
-by type, plus `sys.getallocatedblocks()`. With `--since`, prints what grew since an earlier census of the
-same process. A soak whose RSS grows while the census stays flat points at memory outside Python's objects.
+by type, plus `sys.getallocatedblocks()` and pymalloc's own figures (`sys._debugmallocstats()`: arenas of
+1 MiB held, bytes in live blocks). With `--since`, prints what grew since an earlier census of the same
+process. A soak whose RSS grows while the census stays flat points at memory outside Python's objects; arenas
+that grow while the live bytes do not point at fragmentation (pymalloc gives an arena back only once every
+object in it is gone).
 
 The lines run in a dictionary of their own, and hold nothing when they return: code run in the process's
 `__main__` would keep its list of every object alive there if it failed half-way, and that list is then
@@ -23,7 +26,24 @@ import time
 from pathlib import Path
 
 PROBE = """
-import gc, json, sys
+import gc, json, os, sys, tempfile
+def _pymalloc():
+    # _debugmallocstats writes to the C stderr: for its length, fd 2 is a file of ours.
+    with tempfile.TemporaryFile("w+") as stats:
+        saved = os.dup(2)
+        try:
+            os.dup2(stats.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        stats.seek(0)
+        figures = {}
+        for line in stats:
+            name, sep, value = line.partition("=")
+            if sep and name.startswith("# "):
+                figures[name[2:].strip()] = int(value.strip().replace(",", ""))
+        return figures
 def _census(path):
     counts = {}
     for obj in gc.get_objects():
@@ -31,7 +51,7 @@ def _census(path):
         name = f"{kind.__module__}.{kind.__qualname__}"
         counts[name] = counts.get(name, 0) + 1
     with open(path, "w") as out:
-        json.dump({"blocks": sys.getallocatedblocks(), "types": counts}, out)
+        json.dump({"blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), "types": counts}, out)
 try:
     _census(PATH)
 except BaseException as exc:
@@ -78,11 +98,26 @@ def main() -> None:
     census = take(args.pid, out.resolve())
     types: dict[str, int] = census["types"]  # type: ignore[assignment]
     print(f"{sum(types.values()):,} objects the collector tracks, {census['blocks']:,} allocated blocks; kept in {out}")
+    pymalloc: dict[str, int] = census["pymalloc"]  # type: ignore[assignment]
+    print(
+        f"pymalloc: {pymalloc['arenas allocated current']} arenas of 1 MiB held (at most "
+        f"{pymalloc['arenas highwater mark']}, {pymalloc['arenas reclaimed']} given back), "
+        f"{pymalloc['bytes in allocated blocks'] / 2**20:.1f} MiB in live blocks, "
+        f"{pymalloc['bytes in available blocks'] / 2**20:.1f} MiB free in used pools"
+    )
     if args.since is None:
         for name, count in sorted(types.items(), key=lambda item: -item[1])[: args.top]:
             print(f"{count:9,d}  {name}")
         return
-    before: dict[str, int] = json.loads(args.since.read_text())["types"]
+    earlier = json.loads(args.since.read_text())
+    was_pymalloc = earlier.get("pymalloc", {})
+    if was_pymalloc:
+        print(
+            f"since then: {pymalloc['arenas allocated current'] - was_pymalloc['arenas allocated current']:+d} arenas, "
+            f"{(pymalloc['bytes in allocated blocks'] - was_pymalloc['bytes in allocated blocks']) / 2**20:+.1f} MiB "
+            "in live blocks"
+        )
+    before: dict[str, int] = earlier["types"]
     grown = sorted(types.keys() | before.keys(), key=lambda name: before.get(name, 0) - types.get(name, 0))
     for name in grown[: args.top]:
         was, now = before.get(name, 0), types.get(name, 0)
