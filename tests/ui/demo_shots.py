@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import DirectoryTree
 from textual.worker import WorkerCancelled, WorkerFailed
@@ -85,3 +86,16 @@ SHOTS = [
     Shot("vpn_peer_qr", lambda: demo_app(start="vpn"), keys("enter")),
     Shot("help", demo_app, keys("question_mark")),
 ]
+
+
+def record_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callable[..., object]) -> list[object]:
+    """What `note(self, *args, **kwargs)` makes of each call of `owner.name` from now on; each call still runs."""
+    noted: list[object] = []
+    real = getattr(owner, name)
+
+    def spy(self: object, *args: object, **kwargs: object) -> object:
+        noted.append(note(self, *args, **kwargs))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return noted

@@ -2,25 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from textual.widgets import Static
 
-from tests.ui.demo_shots import demo_app, settle
-
-
-def record_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, note: Callable[..., object]) -> list[object]:
-    """What `note(self, *args, **kwargs)` makes of each call of `owner.name` from now on; each call still runs."""
-    noted: list[object] = []
-    real = getattr(owner, name)
-
-    def spy(self: object, *args: object, **kwargs: object) -> object:
-        noted.append(note(self, *args, **kwargs))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(owner, name, spy)
-    return noted
+from tests.ui.demo_shots import demo_app, record_calls, settle
 
 
 async def test_chart_titles_carry_their_scale_and_the_busiest_nodes_are_listed() -> None:
