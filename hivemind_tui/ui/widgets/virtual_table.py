@@ -11,7 +11,7 @@ order given, and are shown only while it is (a filter hides a parent's rows with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -96,7 +96,7 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         self._key_of = key_of
         self._cells_of = cells_of
         self._dim_if = dim_if or (lambda row: False)
-        self._group_of = group_of or (lambda row: None)
+        self._group_of = group_of
         self._rows: dict[Hashable, RowT] = {}
         self._order: list[Hashable] = []
         self._text: dict[Hashable, str] = {}
@@ -124,18 +124,19 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
     def visible_keys(self) -> list[Hashable]:
         return list(self._order)
 
-    def replace_rows(self, rows: Iterable[RowT]) -> int:
+    def replace_rows(self, rows: Iterable[RowT] | Mapping[Any, RowT]) -> int:
         """A refresh: these rows, in this order, are now the whole model (rows not among them are gone,
-        whether or not a filter shows them); only changed rows are re-rendered. Returns how many changed."""
+        whether or not a filter shows them); only changed rows are re-rendered. Returns how many changed.
+        Rows already keyed by their `key_of` (a mapping) are not keyed again."""
         if not self._rows:  # the first rows: nothing to compare them with
-            self._rows = {self._key_of(row): row for row in rows}
+            self._rows = dict(rows) if isinstance(rows, Mapping) else {self._key_of(row): row for row in rows}
             self._text.clear()
             self._rebuild(None)
             return len(self._rows)
         fresh: dict[Hashable, RowT] = {}
         changed = 0
-        for row in rows:
-            key = self._key_of(row)
+        keyed = rows.items() if isinstance(rows, Mapping) else ((self._key_of(row), row) for row in rows)
+        for key, row in keyed:
             fresh[key] = row
             old = self._rows.get(key)
             if old is not row and old != row:  # most rows of a refresh are the very same objects
@@ -197,13 +198,16 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
 
     def _rebuild(self, keep: Hashable | None) -> None:
         under: dict[Hashable, list[Hashable]] = {}
-        keys = []
-        for k, r in self._rows.items():
-            group = self._group_of(r)
-            if group is not None:
-                under.setdefault(group, []).append(k)
-            elif self._filter is None or self._filter(r):
-                keys.append(k)
+        if self._group_of is None and self._filter is None:
+            keys = list(self._rows)  # every row in the model's order, without a call per row (50,000 nodes)
+        else:
+            keys = []
+            for k, r in self._rows.items():
+                group = self._group_of(r) if self._group_of is not None else None
+                if group is not None:
+                    under.setdefault(group, []).append(k)
+                elif self._filter is None or self._filter(r):
+                    keys.append(k)
         if self._sort is not None:
             index = next(i for i, c in enumerate(self.columns) if c.key == self._sort[0])
             keys.sort(key=lambda k: _sort_key(self._cells_of(self._rows[k])[index]), reverse=self._sort[1])
