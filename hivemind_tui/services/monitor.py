@@ -13,6 +13,7 @@ import logging
 import shlex
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from hivemind_tui.core.clock import Clock, system_clock
@@ -26,6 +27,7 @@ from hivemind_tui.services.models import ConnectionState, NodeList, PoolHealth, 
 from hivemind_tui.services.session import Session
 
 log = logging.getLogger(__name__)
+_online = attrgetter("online")  # counted over 50,000 nodes at each refresh of the node monitor
 
 RECENT_FAILURES = 3600.0
 COMPACT_EVERY = 300.0
@@ -63,7 +65,7 @@ class ClusterSnapshot:
 
     @property
     def nodes_online(self) -> int:
-        return sum(n.online for n in self.nodes.nodes) if self.nodes else 0
+        return sum(map(_online, self.nodes.nodes)) if self.nodes else 0
 
     def status_json(self) -> dict[str, Any]:
         """The `status --json` shape (the README's command line section)."""

@@ -194,3 +194,28 @@ async def test_a_section_shows_a_snapshot_once_when_it_becomes_current_and_again
         await pilot.press("n")
         await settle(pilot)
         assert shown == [app.snapshot, app.snapshot]
+
+
+def test_rows_are_kept_for_unchanged_nodes_and_made_for_the_others() -> None:
+    from hivemind_tui.ui.screens.nodes import NodeRow, rows_of
+    from tests.ui.demo import demo_nodes
+
+    nodes = [n._replace(last_heartbeat=1000.0 + i) for i, n in enumerate(demo_nodes(6))]
+    rows, made = rows_of(nodes, {}, now=1010.0, timeout=60.0)
+    assert list(rows) == [n.node_id for n in nodes] and made == list(rows.values())
+    assert all(row.alive for row in rows.values())
+
+    later = list(nodes)
+    later[1] = nodes[1]._replace(cpu_usage=nodes[1].cpu_usage + 1)  # its figures moved
+    later[2] = nodes[2]._replace()  # a new object, equal to the last one
+    later.append(nodes[5]._replace(node_id="joined"))
+    del later[3]  # gone
+    # By this time the first node's heartbeat (1000) is older than the timeout; the others' are not.
+    again, made = rows_of(later, rows, now=1060.5, timeout=60.0)
+    assert list(again) == [n.node_id for n in later]
+    assert again[nodes[0].node_id] == NodeRow(nodes[0], alive=False)
+    assert again[nodes[1].node_id].node is later[1]
+    assert again[nodes[2].node_id] is rows[nodes[2].node_id]
+    assert again[nodes[4].node_id] is rows[nodes[4].node_id]
+    assert again["joined"] == NodeRow(later[-1], alive=True)
+    assert made == [again[nodes[0].node_id], again[nodes[1].node_id], again["joined"]]

@@ -51,6 +51,26 @@ class NodeRow(NamedTuple):
         return self.node.state if self.node.state != "active" else (self.node.status or "online").lower()
 
 
+def rows_of(
+    nodes: list[NodeInfo], shown: dict[str, NodeRow], now: float, timeout: float
+) -> tuple[dict[str, NodeRow], list[NodeRow]]:
+    """Each node's row, and the new ones among them: the shown row where its node and its being alive are as
+    they were (the client hands over an unchanged node as the very object of the last list), else a new one.
+    A plain loop: matching the rows with C-level maps a whole list at a time was slower (50,000 nodes, 10%
+    changed: 36 ms against 27)."""
+    rows: dict[str, NodeRow] = {}
+    made: list[NodeRow] = []
+    for n in nodes:
+        alive = now - (n.last_heartbeat or 0) < timeout
+        old = shown.get(n.node_id)
+        if old is not None and old.alive == alive and (old.node is n or old.node == n):
+            rows[n.node_id] = old
+        else:
+            rows[n.node_id] = row = NodeRow(n, alive)
+            made.append(row)
+    return rows, made
+
+
 def cells(row: NodeRow, now: float) -> tuple[object, ...]:
     n = row.node
     gpu = n.gpu_usage if n.gpu_name or n.gpu_score else None
@@ -140,20 +160,10 @@ class NodesScreen(Section):
         now = self.hive.backend.clock()
         timeout = self.hive.backend.settings.heartbeat_timeout
         shown = self._rows
-        rows: dict[str, NodeRow] = {}
-        changed: list[NodeRow] = []
-        for n in snap.nodes.nodes:
-            alive = now - (n.last_heartbeat or 0) < timeout
-            old = shown.get(n.node_id)
-            if old is not None and old.alive == alive and (old.node is n or old.node == n):
-                rows[n.node_id] = old
-            else:
-                rows[n.node_id] = row = NodeRow(n, alive)
-                changed.append(row)
-        same_nodes = rows.keys() == shown.keys()
+        rows, made = rows_of(snap.nodes.nodes, shown, now, timeout)
         self._rows = rows
-        if same_nodes:  # the usual refresh: some nodes' figures moved, none came or went
-            self.table.update_rows(changed)
+        if rows.keys() == shown.keys():  # the usual refresh: some nodes' figures moved, none came or went
+            self.table.update_rows(made)
         else:
             self.table.replace_rows(rows)
         self.table.repaint_all()  # the BEAT ages moved on; only the lines on screen are drawn again
