@@ -4,11 +4,11 @@
 
 Attaches with gdb (Debian `gdb`; root, or the process's own user where ptrace allows it), runs a few lines in
 the process under its GIL, and writes the census as JSON: the number of objects the cyclic collector tracks,
-by type, plus `sys.getallocatedblocks()` and pymalloc's own figures (`sys._debugmallocstats()`: arenas of
-1 MiB held, bytes in live blocks). With `--since`, prints what grew since an earlier census of the same
-process. A soak whose RSS grows while the census stays flat points at memory outside Python's objects; arenas
-that grow while the live bytes do not point at fragmentation (pymalloc gives an arena back only once every
-object in it is gone).
+by type, plus `sys.getallocatedblocks()`, pymalloc's own figures (`sys._debugmallocstats()`: arenas of
+1 MiB held, bytes in live blocks) and the C library's (glibc `mallinfo2`: heap, in use, free). With
+`--since`, prints what grew since an earlier census of the same process. A soak whose RSS grows while the
+census stays flat points at memory outside Python's objects; arenas that grow while the live bytes do not
+point at fragmentation (pymalloc gives an arena back only once every object in it is gone).
 
 The lines run in a dictionary of their own, and hold nothing when they return: code run in the process's
 `__main__` would keep its list of every object alive there if it failed half-way, and that list is then
@@ -44,6 +44,19 @@ def _pymalloc():
             if sep and name.startswith("# "):
                 figures[name[2:].strip()] = int(value.strip().replace(",", ""))
         return figures
+def _glibc():
+    # mallinfo2 (glibc 2.33+): what the C library holds for the heap, in use and free in it.
+    import ctypes
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in names]
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return {}
+    mallinfo2.restype = Info
+    info = mallinfo2()
+    return {"heap": info.arena, "mapped": info.hblkhd, "in use": info.uordblks, "free": info.fordblks}
 def _census(path):
     counts = {}
     for obj in gc.get_objects():
@@ -51,7 +64,8 @@ def _census(path):
         name = f"{kind.__module__}.{kind.__qualname__}"
         counts[name] = counts.get(name, 0) + 1
     with open(path, "w") as out:
-        json.dump({"blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), "types": counts}, out)
+        figures = {"blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), "glibc": _glibc()}
+        json.dump({**figures, "types": counts}, out)
 try:
     _census(PATH)
 except BaseException as exc:
@@ -99,19 +113,29 @@ def main() -> None:
     types: dict[str, int] = census["types"]  # type: ignore[assignment]
     print(f"{sum(types.values()):,} objects the collector tracks, {census['blocks']:,} allocated blocks; kept in {out}")
     pymalloc: dict[str, int] = census["pymalloc"]  # type: ignore[assignment]
-    print(
-        f"pymalloc: {pymalloc['arenas allocated current']} arenas of 1 MiB held (at most "
-        f"{pymalloc['arenas highwater mark']}, {pymalloc['arenas reclaimed']} given back), "
-        f"{pymalloc['bytes in allocated blocks'] / 2**20:.1f} MiB in live blocks, "
-        f"{pymalloc['bytes in available blocks'] / 2**20:.1f} MiB free in used pools"
-    )
+    if "arenas allocated current" not in pymalloc:
+        print("pymalloc: not in use (PYTHONMALLOC=malloc): every object is the C library's")
+        pymalloc = {}
+    else:
+        print(
+            f"pymalloc: {pymalloc['arenas allocated current']} arenas of 1 MiB held (at most "
+            f"{pymalloc['arenas highwater mark']}, {pymalloc['arenas reclaimed']} given back), "
+            f"{pymalloc['bytes in allocated blocks'] / 2**20:.1f} MiB in live blocks, "
+            f"{pymalloc['bytes in available blocks'] / 2**20:.1f} MiB free in used pools"
+        )
+    glibc: dict[str, int] = census["glibc"]  # type: ignore[assignment]
+    if glibc:
+        print(
+            f"glibc: {glibc['heap'] / 2**20:.1f} MiB of heap ({glibc['in use'] / 2**20:.1f} in use, "
+            f"{glibc['free'] / 2**20:.1f} free), {glibc['mapped'] / 2**20:.1f} MiB in mapped blocks"
+        )
     if args.since is None:
         for name, count in sorted(types.items(), key=lambda item: -item[1])[: args.top]:
             print(f"{count:9,d}  {name}")
         return
     earlier = json.loads(args.since.read_text())
     was_pymalloc = earlier.get("pymalloc", {})
-    if was_pymalloc:
+    if was_pymalloc and pymalloc:
         print(
             f"since then: {pymalloc['arenas allocated current'] - was_pymalloc['arenas allocated current']:+d} arenas, "
             f"{(pymalloc['bytes in allocated blocks'] - was_pymalloc['bytes in allocated blocks']) / 2**20:+.1f} MiB "
