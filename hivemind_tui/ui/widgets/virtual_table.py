@@ -253,8 +253,14 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
             style += self.get_component_rich_style("virtual-table--marked")
         elif self._dim_if(self._rows[key]):
             style += self.get_component_rich_style("virtual-table--dim")
-        strip = Strip([Segment(text.ljust(self._width + 1), style)], self._width + 1)
-        return strip.crop(self.scroll_offset.x, self.scroll_offset.x + width).extend_cell_length(width, style)
+        # `text` is exactly `_width` cells. Unscrolled in a view at least as wide, the line is that one
+        # segment padded: one Strip, where cropping and extending made three (each with seven caches), for
+        # every line of every repaint.
+        scroll_x = self.scroll_offset.x
+        if scroll_x == 0 and width >= self._width:
+            return Strip([Segment(text + " " * (width - self._width), style)], width)
+        strip = Strip([Segment(text, style)], self._width)
+        return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, style)
 
     # -- keys -------------------------------------------------------------------------------------
     def watch_cursor(self, old: int, new: int) -> None:
