@@ -1,8 +1,8 @@
 """This host's own figures from psutil: CPU, load, memory, swap, disks, disk and network rates, ourselves.
 
 `PsutilMetrics.sample()` blocks briefly (psutil reads /proc), so callers run it in a thread. Rates come
-from the difference to the previous sample. Connections are costly to count (9 ms a call here), so they
-are sampled only every `connections_every` samples. Tests and snapshots pass a `MetricsSource` with fixed
+from the difference to the previous sample. Connections are counted every `connections_every` samples, on
+Linux from the kernel's socket counters (`inet_sockets`). Tests and snapshots pass a `MetricsSource` with fixed
 figures instead of reading the live machine.
 """
 
@@ -49,6 +49,36 @@ class HostSample:
         return self.disks[0].percent if self.disks else 0.0
 
 
+PROC_NET = Path("/proc/net")
+
+
+def inet_sockets(proc_net: Path = PROC_NET) -> int | None:
+    """The host's TCP and UDP sockets, IPv4 and IPv6, those in TIME_WAIT included: the kernel's counters in
+    /proc/net/sockstat and sockstat6, as `ss -s` reads them (None without them, as off Linux).
+
+    `len(psutil.net_connections("inet"))` counts about the same, but reads the socket tables (the kernel walks
+    its whole socket hash for them) and maps each socket to its process by walking every process's open
+    files: 10-13 ms a call here, a tenth of an idle console's CPU. The counters cost 0.1 ms."""
+    counters: dict[str, dict[str, str]] = {}
+    for name in ("sockstat", "sockstat6"):
+        try:
+            text = (proc_net / name).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():  # "TCP: inuse 5 orphan 0 tw 2 alloc 7 mem 1"
+            protocol, _, fields = line.partition(":")
+            words = fields.split()
+            counters[protocol] = dict(zip(words[::2], words[1::2], strict=False))
+    if not counters:
+        return None
+    counted = [counters.get(p, {}).get("inuse", "0") for p in ("TCP", "UDP", "TCP6", "UDP6")]
+    counted.append(counters.get("TCP", {}).get("tw", "0"))  # TIME_WAIT is counted once, for both
+    try:
+        return sum(map(int, counted))
+    except ValueError:
+        return None
+
+
 class MetricsSource(Protocol):
     def sample(self) -> HostSample: ...
 
@@ -83,10 +113,12 @@ class PsutilMetrics:
             )
         self._last = (now, disk_io, net_io)
         if self._count % self._connections_every == 0:
-            try:
-                self._connections = len(psutil.net_connections(kind="inet"))
-            except (psutil.AccessDenied, OSError):
-                self._connections = None
+            self._connections = inet_sockets()
+            if self._connections is None:
+                try:
+                    self._connections = len(psutil.net_connections(kind="inet"))
+                except (psutil.AccessDenied, OSError):
+                    self._connections = None
         self._count += 1
         memory = psutil.virtual_memory()
         disks = []
