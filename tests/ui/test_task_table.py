@@ -3,6 +3,9 @@ the list puts them), ages move with the clock, and cut values keep what matters.
 
 from __future__ import annotations
 
+import pytest
+from textual.screen import Screen
+
 from hivemind_tui.core.config import Settings
 from hivemind_tui.services.models import TaskInfo
 from hivemind_tui.ui.app import HivemindApp
@@ -10,7 +13,7 @@ from hivemind_tui.ui.backend import TaskRow, TaskRowList, TaskRows
 from hivemind_tui.ui.screens.tasks import TasksScreen
 from hivemind_tui.ui.widgets.virtual_table import VirtualTable, _fit
 from tests.ui.demo import DEMO_NOW, DemoBackend
-from tests.ui.demo_shots import settle
+from tests.ui.demo_shots import record_calls, settle
 
 
 class NewestFirstBackend(DemoBackend):
@@ -152,3 +155,31 @@ def test_cells_are_cut_by_terminal_width_and_ids_in_the_middle() -> None:
     assert _fit("very-long-task-name-491a66", 20, False, True) == "very-long-…me-491a66"
     assert _fit("数据数据数据数据", 9, False, False) == "数据数据…"  # wide characters count two cells
     assert _fit("é", 3, True, False) == "  é"
+
+
+async def test_a_new_task_repaints_the_table_without_laying_the_screen_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual lays the whole screen out at any change of a virtual size; a tasks screen gains a row with each
+    task submitted (every few seconds on a busy pool) and its table's region stays as it was."""
+    backend = NewestFirstBackend()
+    backend.tasks += [
+        TaskInfo(f"older-{i:02d}", "COMPLETED", "", "", "alice", DEMO_NOW - 900 - i, DEMO_NOW - 800) for i in range(12)
+    ]
+    app = HivemindApp(backend, deterministic=True, start="tasks")
+    async with app.run_test(size=(120, 14)) as pilot:  # fewer lines than tasks: the scrollbar shows
+        await settle(pilot)
+        shown = table(app)
+        assert shown.show_vertical_scrollbar
+        before = shown.row_count
+        laid_out = record_calls(monkeypatch, Screen, "_refresh_layout", lambda screen, *args, **kwargs: None)
+        backend.tasks.append(TaskInfo("fresh-01", "PENDING", "", "", "alice", DEMO_NOW - 5, DEMO_NOW - 5, 5000))
+        app.action_refresh()
+        await settle(pilot)
+        assert shown.row_count == before + 1 and shown.visible_keys()[0] == "fresh-01"
+        assert shown.vertical_scrollbar.window_virtual_size == before + 1
+        assert not laid_out
+        shown.action_jump(-1)  # to the last row, then most tasks go: the view comes back within the rows
+        await settle(pilot)
+        backend.tasks = backend.tasks[:2]
+        app.action_refresh()
+        await settle(pilot)
+        assert shown.row_count <= 2 and shown.scroll_y == 0 and not shown.show_vertical_scrollbar

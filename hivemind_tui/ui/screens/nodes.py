@@ -175,7 +175,7 @@ class NodesScreen(Section):
         online = snap.nodes_online if snap else 0
         shown = f"{table.row_count} of {table.total_count} shown · " if table.row_count != table.total_count else ""
         marked = f" · {len(table.marked)} marked" if table.marked else ""
-        self.query_one("#node-status", Static).update(f"{shown}{online} online / {table.total_count} nodes{marked}")
+        self.set_text("#node-status", f"{shown}{online} online / {table.total_count} nodes{marked}")
 
     def action_filter(self) -> None:
         field = self.query_one("#node-filter", Input)

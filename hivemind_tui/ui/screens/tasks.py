@@ -195,7 +195,7 @@ class TasksScreen(Section):
             bits.append(f"{len(t.marked)} marked")
         if self.hive.readonly:
             bits.append("read-only: stop and retry are disabled")
-        self.query_one("#task-status", Static).update(plain(" · ".join(bits)))
+        self.set_text("#task-status", plain(" · ".join(bits)))
 
     def _apply_filter(self) -> None:
         status, search = self._status_filter, self._search.lower()

@@ -214,9 +214,25 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         if under:
             keys = [shown for k in keys for shown in (k, *under.get(k, ()))]
         self._order = keys
-        self.virtual_size = Size(self._width, len(keys))
+        self._set_height(len(keys))
         position = {k: i for i, k in enumerate(keys)} if keep is not None else {}
         self.cursor = min(position.get(keep, self.cursor), max(len(keys) - 1, 0))
+        self.refresh()
+
+    def _set_height(self, rows: int) -> None:
+        """The model's height. Textual lays the whole screen out at any change of a virtual size, and the
+        tasks screen gains a row with every task submitted; the table's own region does not change with it.
+        So, once laid out, the table updates its scrollbars and repaints itself; a scrollbar that comes or
+        goes still lays the screen out (Textual's own reactive does that)."""
+        size = Size(self._width, rows)
+        if size == self.virtual_size:
+            return
+        if not self.container_size:  # not laid out yet: Textual's own way
+            self.virtual_size = size
+            return
+        self.set_reactive(VirtualTable.virtual_size, size)
+        self._scroll_update(size)
+        self.scroll_y = self.validate_scroll_y(self.scroll_y)  # fewer rows: not past the new end
         self.refresh()
 
     # -- rendering --------------------------------------------------------------------------------
