@@ -23,6 +23,7 @@ from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.ui.format import clock_text, plain
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
+from hivemind_tui.ui.widgets.growing_log import GrowingLog
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
@@ -69,7 +70,7 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()
         yield Static("", id="logview-title")
-        yield Log(id="logview", auto_scroll=True, max_lines=KEPT_LINES)
+        yield GrowingLog(id="logview", auto_scroll=True, max_lines=KEPT_LINES)
         yield Input(placeholder="search the log", id="logview-search")
         yield ConsoleFooter()
 

@@ -25,6 +25,7 @@ from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of, watch_app
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
+from hivemind_tui.ui.widgets.growing_log import GrowingLog
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -39,7 +40,7 @@ SUB_COLUMNS = [
 ]
 
 
-class FollowedLog(Log):
+class FollowedLog(GrowingLog):
     """A log that, while it follows, keeps its last line in view when its size changes too (a table above
     it growing, the terminal shrinking), not only when lines arrive."""
 
