@@ -8,7 +8,7 @@ from textual.app import App, ComposeResult
 from textual.screen import Screen
 from textual.widgets import Static
 
-from hivemind_tui.ui.widgets.growing_log import GrowingLog
+from hivemind_tui.ui.widgets.grows_in_place import GrowingLog
 from tests.ui.demo_shots import record_calls, settle
 
 

@@ -10,7 +10,7 @@ from textual.css.stylesheet import Stylesheet
 from textual.widgets._footer import FooterKey
 
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
-from tests.ui.demo_shots import demo_app, record_calls, settle
+from tests.ui.demo_shots import demo_app, keys, record_calls, settle
 
 
 def shown_keys(footer: ConsoleFooter) -> list[FooterKey]:
@@ -47,24 +47,16 @@ async def test_a_sections_first_display_parses_and_styles_nothing_again(monkeypa
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
         reparsed = record_calls(monkeypatch, Stylesheet, "reparse", lambda stylesheet: None)
-        for section in ("n", "t", "v", "d"):
-            await pilot.press(section)
-            await settle(pilot)
+        await keys("n", "t", "v", "d")(pilot)
         assert not reparsed
 
 
 async def test_a_section_shown_before_a_change_of_theme_takes_the_new_theme() -> None:
     app = demo_app(nodes=50)
     async with app.run_test(size=(120, 30)) as pilot:
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
-        await pilot.press("d")
-        await settle(pilot)
+        await keys("n", "d")(pilot)
         dark_background = app.screen.styles.background
         app.theme = "textual-light"
-        await settle(pilot)
-        await pilot.press("n")
-        await settle(pilot)
+        await keys("n")(pilot)
         assert app.screen.styles.background == Color.parse(app.current_theme.background)
         assert app.screen.styles.background != dark_background

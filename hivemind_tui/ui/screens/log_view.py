@@ -23,7 +23,7 @@ from hivemind_tui.services.log_follow import LogSource
 from hivemind_tui.ui.format import clock_text, plain
 from hivemind_tui.ui.hive import hive_of
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
-from hivemind_tui.ui.widgets.growing_log import GrowingLog
+from hivemind_tui.ui.widgets.grows_in_place import GrowingLog
 from hivemind_tui.ui.widgets.header import ConsoleHeader
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 

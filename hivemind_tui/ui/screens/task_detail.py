@@ -25,7 +25,7 @@ from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of, watch_app
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
-from hivemind_tui.ui.widgets.growing_log import GrowingLog
+from hivemind_tui.ui.widgets.grows_in_place import GrowingLog
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors

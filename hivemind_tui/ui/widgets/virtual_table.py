@@ -24,6 +24,8 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from hivemind_tui.ui.widgets.grows_in_place import GrowsInPlace
+
 RowT = TypeVar("RowT")
 
 
@@ -37,7 +39,7 @@ class Column:
     middle: bool = False
 
 
-class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
+class VirtualTable(GrowsInPlace, ScrollView, Generic[RowT], can_focus=True):
     DEFAULT_CSS = """
     VirtualTable { height: 1fr; }
     VirtualTable > .virtual-table--cursor { background: $accent 40%; text-style: bold; }
@@ -214,25 +216,9 @@ class VirtualTable(ScrollView, Generic[RowT], can_focus=True):
         if under:
             keys = [shown for k in keys for shown in (k, *under.get(k, ()))]
         self._order = keys
-        self._set_height(len(keys))
+        self.virtual_size = Size(self._width, len(keys))  # repaints, lays nothing out (GrowsInPlace)
         position = {k: i for i, k in enumerate(keys)} if keep is not None else {}
         self.cursor = min(position.get(keep, self.cursor), max(len(keys) - 1, 0))
-        self.refresh()
-
-    def _set_height(self, rows: int) -> None:
-        """The model's height. Textual lays the whole screen out at any change of a virtual size, and the
-        tasks screen gains a row with every task submitted; the table's own region does not change with it.
-        So, once laid out, the table updates its scrollbars and repaints itself; a scrollbar that comes or
-        goes still lays the screen out (Textual's own reactive does that)."""
-        size = Size(self._width, rows)
-        if size == self.virtual_size:
-            return
-        if not self.container_size:  # not laid out yet: Textual's own way
-            self.virtual_size = size
-            return
-        self.set_reactive(VirtualTable.virtual_size, size)
-        self._scroll_update(size)
-        self.scroll_y = self.validate_scroll_y(self.scroll_y)  # fewer rows: not past the new end
         self.refresh()
 
     # -- rendering --------------------------------------------------------------------------------
