@@ -131,6 +131,9 @@ class TaskRun:
         self._stderr_tail = b""
         self._flush_lock = asyncio.Lock()
         self.started_at = time.monotonic()
+        # Its processes are gone and only its report is left: it no longer holds a slot. The pool dispatches
+        # the next task as soon as it takes the result, before this run has removed its folder.
+        self.ended = False
         self._uid: int | None = None
         self._status: int | None = None  # the read end of bwrap's status pipe
 
@@ -206,6 +209,7 @@ class TaskRun:
             if len(result) > self._s.max_result_bytes:
                 reason = reason or f"the output zip is {len(result)} bytes, over the pool's limit"
                 result = b""
+            self.ended = True
             await self._send_result(self.task_id, result, code, reason)
         finally:
             flusher.cancel()

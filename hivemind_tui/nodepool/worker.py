@@ -246,7 +246,7 @@ class Worker:
         if task_id in self.runs:
             return False, "TASK_EXISTS: already running here"
         self.attempts[task_id] = attempt
-        if len(self.runs) >= self.config.slots:
+        if self._slots_in_use() >= self.config.slots:
             return False, "BUSY: no free slot"
         run = TaskRun(task_id, task_zip, memory_gb, self.config.run, self._send_output, self._send_result)
         self.runs[task_id] = run
@@ -261,6 +261,9 @@ class Worker:
         task.add_done_callback(self._run_tasks.discard)
         log.info("task %s started", task_id)
         return True, "ok"
+
+    def _slots_in_use(self) -> int:
+        return sum(not run.ended for run in self.runs.values())
 
     async def _run(self, run: TaskRun) -> None:
         try:
@@ -416,7 +419,7 @@ class Worker:
 
     async def _beat(self) -> pb.RunningStatusResponse:
         gpu = await asyncio.to_thread(read_gpu)
-        running = len(self.runs)
+        running = self._slots_in_use()
         return await self._nodes.ReportStatus(
             pb.RunningStatusRequest(
                 node_id=self.config.node_id,

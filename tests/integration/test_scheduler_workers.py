@@ -144,6 +144,21 @@ async def test_two_workers_share_load(cluster: Cluster) -> None:
     assert {i.worker_ip for i in infos} == {"w1", "w2"}
 
 
+async def test_a_worker_takes_the_next_task_while_it_still_reports_the_last(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool dispatches as soon as it takes a result; the worker's slot was still held by the run that sent
+    it (its folder being removed), so a third of a busy queue's dispatches came back BUSY and went round again."""
+    cluster.worker("w1")
+    await cluster.wait_online("w1")
+    for n in range(20):
+        await cluster.submit(f"row-{n}", task_zip("print('ok')"))
+    for n in range(20):
+        assert (await cluster.wait(f"row-{n}", {"COMPLETED", "FAILED"})).status == "COMPLETED"
+    refused = [r.getMessage() for r in caplog.records if "did not take task" in r.getMessage()]
+    assert refused == []
+
+
 async def test_waiting_task_says_why_and_priority_order(cluster: Cluster) -> None:
     await cluster.submit("huge", memory_gb=100000)
     deadline = time.monotonic() + 5
