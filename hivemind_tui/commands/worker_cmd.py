@@ -28,7 +28,12 @@ from hivemind_tui.nodepool.hivemind_worker import WEAKER, HivemindLogin, Hivemin
 from hivemind_tui.nodepool.join_client import JoinState, join_pool
 from hivemind_tui.nodepool.sandbox import Sandbox
 from hivemind_tui.nodepool.server import grpc_options, message_limit
-from hivemind_tui.nodepool.task_runner import BaseDirBusy, RunSettings, choose_task_python
+from hivemind_tui.nodepool.task_runner import (
+    BaseDirBusy,
+    RunSettings,
+    choose_task_python,
+    watch_tasks_without_threads,
+)
 from hivemind_tui.nodepool.worker import Worker, WorkerConfig, default_node_id, is_wildcard, task_base_dir
 
 ORPHAN_CHECK_SECONDS = 1.0
@@ -235,6 +240,7 @@ async def worker(ctx: Context) -> Result:
     problem = await asyncio.to_thread(diagnose, link.address, link.security)
     if problem is not None:
         raise TlsProblemError(problem)
+    watch_tasks_without_threads()
     sandbox = await asyncio.to_thread(Sandbox.detect, s.task_uids, s.task_network, s.task_bwrap)
     # A plain interpreter first, as HiveMind's worker gives each task a fresh venv: the task does not see the
     # worker's packages, and it starts without the worker's site-packages (.pth files) to import.
