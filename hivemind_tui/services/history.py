@@ -9,6 +9,7 @@ console or `watch` was running.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from array import array
@@ -146,20 +147,31 @@ class History:
         rows = await self._store.fetchall_tuples("SELECT id, node_ids FROM node_rosters")
         return [(roster, roster_ids(ids)) for roster, ids in rows]
 
-    async def cluster_cpu(self, since: float) -> list[tuple[float, float]]:
-        """The online nodes' average CPU, one point a refresh, oldest first."""
-        query = "SELECT ts, cpu FROM cluster_samples WHERE ts >= ? ORDER BY ts"
-        rows = await self._store.fetchall_tuples(query, (since,))
-        return [(ts, cpu) for ts, cpu in rows]
+    async def cluster_cpu(self, since: float, step: float) -> list[float]:
+        """The online nodes' average CPU, the highest of each `step` seconds (epoch-aligned), oldest first.
 
-    async def task_counts(self, since: float) -> list[tuple[float, dict[str, int]]]:
-        rows = await self._store.fetchall(
-            "SELECT ts, status, count FROM task_counts WHERE ts >= ? ORDER BY ts", (since,)
+        A chart a few dozen cells wide draws no more points than that; an hour of 1 s refreshes is 3,600
+        samples, which the dashboard read and decoded at every refresh, more each second of the hour."""
+        rows = await self._store.fetchall_tuples(
+            "SELECT CAST(ts / ? AS INTEGER) AS step, MAX(cpu) FROM cluster_samples WHERE ts >= ? "
+            "GROUP BY step ORDER BY step",
+            (step, since),
         )
-        series: dict[float, dict[str, int]] = {}
-        for r in rows:
-            series.setdefault(r["ts"], {})[r["status"]] = r["count"]
-        return sorted(series.items())
+        return [cpu for _, cpu in rows]
+
+    async def finished(self, since: float, step: float) -> list[float]:
+        """Tasks that finished in each `step` seconds (epoch-aligned), oldest first: the growth of the
+        COMPLETED and FAILED counts from the last sample of one step to the last of the next, never negative
+        (pruned tasks leave the counts). Summed in SQLite, so a refresh decodes a row a step, not every
+        status of every sample of the hour."""
+        rows = await self._store.fetchall_tuples(
+            # SQLite gives the bare column `done` from the row where MAX(ts) is found: each step's last sample.
+            "SELECT CAST(ts / ? AS INTEGER) AS step, MAX(ts), done FROM ("
+            "SELECT ts, SUM(CASE WHEN status IN ('COMPLETED', 'FAILED') THEN count ELSE 0 END) AS done "
+            "FROM task_counts WHERE ts >= ? GROUP BY ts) GROUP BY step ORDER BY step",
+            (step, since),
+        )
+        return [float(max(later[2] - earlier[2], 0)) for earlier, later in itertools.pairwise(rows)]
 
     async def sustained_cpu(self, threshold: float, window: float, now: float) -> list[str]:
         """Nodes whose every sample over the last `window` seconds is above `threshold` (and cover it): what

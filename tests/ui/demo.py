@@ -306,7 +306,7 @@ class DemoBackend:
                 cpu_usage=float((n.cpu_usage + 7) % 100), running_tasks=(n.running_tasks + 1) % 5
             )
 
-    async def trends(self, since: float) -> Trends:
+    async def trends(self, since: float, step: float) -> Trends:
         return Trends([30 + (i * 7) % 50 for i in range(60)], [float((i * 3) % 7) for i in range(60)])
 
     async def node_history(self, node_id: str, since: float) -> list[NodePoint]:

@@ -14,7 +14,7 @@ async def test_chart_titles_carry_their_scale_and_the_busiest_nodes_are_listed()
         await settle(pilot)
         cpu = str(app.screen.query_one("#cpu-title", Static).render())
         done = str(app.screen.query_one("#done-title", Static).render())
-        assert cpu == "Cluster CPU · 60 min · 30-79%" and done == "Done a refresh · 60 min · max 6"
+        assert cpu == "Cluster CPU · 60 min · 30-79%" and done == "Done per 30 s · 60 min · max 6"
         busiest = str(app.screen.query_one("#busiest", Static).render()).splitlines()
         assert busiest[0].startswith("Busiest nodes")
         assert [line.split()[0] for line in busiest[1:3]] == ["worker-00010", "worker-00003"]  # 96% and 87% CPU

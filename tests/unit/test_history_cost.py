@@ -41,7 +41,7 @@ async def refresh_steps(tmp_path: Path, nodes: int) -> tuple[int, list[float], l
         reader = store._reader  # the connection the reads go through
         assert reader is not None
         await reader.set_progress_handler(count, 100)
-        trend = [cpu for _, cpu in await history.cluster_cpu(NOW - 3600)]
+        trend = await history.cluster_cpu(NOW - 3600, 5.0)
         held = await sustained.nodes(fleet, 90.0, 300.0, NOW)
         await reader.set_progress_handler(None, 100)
         return steps, trend, held
@@ -135,3 +135,28 @@ async def test_the_raw_samples_of_an_older_store_become_minute_averages(tmp_path
         assert await history.row_counts() == (0, 2)
     with sqlite3.connect(path) as db:
         assert not db.execute("SELECT name FROM sqlite_master WHERE name = 'node_samples'").fetchall()
+
+
+async def test_the_dashboards_trends_are_a_point_a_step_however_many_samples_the_hour_holds(tmp_path: Path) -> None:
+    """An hour of 1 s refreshes holds 3,600 CPU samples and 7,200 task counts: the dashboard read and decoded
+    all of them at every refresh (more each second of the first hour) to draw charts a few dozen cells wide."""
+    async with Store(tmp_path / "console.db") as store:
+        history = History(store)
+        async with store.write() as conn:
+            await conn.executemany(
+                "INSERT INTO cluster_samples (ts, cpu, online) VALUES (?, ?, 1)",
+                [(NOW - 3600 + s, float(s % 100)) for s in range(3600)],
+            )
+            await conn.executemany(  # a task done every 2 s, and 3 running all along
+                "INSERT INTO task_counts (ts, status, count) VALUES (?, ?, ?)",
+                [
+                    (NOW - 3600 + s, status, s // 2 if status == "COMPLETED" else 3)
+                    for s in range(3600)
+                    for status in ("COMPLETED", "RUNNING")
+                ],
+            )
+        cpu = await history.cluster_cpu(NOW - 3600, 30.0)
+        done = await history.finished(NOW - 3600, 30.0)
+    assert len(cpu) == 120 and len(done) == 119  # done: the growth from each step's end to the next one's
+    assert cpu[:4] == [29.0, 59.0, 89.0, 99.0]  # the highest of each 30 s (s % 100 over 0-29, 30-59, ...)
+    assert set(done) == {15.0}

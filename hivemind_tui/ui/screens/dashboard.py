@@ -17,6 +17,8 @@ from hivemind_tui.ui.screens.base import Section
 
 BUSIEST = 6
 TREND_WINDOW = 3600.0
+TREND_STEP = 30.0
+"""Seconds a point of the trends covers: 120 points an hour, more than a chart's cells, whatever the refresh."""
 
 
 class DashboardScreen(Section):
@@ -42,7 +44,7 @@ class DashboardScreen(Section):
             with Vertical(id="trends"):
                 yield Static("Cluster CPU, last hour", classes="title", id="cpu-title")
                 yield Sparkline([], id="cpu-trend")
-                yield Static("Tasks finished per refresh", classes="title", id="done-title")
+                yield Static(f"Tasks finished per {TREND_STEP:.0f} s", classes="title", id="done-title")
                 yield Sparkline([], id="done-trend")
             with Vertical(id="side"):
                 yield Static(id="alerts")
@@ -124,7 +126,7 @@ class DashboardScreen(Section):
     @work(exclusive=True, group="trends", exit_on_error=False)
     async def load_trends(self) -> None:
         backend = self.hive.backend
-        trends = await backend.trends(backend.clock() - TREND_WINDOW)
+        trends = await backend.trends(backend.clock() - TREND_WINDOW, TREND_STEP)
         self.query_one("#cpu-trend", Sparkline).data = series(trends.cluster_cpu)
         self.query_one("#done-trend", Sparkline).data = series(trends.finished)
         # The bars have no axis: their range and span are said in the titles.
@@ -133,4 +135,4 @@ class DashboardScreen(Section):
         cpu_range = f"{min(cpu):.0f}-{max(cpu):.0f}%" if cpu else "no samples yet"
         self.set_text("#cpu-title", f"Cluster CPU · {span} · {cpu_range}")
         done_range = f"max {max(done):.0f}" if done else "no samples yet"
-        self.set_text("#done-title", f"Done a refresh · {span} · {done_range}")
+        self.set_text("#done-title", f"Done per {TREND_STEP:.0f} s · {span} · {done_range}")
