@@ -14,6 +14,7 @@ from hivemind_tui.services.models import KNOWN_STATUSES
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.format import age, bar, plain, rate, series, size
 from hivemind_tui.ui.screens.base import Section
+from hivemind_tui.ui.snapshot_work import snapshot_work
 
 BUSIEST = 6
 TREND_WINDOW = 3600.0
@@ -51,7 +52,7 @@ class DashboardScreen(Section):
                 yield Static(id="busiest")
         yield Static(id="host")
 
-    @work(exclusive=True, group="task-counts", exit_on_error=False, description="count tasks")
+    @snapshot_work(group="task-counts", description="count tasks")
     async def count_tasks(self, snap: ClusterSnapshot) -> None:
         """Tasks counted as the tasks screen lists them: parents and plain tasks, subtasks beside them."""
         rows = await self.hive.backend.task_rows(snap.tasks)

@@ -24,6 +24,7 @@ from hivemind_tui.services.task_manager import ParentState, SubtaskState
 from hivemind_tui.ui.format import plain
 from hivemind_tui.ui.hive import hive_of, watch_app
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
+from hivemind_tui.ui.snapshot_work import snapshot_work
 from hivemind_tui.ui.widgets.footer import ConsoleFooter
 from hivemind_tui.ui.widgets.grows_in_place import GrowingLog
 from hivemind_tui.ui.widgets.header import ConsoleHeader, OutageBanner
@@ -100,7 +101,7 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         if snap is not None:
             self.load(snap)
 
-    @work(exclusive=True, group="task-detail", exit_on_error=False, description="load")
+    @snapshot_work(group="task-detail", description="load")
     async def load(self, snap: ClusterSnapshot) -> None:
         backend = hive_of(self).backend
         self.task_parent = await backend.parent(self.task_id, snap.tasks)

@@ -23,6 +23,7 @@ from hivemind_tui.ui.backend import TaskRow, TaskRowList
 from hivemind_tui.ui.format import age, bar, duration, plain
 from hivemind_tui.ui.screens.base import Section
 from hivemind_tui.ui.screens.confirm import ConfirmScreen, on_yes
+from hivemind_tui.ui.snapshot_work import snapshot_work
 from hivemind_tui.ui.widgets.virtual_table import Column, VirtualTable
 
 TREE = Column("tree", "", 1)
@@ -119,7 +120,7 @@ class TasksScreen(Section):
     def show(self, snap: ClusterSnapshot) -> None:
         self.load_rows(snap)
 
-    @work(exclusive=True, group="task-rows", exit_on_error=False, description="load rows")
+    @snapshot_work(group="task-rows", description="load rows")
     async def load_rows(self, snap: ClusterSnapshot) -> None:
         rows = await self.hive.backend.task_rows(snap.tasks)
         generation = rows.generation if isinstance(rows, TaskRowList) else None
