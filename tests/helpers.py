@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import os
 import socket
+import weakref
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -190,3 +192,18 @@ def spawn_worker(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+
+
+class Cycle:
+    """Garbage only the cyclic collector frees: it refers to itself."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def old_cyclic_garbage() -> weakref.ref[Cycle]:
+    """A cycle that lived through collections (as a finished Textual worker or a dismissed screen does) and then
+    became garbage: it sits in the oldest generation, which only a full collection walks."""
+    cycle = Cycle()
+    gc.collect()
+    return weakref.ref(cycle)

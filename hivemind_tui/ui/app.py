@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
-from hivemind_tui.core.heap import TRIM_EVERY, give_back_freed_memory
+from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import release_styles_caches
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
@@ -104,6 +104,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         self.refresh_interval = backend.settings.refresh_interval
         self._timer: Timer | None = None
         self._opened: asyncio.Future[None] | None = None
+        self.sweeper = OldGarbageSweeper()
 
     def get_driver_class(self) -> type[Driver]:
         """Textual's choice, with its Linux driver swapped for the one whose input thread sleeps until input
@@ -199,6 +200,14 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
             return
         self._notify_raised(snap.raised)
         self.snapshot = snap
+        self.sweep_old_garbage()
+
+    def sweep_old_garbage(self) -> None:
+        """A refresh is what leaves cycles behind (finished workers, repainted strips): after it, the oldest
+        generation is swept when it is due (core/heap.py `OldGarbageSweeper`)."""
+        took = self.sweeper.sweep_if_due()
+        if took is not None:
+            log.debug("swept the oldest generation in %.0f ms", took * 1000)
 
     def _notify_raised(self, raised: list[Alert]) -> None:
         """A toast per alert, up to a few; past them, one that counts the rest (the dashboard lists all)."""

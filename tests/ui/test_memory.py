@@ -15,8 +15,10 @@ from textual.containers import Vertical
 from textual.widget import Widget
 from textual.widgets import Label
 
+from hivemind_tui.core.heap import OldGarbageSweeper
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.textual_fixes import release_styles_caches
+from tests.helpers import old_cyclic_garbage
 from tests.ui.demo_shots import demo_app, settle
 
 WALK = ("d", "n", "v", "u", "escape", "t", "enter", "escape")
@@ -135,3 +137,27 @@ async def test_a_refresh_leaves_no_snapshot_in_cyclic_garbage() -> None:
             gc.garbage.clear()
             gc.enable()
     assert garbage == []
+
+
+async def test_the_console_sweeps_old_cyclic_garbage_after_its_refreshes() -> None:
+    """Finished workers and dismissed screens reach the oldest generation before they become garbage, and with
+    a large heap Python's own rule almost never collects it: the soak's console grew 14% in 17 minutes, 5% with
+    a full collection a minute. The console's refreshes sweep it when the sweeper says it is due."""
+    clock = [0.0]
+    app = demo_app(nodes=50)
+    app.sweeper = OldGarbageSweeper(least_every=60.0, clock=lambda: clock[0])
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        gc.disable()  # only a sweep may free it, not a collection Python decides on
+        try:
+            gone = old_cyclic_garbage()
+            gc.collect(1)
+            app.action_refresh()
+            await settle(pilot)
+            assert gone() is not None  # a minute has not passed
+            clock[0] = 61.0
+            app.action_refresh()
+            await settle(pilot)
+            assert gone() is None
+        finally:
+            gc.enable()

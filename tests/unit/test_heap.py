@@ -6,7 +6,8 @@ import gc
 import platform
 import random
 
-from hivemind_tui.core.heap import give_back_freed_memory
+from hivemind_tui.core.heap import OldGarbageSweeper, give_back_freed_memory
+from tests.helpers import old_cyclic_garbage
 
 
 def test_memory_freed_after_a_peak_is_given_back_to_the_system() -> None:
@@ -25,3 +26,32 @@ def test_memory_freed_after_a_peak_is_given_back_to_the_system() -> None:
     before, after = sizes
     assert before - after > 20, sizes
     assert len(kept) == 4 * 1600
+
+
+def test_the_sweeper_frees_old_cyclic_garbage_once_objects_have_reached_the_oldest_generation() -> None:
+    clock = [0.0]
+    sweeper = OldGarbageSweeper(least_every=60.0, clock=lambda: clock[0])
+    gone = old_cyclic_garbage()
+    gc.collect(1)  # what Python's young collections do: objects move up, and the old generation waits
+    assert gone() is not None
+    clock[0] = 59.0
+    assert sweeper.sweep_if_due() is None  # not yet: a minute at least between two sweeps
+    assert gone() is not None
+    clock[0] = 61.0
+    took = sweeper.sweep_if_due()
+    assert took is not None and took >= 0
+    assert gone() is None
+
+
+def test_the_sweeper_waits_longer_when_a_sweep_is_costly_and_skips_when_nothing_grew_old() -> None:
+    clock = [0.0]
+    sweeper = OldGarbageSweeper(least_every=60.0, budget=0.001, clock=lambda: clock[0])
+    sweeper.swept(at=0.0, took=0.2)  # a large heap: 200 ms a sweep is at most 0.1% of a core every 200 s
+    gc.collect(1)
+    clock[0] = 150.0
+    assert sweeper.sweep_if_due() is None
+    clock[0] = 201.0
+    assert sweeper.sweep_if_due() is not None
+    clock[0] = 400.0
+    gc.collect()  # a full collection already ran: nothing has grown old since
+    assert sweeper.sweep_if_due() is None
