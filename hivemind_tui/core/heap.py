@@ -6,6 +6,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 
 
@@ -68,6 +69,14 @@ def collect_less_often() -> None:
     gc.set_threshold(CONSOLE_GEN0_THRESHOLD, *gc.get_threshold()[1:])
 
 
+@dataclass(frozen=True)
+class Sweep:
+    freed: int
+    """Objects found unreachable."""
+    took: float
+    """Seconds."""
+
+
 class OldGarbageSweeper:
     """Collects the oldest generation now and then, at a cost the console can afford.
 
@@ -94,8 +103,8 @@ class OldGarbageSweeper:
     def swept(self, *, at: float, took: float) -> None:
         self._next = at + max(self._least_every, took / self._budget)
 
-    def sweep_if_due(self) -> float | None:
-        """Seconds the sweep took, or None when it was not due."""
+    def sweep_if_due(self) -> Sweep | None:
+        """What the sweep freed and how long it took, or None when it was not due."""
         now = self._clock()
         if now < self._next:
             return None
@@ -103,7 +112,7 @@ class OldGarbageSweeper:
             self._next = now + self._least_every
             return None
         started = time.perf_counter()
-        gc.collect()
+        freed = gc.collect()
         took = time.perf_counter() - started
         self.swept(at=now, took=took)
-        return took
+        return Sweep(freed, took)

@@ -205,9 +205,9 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     def sweep_old_garbage(self) -> None:
         """A refresh is what leaves cycles behind (finished workers, repainted strips): after it, the oldest
         generation is swept when it is due (core/heap.py `OldGarbageSweeper`)."""
-        took = self.sweeper.sweep_if_due()
-        if took is not None:
-            log.debug("swept the oldest generation in %.0f ms", took * 1000)
+        sweep = self.sweeper.sweep_if_due()
+        if sweep is not None:
+            log.info("swept the oldest generation: %d objects freed in %.0f ms", sweep.freed, sweep.took * 1000)
 
     def _notify_raised(self, raised: list[Alert]) -> None:
         """A toast per alert, up to a few; past them, one that counts the rest (the dashboard lists all)."""
