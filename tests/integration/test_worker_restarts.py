@@ -40,6 +40,47 @@ def until_then(seconds: float, marker: str) -> bytes:
     return make_zip({"main.py": main})
 
 
+class Gate:
+    """A loopback port a task waits on until the test opens it: the task ends after the test has done what
+    it must do first, however slowly a loaded machine started it."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Gate:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.opened.set()
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.opened.wait()
+        writer.write(b"go")
+        await writer.drain()
+        writer.close()
+
+    def task(self, marker: str) -> bytes:
+        """Prints a marker with its pid, waits for the gate, then writes its pid as its result."""
+        main = (
+            "import os, socket\n"
+            f"print('{marker}', os.getpid(), flush=True)\n"
+            f"socket.create_connection(('127.0.0.1', {self.port})).recv(2)\n"
+            "os.makedirs('output', exist_ok=True)\n"
+            "open('output/pid.txt', 'w').write(str(os.getpid()))\n"
+        )
+        return make_zip({"main.py": main})
+
+
 async def result_text(cluster: Cluster, task_id: str, name: str) -> str:
     import io
     import zipfile
@@ -132,9 +173,10 @@ async def test_a_result_the_pool_could_not_take_is_sent_later(patient_cluster: C
         worker = spawn_worker(cluster.data_dir, proxy.address, node)
         cluster.workers[node] = worker
         await cluster.wait_online(node)
-        await cluster.submit("spool-1", until_then(2, "started"))
-        await running_on(cluster, "spool-1", node)
-        proxy.cut()  # the pool is away for the worker: the result cannot be sent
+        async with Gate() as gate:
+            await cluster.submit("spool-1", gate.task("started"))
+            await running_on(cluster, "spool-1", node)
+            proxy.cut()  # the pool is away for the worker: the result cannot be sent
         spool = cluster.data_dir / "worker" / "spool" / node
         deadline = time.monotonic() + 30
         while not list(spool.glob("*.result")):
