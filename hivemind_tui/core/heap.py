@@ -74,7 +74,9 @@ class Sweep:
     freed: int
     """Objects found unreachable."""
     took: float
-    """Seconds."""
+    """Seconds the console stood still."""
+    cpu: float
+    """Seconds of CPU: on a loaded machine far less than `took`."""
 
 
 class OldGarbageSweeper:
@@ -83,9 +85,9 @@ class OldGarbageSweeper:
     With a large heap Python's own rule almost never collects the oldest generation (it waits until a quarter
     as many objects as it holds have moved into it: 0 such collections in 15 minutes of the soak). Finished
     Textual workers and dismissed screens are reference cycles that reach it before they become garbage, so
-    they, and the painted strips and snapshots they hold, stayed for good: the console grew 14% in 17 minutes.
+    they, and the painted strips and snapshots they hold, stayed: the soak's console grew 14% in 17 minutes.
     A full collection walks the whole heap (170-210 ms with 100,000 tasks), so the sweeper waits at least
-    `least_every` seconds and long enough that sweeping takes at most `budget` of a core, and skips while
+    `least_every` seconds and long enough that sweeping takes at most `budget` of a core's time, and skips while
     nothing has moved into the oldest generation (an idle console)."""
 
     def __init__(
@@ -100,8 +102,8 @@ class OldGarbageSweeper:
         self._clock = clock
         self._next = clock() + least_every
 
-    def swept(self, *, at: float, took: float) -> None:
-        self._next = at + max(self._least_every, took / self._budget)
+    def swept(self, *, at: float, cpu: float) -> None:
+        self._next = at + max(self._least_every, cpu / self._budget)
 
     def sweep_if_due(self) -> Sweep | None:
         """What the sweep freed and how long it took, or None when it was not due."""
@@ -111,8 +113,8 @@ class OldGarbageSweeper:
         if gc.get_count()[2] == 0:  # no young collection since the last full one: nothing new is old
             self._next = now + self._least_every
             return None
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         freed = gc.collect()
-        took = time.perf_counter() - started
-        self.swept(at=now, took=took)
-        return Sweep(freed, took)
+        sweep = Sweep(freed, took=time.perf_counter() - started, cpu=time.thread_time() - started_cpu)
+        self.swept(at=now, cpu=sweep.cpu)
+        return sweep

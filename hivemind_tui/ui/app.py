@@ -207,7 +207,12 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         generation is swept when it is due (core/heap.py `OldGarbageSweeper`)."""
         sweep = self.sweeper.sweep_if_due()
         if sweep is not None:
-            log.info("swept the oldest generation: %d objects freed in %.0f ms", sweep.freed, sweep.took * 1000)
+            log.info(
+                "swept the oldest generation: %d objects freed in %.0f ms (%.0f ms of CPU)",
+                sweep.freed,
+                sweep.took * 1000,
+                sweep.cpu * 1000,
+            )
 
     def _notify_raised(self, raised: list[Alert]) -> None:
         """A toast per alert, up to a few; past them, one that counts the rest (the dashboard lists all)."""
