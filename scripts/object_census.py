@@ -1,6 +1,6 @@
 """Count a running console's (or pool's) Python objects by type, from outside, without restarting it.
 
-    python scripts/object_census.py PID [--top 40] [--since EARLIER.json] [--out census.json]
+    python scripts/object_census.py PID [--top 40] [--since EARLIER.json] [--collect] [--out census.json]
 
 Attaches with gdb (Debian `gdb`; root, or the process's own user where ptrace allows it), runs a few lines in
 the process under its GIL, and writes the census as JSON: the number of objects the cyclic collector tracks,
@@ -8,7 +8,9 @@ by type, plus `sys.getallocatedblocks()`, pymalloc's own figures (`sys._debugmal
 1 MiB held, bytes in live blocks) and the C library's (glibc `mallinfo2`: heap, in use, free). With
 `--since`, prints what grew since an earlier census of the same process. A soak whose RSS grows while the
 census stays flat points at memory outside Python's objects; arenas that grow while the live bytes do not
-point at fragmentation (pymalloc gives an arena back only once every object in it is gone).
+point at fragmentation (pymalloc gives an arena back only once every object in it is gone). The census counts
+cyclic garbage not yet collected too; `--collect` runs a full collection first (which frees it: the process
+is no longer the one that was measured).
 
 The lines run in a dictionary of their own, and hold nothing when they return: code run in the process's
 `__main__` would keep its list of every object alive there if it failed half-way, and that list is then
@@ -67,6 +69,8 @@ def _census(path):
         figures = {"blocks": sys.getallocatedblocks(), "pymalloc": _pymalloc(), "glibc": _glibc()}
         json.dump({**figures, "types": counts}, out)
 try:
+    if COLLECT:
+        gc.collect()
     _census(PATH)
 except BaseException as exc:
     with open(PATH, "w") as out:
@@ -74,9 +78,9 @@ except BaseException as exc:
 """
 
 
-def take(pid: int, path: Path) -> dict[str, object]:
+def take(pid: int, path: Path, collect: bool) -> dict[str, object]:
     probe = Path(tempfile.mkdtemp(prefix="census-")) / "probe.py"
-    probe.write_text(PROBE.replace("PATH", repr(str(path))))
+    probe.write_text(PROBE.replace("PATH", repr(str(path))).replace("COLLECT", repr(collect)))
     run_it = f'exec(open("{probe}").read(), {{}})'.replace('"', '\\"')
     subprocess.run(
         [
@@ -106,10 +110,13 @@ def main() -> None:
     parser.add_argument("pid", type=int)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--since", type=Path, help="an earlier census of the same process: print what grew")
+    parser.add_argument(
+        "--collect", action="store_true", help="a full collection first: count live objects, not garbage too"
+    )
     parser.add_argument("--out", type=Path, help="where to keep this census (default: census-PID-TIME.json)")
     args = parser.parse_args()
     out = args.out or Path(f"census-{args.pid}-{time.strftime('%H%M%S')}.json")
-    census = take(args.pid, out.resolve())
+    census = take(args.pid, out.resolve(), args.collect)
     types: dict[str, int] = census["types"]  # type: ignore[assignment]
     print(f"{sum(types.values()):,} objects the collector tracks, {census['blocks']:,} allocated blocks; kept in {out}")
     pymalloc: dict[str, int] = census["pymalloc"]  # type: ignore[assignment]
