@@ -83,12 +83,13 @@ class OldGarbageSweeper:
     """Collects the oldest generation now and then, at a cost the console can afford.
 
     With a large heap Python's own rule almost never collects the oldest generation (it waits until a quarter
-    as many objects as it holds have moved into it: 0 such collections in 15 minutes of the soak). Finished
-    Textual workers and dismissed screens are reference cycles that reach it before they become garbage, so
+    as many objects as it holds have moved into it: 0 such collections in 15 minutes of the soak), and the
+    middle one only every 10 young collections (minutes apart in the soak). Finished Textual workers and
+    dismissed screens are reference cycles that leave the youngest generation before they become garbage, so
     they, and the painted strips and snapshots they hold, stayed: the soak's console grew 14% in 17 minutes.
     A full collection walks the whole heap (170-210 ms with 100,000 tasks), so the sweeper waits at least
     `least_every` seconds and long enough that sweeping takes at most `budget` of a core's time, and skips while
-    nothing has moved into the oldest generation (an idle console)."""
+    no collection has run since the last sweep (nothing has left the youngest generation: an idle console)."""
 
     def __init__(
         self,
@@ -110,7 +111,7 @@ class OldGarbageSweeper:
         now = self._clock()
         if now < self._next:
             return None
-        if gc.get_count()[2] == 0:  # no young collection since the last full one: nothing new is old
+        if gc.get_count()[1:] == (0, 0):  # no collection since the last sweep: nothing has left the youngest
             self._next = now + self._least_every
             return None
         started, started_cpu = time.perf_counter(), time.thread_time()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import gc
 import platform
 import random
+import weakref
 
 from hivemind_tui.core.heap import OldGarbageSweeper, give_back_freed_memory
-from tests.helpers import old_cyclic_garbage
+from tests.helpers import Cycle, old_cyclic_garbage
 
 
 def test_memory_freed_after_a_peak_is_given_back_to_the_system() -> None:
@@ -43,7 +44,24 @@ def test_the_sweeper_frees_old_cyclic_garbage_once_objects_have_reached_the_olde
     assert gone() is None
 
 
-def test_the_sweeper_waits_longer_when_a_sweep_is_costly_and_skips_when_nothing_grew_old() -> None:
+def test_the_sweeper_frees_cycles_that_a_young_collection_moved_up_and_that_died_since() -> None:
+    """A dismissed screen lived through young collections, so it is no longer in the youngest generation when
+    it becomes garbage; the middle one is collected every 10 young collections, minutes apart in the soak.
+    Any young collection since the last sweep is reason enough for the next."""
+    gc.collect()
+    clock = [0.0]
+    sweeper = OldGarbageSweeper(least_every=60.0, clock=lambda: clock[0])
+    screen = Cycle()
+    gone = weakref.ref(screen)
+    gc.collect(0)  # it is alive: the collection moves it up a generation
+    del screen
+    assert gone() is not None
+    clock[0] = 61.0
+    assert sweeper.sweep_if_due() is not None
+    assert gone() is None
+
+
+def test_the_sweeper_waits_longer_when_a_sweep_is_costly_and_skips_when_no_collection_ran_since() -> None:
     clock = [0.0]
     sweeper = OldGarbageSweeper(least_every=60.0, budget=0.001, clock=lambda: clock[0])
     sweeper.swept(at=0.0, cpu=0.2)  # a large heap: 200 ms a sweep is at most 0.1% of a core every 200 s
@@ -53,5 +71,5 @@ def test_the_sweeper_waits_longer_when_a_sweep_is_costly_and_skips_when_nothing_
     clock[0] = 201.0
     assert sweeper.sweep_if_due() is not None
     clock[0] = 400.0
-    gc.collect()  # a full collection already ran: nothing has grown old since
+    gc.collect()  # a full collection already ran: nothing has left the youngest generation since
     assert sweeper.sweep_if_due() is None
