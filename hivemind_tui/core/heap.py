@@ -89,7 +89,9 @@ class OldGarbageSweeper:
     they, and the painted strips and snapshots they hold, stayed: the soak's console grew 14% in 17 minutes.
     A full collection walks the whole heap (170-210 ms with 100,000 tasks), so the sweeper waits at least
     `least_every` seconds and long enough that sweeping takes at most `budget` of a core's time, and skips while
-    no collection has run since the last sweep (nothing has left the youngest generation: an idle console)."""
+    no collection has run since the last sweep (nothing has left the youngest generation: an idle console). The
+    first sweep is due at once: the start's garbage (the login screen, the first paints) goes with the first
+    refresh, not a minute into an idle console's life."""
 
     def __init__(
         self,
@@ -101,7 +103,7 @@ class OldGarbageSweeper:
         self._least_every = least_every
         self._budget = budget
         self._clock = clock
-        self._next = clock() + least_every
+        self._next = clock()  # the first refresh sweeps what the start left
 
     def swept(self, *, at: float, cpu: float) -> None:
         self._next = at + max(self._least_every, cpu / self._budget)
