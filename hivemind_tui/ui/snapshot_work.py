@@ -2,8 +2,9 @@
 
 Textual's `@work` runs a method through a `partial` of it and its arguments, and the worker keeps that
 partial. A finished worker is a reference cycle (its task's context holds the worker), freed only when the
-collector goes through the oldest generation, which a console with a large heap seldom does: each refresh's
-snapshot (every node of the fleet, every task) stayed alive in the worker that showed it. The soak's console
+collector goes through the generation it reached, which a console with a large heap seldom does on its own
+(core/heap.py sweeps at most once a minute): each refresh's snapshot (every node of the fleet, every task)
+stayed alive in the worker that showed it until then. The soak's console
 held a dozen snapshots of 1,000 nodes at a time that way. `@snapshot_work` runs the coroutine itself: its
 arguments go with its frame when it ends, and the worker that stays keeps nothing of the cluster.
 """

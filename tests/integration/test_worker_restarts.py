@@ -53,7 +53,7 @@ class Gate:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        self.opened.set()
+        self.open()  # a task still waiting (the test failed first) is let go, not left hanging
         assert self._server is not None
         self._server.close()
 
