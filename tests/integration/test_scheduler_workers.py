@@ -201,9 +201,13 @@ async def test_cordoned_and_draining_nodes_get_nothing_new_and_forget(cluster: C
     assert (await set_state("w1", "cordoned")).success
     assert (await set_state("w2", "draining")).success
     await cluster.submit("parked", task_zip("print(1)"))
-    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + 10
     info = await cluster.task("parked")
-    assert info.status == "PENDING" and "cordoned or draining" in info.message
+    while "cordoned or draining" not in info.message:
+        assert info.status == "PENDING" and time.monotonic() < deadline, (info.status, info.message)
+        await asyncio.sleep(0.05)
+        info = await cluster.task("parked")
+    assert info.status == "PENDING"
     nodes = {n.node_id: n for n in (await cluster.pool.nodes.GetNodeList(pb.GetNodeListRequest(token=admin))).nodes}
     assert nodes["w1"].online and not nodes["w2"].online  # draining and idle: offline
     assert (await set_state("w1", "active")).success
