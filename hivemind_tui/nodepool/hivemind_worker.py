@@ -112,18 +112,18 @@ class HivemindWorker(Worker):
         return False, f"Task {task_id} not running"
 
     # -- calls to the pool ------------------------------------------------------------------------
-    def _output_request(self, task_id: str, text: str, offset: int) -> pb.TaskOutputUploadRequest:
+    def _output_request(self, task_id: str, text: str, offset: int, attempt: int) -> pb.TaskOutputUploadRequest:
         return pb.TaskOutputUploadRequest(task_id=task_id, output=text, token=self._token)
 
     def _result_request(self, result: SpooledResult) -> pb.TaskResultUploadRequest:
         return pb.TaskResultUploadRequest(task_id=result.task_id, result_zip=result.result_zip, token=self._token)
 
-    async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
+    async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str, output: str) -> None:
         accepted = self._accepted_at.pop(task_id, 0.0)
         await asyncio.sleep(max(0.0, accepted + RESULT_AFTER_ACCEPT - time.monotonic()))
         text = execution_log(task_id, exit_code, reason == "stopped", self.login.username)
         zipped = await asyncio.to_thread(with_execution_log, result_zip, text)
-        await super()._send_result(task_id, zipped, exit_code, reason)
+        await super()._send_result(task_id, zipped, exit_code, reason, output)
 
     # -- registration and heartbeats --------------------------------------------------------------
     async def _register(self) -> bool:

@@ -32,12 +32,17 @@ log = logging.getLogger(__name__)
 
 OUTPUT_BATCH_SECONDS = 0.25
 OUTPUT_BATCH_BYTES = 64 * 1024
+# How long a finished task's last output may take to reach the pool before it is kept with the result
+# instead: an upload retried while the pool is away held the result back (and the slot) for minutes, and a
+# worker killed meanwhile lost both.
+LAST_OUTPUT_GRACE = 2.0
 STDERR_TAIL_BYTES = 2000
 STDERR_TAIL_LINES = 20
 GIB = 1024**3
 
 OutputSink = Callable[[str, str], Awaitable[None]]
-ResultSink = Callable[[str, bytes, int, str], Awaitable[None]]
+# task id, result zip, exit code, failure reason, the output the pool has not taken (it goes first).
+ResultSink = Callable[[str, bytes, int, str, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ class TaskRun:
         self._stopped = False
         self._pending: list[str] = []
         self._pending_bytes = 0
+        self._sending = ""  # the output of the upload in flight: unsent still, if that upload is cancelled
         self._stderr_tail = b""
         self._flush_lock = asyncio.Lock()
         self.started_at = time.monotonic()
@@ -214,7 +220,7 @@ class TaskRun:
                 await self._spawn()
                 reason = await self._wait(deadline)
             done.set()
-            await flusher  # its last flush sends what is left; output is never cut mid-send
+            await self._last_output(flusher)
             returncode = self._proc.returncode
             code = returncode if returncode is not None and returncode >= 0 else 128 + -(returncode or -9)
             if self._stopped:
@@ -226,11 +232,21 @@ class TaskRun:
                 reason = reason or f"the output zip is {len(result)} bytes, over the pool's limit"
                 result = b""
             self.ended = True
-            await self._send_result(self.task_id, result, code, reason)
+            await self._send_result(self.task_id, result, code, reason, self._sending + "".join(self._pending))
         finally:
             flusher.cancel()
             self._kill()
             await asyncio.to_thread(self._cleanup)
+
+    async def _last_output(self, flusher: asyncio.Task[None]) -> None:
+        """Let the flusher send what is left for LAST_OUTPUT_GRACE; what it has not sent by then goes with the
+        result (kept on disk first), so a pool that is away holds up neither."""
+        await asyncio.wait({flusher}, timeout=LAST_OUTPUT_GRACE)
+        if flusher.done():
+            flusher.result()  # its error, if it failed
+            return
+        flusher.cancel()
+        await asyncio.wait({flusher})
 
     async def _wait(self, deadline: float) -> str:
         """Wait for the process and its output; the reason when the time limit ended it."""
@@ -317,5 +333,6 @@ class TaskRun:
         async with self._flush_lock:
             if not self._pending:
                 return
-            text, self._pending, self._pending_bytes = "".join(self._pending), [], 0
-            await self._send_output(self.task_id, text)
+            self._sending, self._pending, self._pending_bytes = "".join(self._pending), [], 0
+            await self._send_output(self.task_id, self._sending)
+            self._sending = ""

@@ -20,7 +20,7 @@ import secrets
 import socket
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -299,8 +299,7 @@ class Worker:
         return pb_grpc.NodeManagerServiceStub(self._channel)
 
     # What the reports carry, and with which metadata; a HiveMind-style worker sends its own (hivemind_worker.py).
-    def _output_request(self, task_id: str, text: str, offset: int) -> pb.TaskOutputUploadRequest:
-        attempt = self.attempts.get(task_id, 0)
+    def _output_request(self, task_id: str, text: str, offset: int, attempt: int) -> pb.TaskOutputUploadRequest:
         return pb.TaskOutputUploadRequest(task_id=task_id, output=text, offset=offset, attempt=attempt)
 
     def _result_request(self, result: SpooledResult) -> pb.TaskResultUploadRequest:
@@ -319,7 +318,7 @@ class Worker:
     async def _send_output(self, task_id: str, text: str) -> None:
         """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
         offset = self._sent.get(task_id, 0)
-        request = self._output_request(task_id, text, offset)
+        request = self._output_request(task_id, text, offset, self.attempts.get(task_id, 0))
         await self._with_retry(
             lambda: self._pool.TaskOutputUpload(
                 request, metadata=self._report_metadata, timeout=self.config.rpc_deadline
@@ -327,15 +326,32 @@ class Worker:
         )
         self._sent[task_id] = offset + len(text.encode("utf-8"))
 
-    async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str) -> None:
-        """Keep the result (spool) first, then hand it over; one the pool never took is sent again later."""
-        result = SpooledResult(task_id, self.attempts.get(task_id, 0), exit_code, reason, result_zip)
+    async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str, output: str) -> None:
+        """Keep the result and the output the pool has not taken (spool) first, then hand them over; what the
+        pool never took is sent again later."""
+        result = SpooledResult(
+            task_id, self.attempts.get(task_id, 0), exit_code, reason, result_zip, output, self._sent.get(task_id, 0)
+        )
         if self._spool is not None:
             await asyncio.to_thread(self._spool.put, result)
         self.held[task_id] = result.attempt
         await self._upload(result, REPORT_ATTEMPTS)
 
     async def _upload(self, result: SpooledResult, attempts: int) -> None:
+        if result.output:
+            output = self._output_request(result.task_id, result.output, result.output_offset, result.attempt)
+            taken = await self._with_retry(
+                lambda: self._pool.TaskOutputUpload(
+                    output, metadata=self._report_metadata, timeout=self.config.rpc_deadline
+                ),
+                attempts,
+            )
+            if taken is None:
+                log.warning("task %s: the pool did not take its last output; it is kept and sent again", result.task_id)
+                return
+            result = replace(result, output="")
+            if self._spool is not None:
+                await asyncio.to_thread(self._spool.put, result)
         request = self._result_request(result)
         reply = await self._with_retry(
             lambda: self._pool.TaskResultUpload(

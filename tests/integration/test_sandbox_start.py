@@ -53,7 +53,8 @@ async def run_task(tmp_path: Path, bwrap: str, main: str) -> tuple[str, int, str
     async def send_output(task_id: str, text: str) -> None:
         output.append(text)
 
-    async def send_result(task_id: str, result: bytes, code: int, reason: str) -> None:
+    async def send_result(task_id: str, result: bytes, code: int, reason: str, unsent: str) -> None:
+        output.append(unsent)
         results.append((result, code, reason))
 
     run = TaskRun("t-1", make_zip({"main.py": main}), 0, settings, send_output, send_result)

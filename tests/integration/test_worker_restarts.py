@@ -75,11 +75,13 @@ class Gate:
         writer.close()
 
     def task(self, marker: str) -> bytes:
-        """Prints a marker with its pid, waits for the gate, then writes its pid as its result."""
+        """Prints a marker with its pid, waits for the gate, prints its last words, then writes its pid as its
+        result."""
         main = (
             "import os, socket\n"
             f"print('{marker}', os.getpid(), flush=True)\n"
             f"socket.create_connection(('127.0.0.1', {self.port})).recv(2)\n"
+            "print('last words', flush=True)\n"
             "os.makedirs('output', exist_ok=True)\n"
             "open('output/pid.txt', 'w').write(str(os.getpid()))\n"
         )
@@ -184,6 +186,8 @@ async def test_a_result_the_pool_could_not_take_is_sent_later(patient_cluster: C
             proxy.cut()  # the pool is away for the worker: the result cannot be sent
             gate.open()  # the task ends now, or whenever a loaded machine gets it there
             spool = cluster.data_dir / "worker" / "spool" / node
+            # Kept with its last words, which the pool could not take either: kept at once, not once their
+            # upload has been retried for minutes (a worker killed meanwhile lost both).
             deadline = time.monotonic() + 30
             while not list(spool.glob("*.result")):
                 assert time.monotonic() < deadline, "the result was not kept"
@@ -199,7 +203,8 @@ async def test_a_result_the_pool_could_not_take_is_sent_later(patient_cluster: C
                 proxy.mode = "pass"
             done = await cluster.wait("spool-1", {"COMPLETED", "FAILED"}, timeout=60)
             assert done.status == "COMPLETED", done.message
-            assert "started" in await cluster.log("spool-1")
+            log = await cluster.log("spool-1")
+            assert "started" in log and log.count("last words") == 1, log
             assert await result_text(cluster, "spool-1", "output/pid.txt")
             deadline = time.monotonic() + 10
             while list(spool.glob("*.result")):  # taken: the spool lets it go
