@@ -318,13 +318,16 @@ class Worker:
     async def _send_output(self, task_id: str, text: str) -> None:
         """Send a chunk with its offset: a retry after a lost answer is not appended twice."""
         offset = self._sent.get(task_id, 0)
-        request = self._output_request(task_id, text, offset, self.attempts.get(task_id, 0))
-        await self._with_retry(
-            lambda: self._pool.TaskOutputUpload(
-                request, metadata=self._report_metadata, timeout=self.config.rpc_deadline
-            )
-        )
+        await self._output_taken(self._output_request(task_id, text, offset, self.attempts.get(task_id, 0)))
         self._sent[task_id] = offset + len(text.encode("utf-8"))
+
+    async def _output_taken(self, request: pb.TaskOutputUploadRequest, attempts: int = REPORT_ATTEMPTS) -> bool:
+        """Whether the pool answered (took it, or refused it for good) within `attempts` tries."""
+        call = self._pool.TaskOutputUpload
+        reply = await self._with_retry(
+            lambda: call(request, metadata=self._report_metadata, timeout=self.config.rpc_deadline), attempts
+        )
+        return reply is not None
 
     async def _send_result(self, task_id: str, result_zip: bytes, exit_code: int, reason: str, output: str) -> None:
         """Keep the result and the output the pool has not taken (spool) first, then hand them over; what the
@@ -340,13 +343,7 @@ class Worker:
     async def _upload(self, result: SpooledResult, attempts: int) -> None:
         if result.output:
             output = self._output_request(result.task_id, result.output, result.output_offset, result.attempt)
-            taken = await self._with_retry(
-                lambda: self._pool.TaskOutputUpload(
-                    output, metadata=self._report_metadata, timeout=self.config.rpc_deadline
-                ),
-                attempts,
-            )
-            if taken is None:
+            if not await self._output_taken(output, attempts):
                 log.warning("task %s: the pool did not take its last output; it is kept and sent again", result.task_id)
                 return
             result = replace(result, output="")
