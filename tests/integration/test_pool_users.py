@@ -41,11 +41,13 @@ async def test_unknown_user_costs_the_same_time_as_a_wrong_password(tmp_path: Pa
     try:
 
         async def timed(user: str) -> float:
+            """CPU time of this process (the pool runs in it): what the hash costs, however loaded the
+            machine is; wall-clock time under a busy CI failed the ratio now and then."""
             best = float("inf")
             for _ in range(3):
-                start = time.perf_counter()
+                start = time.process_time()
                 await pool.users.Login(pb.LoginRequest(username=user, password="wrong"))
-                best = min(best, time.perf_counter() - start)
+                best = min(best, time.process_time() - start)
             return best
 
         await timed("ghost")  # builds the dummy hash once
