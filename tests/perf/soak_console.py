@@ -7,9 +7,10 @@ The real console, in a pseudo-terminal, on a real embedded pool with 2 local wor
 - a task submitted every 2 s, each finishing within seconds (tasks finish all the time);
 - the console shows the dashboard, then the tasks screen, then follows the log of a long task that prints a
   line a second, switching every 30 s.
-The console's RSS and CPU are sampled every 30 s. Printed: the samples, and the growth from the 5-minute sample
-to the last (goal <= 5%), next to the growth of a minimal Textual app left running in a pseudo-terminal as
-long, and the console's CPU in the first and the last 5 minutes.
+The console's RSS (and its RssAnon, RSS less the pages of files) and CPU are sampled every 30 s. Printed: the
+samples, and the growth from the 5-minute sample to the last (goal <= 5%), next to the growth of a minimal
+Textual app left running in a pseudo-terminal as long, and the console's CPU in the first and the last 5
+minutes.
 
 `--beside NAME=VALUE` (repeatable) runs a second console with those environment variables beside the first,
 driven and sampled the same way on the same pool: an A/B of one setting under the very same load (for example
@@ -105,6 +106,14 @@ class Terminal:
     def rss_mb(self) -> float:
         return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
 
+    def anon_mb(self) -> float:
+        """The part of RSS that is the process's own memory (heap, arenas, stacks), without the pages of its
+        libraries' files that it has touched so far: those grow as code runs for the first time."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
     def cpu_seconds(self) -> float:
         return float(sum(psutil.Process(self.proc.pid).cpu_times()[:2]))
 
@@ -165,11 +174,11 @@ async def cluster_load(address: str, data: Path, nodes: int, tasks: bool, stop: 
         print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
 
 
-Sample = tuple[float, float, float]
+Sample = tuple[float, float, float, float]
 
 
 def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samples: list[list[Sample]]) -> None:
-    """Samples of each console: (minute, RSS MB, % of a core it used since the previous sample)."""
+    """Samples of each console: (minute, RSS MB, % of a core it used since the previous sample, RssAnon MB)."""
     start = time.monotonic()
     next_sample = next_switch = start
     last = [(console.cpu_seconds(), start) for console in consoles]
@@ -192,21 +201,22 @@ def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samp
                 cpu = console.cpu_seconds()
                 used = 100 * (cpu - last[n][0]) / max(now - last[n][1], 1e-9) if samples[n] else 0.0
                 last[n] = (cpu, now)
-                samples[n].append(((now - start) / 60, console.rss_mb(), used))
-                line.append(f"RSS {samples[n][-1][1]:.0f} MB, CPU {used:.1f}%")
+                samples[n].append(((now - start) / 60, console.rss_mb(), used, console.anon_mb()))
+                line.append(f"RSS {samples[n][-1][1]:.0f} MB (anon {samples[n][-1][3]:.0f}), CPU {used:.1f}%")
             print(f"  {(now - start) / 60:5.1f} min: console " + " | beside: ".join(line), flush=True)
             next_sample = now + SAMPLE_EVERY
         time.sleep(0.5)
 
 
-def growth(samples: list[Sample]) -> float:
-    after_five = next((rss for minute, rss, _ in samples if minute >= 5.0), samples[0][1])
-    return 100 * (samples[-1][1] - after_five) / after_five
+def growth(samples: list[Sample], figure: int = 1) -> float:
+    """Growth (%) of a figure of the samples (1: RSS, 3: RssAnon) from the 5-minute sample to the last."""
+    after_five = next((sample[figure] for sample in samples if sample[0] >= 5.0), samples[0][figure])
+    return 100 * (samples[-1][figure] - after_five) / after_five
 
 
 def cpu_between(samples: list[Sample], first: float, last: float) -> float:
     """The console's mean CPU (% of a core) over the samples from minute `first` to minute `last`."""
-    used = [cpu for minute, _, cpu in samples if first < minute <= last]
+    used = [cpu for minute, _, cpu, _ in samples if first < minute <= last]
     return sum(used) / max(len(used), 1)
 
 
@@ -282,7 +292,8 @@ def main() -> None:
         print(
             f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, {tasks}, "
             f"showing {' / '.join(walk)}: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
-            f"the first 5 min {growth(taken):+.1f}% (goal <= 5%)"
+            f"the first 5 min {growth(taken):+.1f}% (goal <= 5%); of which its own (RssAnon) "
+            f"{taken[0][3]:.0f} -> {taken[-1][3]:.0f} MB, {growth(taken, 3):+.1f}%"
         )
         end = taken[-1][0]
         print(
