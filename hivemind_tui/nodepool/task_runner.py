@@ -333,6 +333,8 @@ class TaskRun:
         async with self._flush_lock:
             if not self._pending:
                 return
-            self._sending, self._pending, self._pending_bytes = "".join(self._pending), [], 0
+            # After a cancelled send (a reader stopped mid-send), its text goes again, first, at the same offset.
+            self._sending += "".join(self._pending)
+            self._pending, self._pending_bytes = [], 0
             await self._send_output(self.task_id, self._sending)
             self._sending = ""
