@@ -12,11 +12,11 @@ samples, and the growth from the 5-minute sample to the last (goal <= 5%), next 
 Textual app left running in a pseudo-terminal as long, and the console's CPU in the first and the last 5
 minutes.
 
-`--beside NAME=VALUE` (repeatable) runs a second console with those environment variables beside the first,
-driven and sampled the same way on the same pool: an A/B of one setting under the very same load (for example
-`--beside PYTHONMALLOC=malloc`). `--screens` names what the console walks through (default `d,t,log`);
-`--beside-screens` gives the second console its own walk (which also starts it without `--beside`), to find
-which screen's use grows: `--beside-screens d` keeps it on the dashboard.
+`--beside "NAME=VALUE ..."` runs one more console with those environment variables beside the first, driven and
+sampled the same way on the same pool: an A/B of a setting under the very same load (for example `--beside
+PYTHONMALLOC=malloc`); given again, it adds another console (A/B/C). `--screens` names what the console walks
+through (default `d,t,log`); `--beside-screens` gives the other consoles their own walk (which also starts one
+without `--beside`), to find which screen's use grows: `--beside-screens d` keeps it on the dashboard.
 """
 
 from __future__ import annotations
@@ -226,19 +226,25 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--refresh", type=float, default=1.0)
     parser.add_argument(
-        "--beside", action="append", default=[], metavar="NAME=VALUE", help="a second console with this environment"
+        "--beside",
+        action="append",
+        default=[],
+        metavar="'NAME=VALUE ...'",
+        help="one more console with this environment (repeatable: one console each)",
     )
     parser.add_argument(
         "--no-tasks", action="store_true", help="submit no short tasks: whether growth follows the tasks or the use"
     )
     parser.add_argument("--screens", default=SCREENS, help=f"what the console walks through (default {SCREENS})")
-    parser.add_argument("--beside-screens", help="what the second console walks through (default: --screens)")
+    parser.add_argument("--beside-screens", help="what the other consoles walk through (default: --screens)")
     args = parser.parse_args()
     # Stopped with SIGTERM (kill, pkill), it still closes its consoles, pool and minimal app: left behind
     # with their terminal gone, they spun at up to 70% of a core each.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    beside = dict(item.split("=", 1) for item in args.beside)
-    walks = [args.screens.split(","), (args.beside_screens or args.screens).split(",")]
+    besides = [dict(pair.split("=", 1) for pair in item.split()) for item in args.beside]
+    if args.beside_screens and not besides:
+        besides = [{}]
+    walks = [args.screens.split(",")] + [(args.beside_screens or args.screens).split(",")] * len(besides)
     data = Path(tempfile.mkdtemp(prefix="soak-console-"))
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -267,8 +273,7 @@ def main() -> None:
         load = threading.Thread(target=lambda: loop.run_until_complete(work))
         load.start()
         consoles = [Terminal([*base, "--pool", address], env)]
-        if beside or args.beside_screens:
-            consoles.append(Terminal([*base, "--pool", address], {**env, **beside}))
+        consoles += [Terminal([*base, "--pool", address], {**env, **beside}) for beside in besides]
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
         samples: list[list[Sample]] = [[] for _ in consoles]
         minimal_start = 0.0
@@ -287,7 +292,7 @@ def main() -> None:
         pool.terminate()
         pool.wait(timeout=30)
     tasks = "no short tasks" if args.no_tasks else "a task every 2 s"
-    names = ["console", f"console beside, with {' '.join(args.beside) or 'the same environment'}"]
+    names = ["console"] + [f"console beside, with {item or 'the same environment'}" for item in args.beside or [""]]
     for name, taken, walk in zip(names, samples, walks, strict=False):
         print(
             f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, {tasks}, "
