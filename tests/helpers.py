@@ -201,6 +201,21 @@ class Cycle:
         self.me = self
 
 
+def extra_malloc_arenas(pid: int) -> int:
+    """glibc's malloc arenas of a process beyond its main heap: each reserves 64 MiB of address space, the part
+    in use and the unusable rest side by side in /proc/PID/maps."""
+    spans = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        addresses, perms, *_ = line.split()
+        start, end = (int(part, 16) for part in addresses.split("-"))
+        spans.append((start, end, perms))
+    return sum(
+        1
+        for (start, end, perms), (later, last, rest) in itertools.pairwise(spans)
+        if perms == "rw-p" and rest == "---p" and end == later and last - start == 64 << 20
+    )
+
+
 def old_cyclic_garbage() -> weakref.ref[Cycle]:
     """A cycle that lived through collections (as a finished Textual worker or a dismissed screen does) and then
     became garbage: it sits in the oldest generation, which only a full collection walks."""

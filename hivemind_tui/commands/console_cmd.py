@@ -19,6 +19,9 @@ from hivemind_tui.core.logging_setup import configure_logging
 
 
 def run_console(ctx: Context) -> Result:
+    from hivemind_tui.core.heap import collect_less_often, one_malloc_arena
+
+    one_malloc_arena()  # before the console starts any thread (core/heap.py)
     settings = ctx.settings
     configure_logging(ctx.data_dir.logs, "console", settings.log_level)
     started = False
@@ -36,7 +39,6 @@ def run_console(ctx: Context) -> Result:
             started = True
         else:
             address = info.address
-    from hivemind_tui.core.heap import collect_less_often
     from hivemind_tui.ui.app import HivemindApp
     from hivemind_tui.ui.startup import DeferredBackend
 
