@@ -44,11 +44,12 @@ IDLE = """
 import sys
 sys.path.insert(0, {root!r})
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.heap import collect_less_often
+from hivemind_tui.core.heap import collect_less_often, one_malloc_arena
 from hivemind_tui.ui.app import HivemindApp
 from tests.ui.demo import DemoBackend
 import time
-collect_less_often()  # as the console does
+one_malloc_arena()  # as the console does
+collect_less_often()
 backend = DemoBackend(Settings(refresh_interval=5.0), nodes=1000)
 backend.clock = time.time  # the header's clock ticks, as it does live
 HivemindApp(backend).run()
@@ -203,11 +204,12 @@ def idle_live_cpu(seconds: float, nodes: int) -> float:
 
 
 async def scale(count: int) -> tuple[float, float, float, float, float]:
-    from hivemind_tui.core.heap import collect_less_often
+    from hivemind_tui.core.heap import collect_less_often, one_malloc_arena
     from hivemind_tui.ui.screens.nodes import NodesScreen
     from hivemind_tui.ui.widgets.virtual_table import VirtualTable
     from tests.ui.demo_shots import demo_app, settle
 
+    one_malloc_arena()
     collect_less_often()  # as the console does (commands/console_cmd.py)
     app = demo_app(nodes=count)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -36,7 +36,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import DataTable
 
 from hivemind_tui.core.config import Settings
-from hivemind_tui.core.heap import collect_less_often
+from hivemind_tui.core.heap import collect_less_often, one_malloc_arena
 from hivemind_tui.services.models import TaskInfo, TaskListing
 from hivemind_tui.services.nodepool_client import PoolClient
 from hivemind_tui.services.session import Session, SessionData
@@ -112,6 +112,7 @@ def tasks_table(id: str | None = None) -> VirtualTable[TaskRow]:
 
 
 async def bench(parents: int, per: int) -> None:
+    one_malloc_arena()
     collect_less_often()  # as the console does (commands/console_cmd.py)
     folder = Path(tempfile.mkdtemp(prefix="bench-tasks-"))
     settings = Settings()
