@@ -38,10 +38,16 @@ class FakeClock:
 
 
 def make_zip(files: dict[str, str | bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """The same bytes for the same files, whenever it is called: a name alone would be stamped with the
+    current time (two calls on either side of a 2-second tick differed)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression) as zf:
         for name, content in files.items():
-            zf.writestr(name, content)
+            info = zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0))
+            info.compress_type = compression
+            # What writestr gives a bare name: a directory, or a file its owner reads and writes.
+            info.external_attr = (0o40775 << 16 | 0x10) if name.endswith("/") else 0o600 << 16
+            zf.writestr(info, content)
     return buffer.getvalue()
 
 
