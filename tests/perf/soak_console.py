@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import psutil
@@ -103,16 +104,11 @@ class Terminal:
             time.sleep(0.5)
             self.press(target)
 
-    def rss_mb(self) -> float:
-        return float(psutil.Process(self.proc.pid).memory_info().rss) / 2**20
-
-    def anon_mb(self) -> float:
-        """The part of RSS that is the process's own memory (heap, arenas, stacks), without the pages of its
-        libraries' files that it has touched so far: those grow as code runs for the first time."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+    def memory_mb(self) -> tuple[float, float]:
+        """RSS, and the part of it that is the process's own memory (heap, arenas, stacks: RssAnon), without
+        the pages of its libraries' files that it has touched so far, which grow as code runs the first time."""
+        memory = psutil.Process(self.proc.pid).memory_info()
+        return memory.rss / 2**20, (memory.rss - memory.shared) / 2**20
 
     def cpu_seconds(self) -> float:
         return float(sum(psutil.Process(self.proc.pid).cpu_times()[:2]))
@@ -174,11 +170,16 @@ async def cluster_load(address: str, data: Path, nodes: int, tasks: bool, stop: 
         print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
 
 
-Sample = tuple[float, float, float, float]
+class Sample(NamedTuple):
+    minute: float
+    rss: float
+    cpu: float
+    """% of a core used since the previous sample."""
+    anon: float
 
 
 def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samples: list[list[Sample]]) -> None:
-    """Samples of each console: (minute, RSS MB, % of a core it used since the previous sample, RssAnon MB)."""
+    """Samples of each console, every SAMPLE_EVERY seconds."""
     start = time.monotonic()
     next_sample = next_switch = start
     last = [(console.cpu_seconds(), start) for console in consoles]
@@ -201,22 +202,24 @@ def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samp
                 cpu = console.cpu_seconds()
                 used = 100 * (cpu - last[n][0]) / max(now - last[n][1], 1e-9) if samples[n] else 0.0
                 last[n] = (cpu, now)
-                samples[n].append(((now - start) / 60, console.rss_mb(), used, console.anon_mb()))
-                line.append(f"RSS {samples[n][-1][1]:.0f} MB (anon {samples[n][-1][3]:.0f}), CPU {used:.1f}%")
+                rss, anon = console.memory_mb()
+                sample = Sample((now - start) / 60, rss, used, anon)
+                samples[n].append(sample)
+                line.append(f"RSS {sample.rss:.0f} MB (anon {sample.anon:.0f}), CPU {used:.1f}%")
             print(f"  {(now - start) / 60:5.1f} min: console " + " | beside: ".join(line), flush=True)
             next_sample = now + SAMPLE_EVERY
         time.sleep(0.5)
 
 
-def growth(samples: list[Sample], figure: int = 1) -> float:
-    """Growth (%) of a figure of the samples (1: RSS, 3: RssAnon) from the 5-minute sample to the last."""
-    after_five = next((sample[figure] for sample in samples if sample[0] >= 5.0), samples[0][figure])
-    return 100 * (samples[-1][figure] - after_five) / after_five
+def growth(samples: list[Sample], figure: str = "rss") -> float:
+    """Growth (%) of a figure of the samples ("rss", "anon") from the 5-minute sample to the last."""
+    after_five = next((sample for sample in samples if sample.minute >= 5.0), samples[0])
+    return 100 * (getattr(samples[-1], figure) - getattr(after_five, figure)) / getattr(after_five, figure)
 
 
 def cpu_between(samples: list[Sample], first: float, last: float) -> float:
     """The console's mean CPU (% of a core) over the samples from minute `first` to minute `last`."""
-    used = [cpu for minute, _, cpu, _ in samples if first < minute <= last]
+    used = [sample.cpu for sample in samples if first < sample.minute <= last]
     return sum(used) / max(len(used), 1)
 
 
@@ -279,9 +282,9 @@ def main() -> None:
         minimal_start = 0.0
         try:
             time.sleep(5)
-            minimal_start = minimal.rss_mb()
+            minimal_start = minimal.memory_mb()[0]
             drive(consoles, walks, args.minutes, samples)
-            minimal_end = minimal.rss_mb()
+            minimal_end = minimal.memory_mb()[0]
         finally:
             for console in consoles:
                 console.close()
@@ -296,11 +299,11 @@ def main() -> None:
     for name, taken, walk in zip(names, samples, walks, strict=False):
         print(
             f"{name}, {args.minutes:g} min, {args.nodes:,} extra nodes, {args.refresh:g} s refresh, {tasks}, "
-            f"showing {' / '.join(walk)}: RSS {taken[0][1]:.0f} -> {taken[-1][1]:.0f} MB, growth after "
+            f"showing {' / '.join(walk)}: RSS {taken[0].rss:.0f} -> {taken[-1].rss:.0f} MB, growth after "
             f"the first 5 min {growth(taken):+.1f}% (goal <= 5%); of which its own (RssAnon) "
-            f"{taken[0][3]:.0f} -> {taken[-1][3]:.0f} MB, {growth(taken, 3):+.1f}%"
+            f"{taken[0].anon:.0f} -> {taken[-1].anon:.0f} MB, {growth(taken, 'anon'):+.1f}%"
         )
-        end = taken[-1][0]
+        end = taken[-1].minute
         print(
             f"  its CPU: {cpu_between(taken, 0.0, 5.0):.1f}% of a core in the first 5 min, "
             f"{cpu_between(taken, end - 5.0, end):.1f}% in the last 5 (a refresh must not cost more as history grows)"

@@ -62,7 +62,7 @@ def extra_arenas(mode: str) -> int:
         assert proc.returncode == 0
 
 
-def test_the_console_threads_share_one_malloc_arena() -> None:
+def test_one_malloc_arena_keeps_new_threads_from_taking_their_own() -> None:
     """glibc gives each new thread that allocates an arena of its own (up to 8 per core), and each arena keeps
     what was freed in it: the soak's console had 13, holding 7.8 MB."""
     if platform.libc_ver()[0] != "glibc":
