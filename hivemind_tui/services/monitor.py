@@ -189,7 +189,10 @@ class Monitor:
         listed = await self.session.call(lambda token: client.list_tasks(token, since, after_seq=after))
         changed: set[str] | None = None
         if full:
-            self._tasks = {t.task_id: t for t in listed.tasks}
+            # An unchanged task keeps its object: the tasks screen keeps the rows of the objects it has seen,
+            # and a console that runs for weeks does not make every task again every FULL_TASK_SYNC_EVERY.
+            kept = self._tasks
+            self._tasks = {t.task_id: old if (old := kept.get(t.task_id)) == t else t for t in listed.tasks}
             self._counts = Counter(t.status for t in listed.tasks)
         else:
             changed = set()

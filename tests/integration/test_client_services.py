@@ -342,3 +342,26 @@ async def test_an_unchanged_node_keeps_its_object_from_one_list_to_the_next(
     assert second["n1"] is first["n1"]
     assert second["n2"] is not first["n2"] and second["n2"].cpu_usage == 50.0
     await client.close()
+
+
+async def test_a_full_task_list_keeps_the_objects_of_unchanged_tasks(
+    pool: Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every refresh of the tasks screen keeps the row of a task whose object it saw before; the full list the
+    monitor asks for now and then made every task a new object, and every row with it (with 1,800 tasks, all
+    of them every 12 s, long-lived objects made again in a console meant to run for weeks)."""
+    from hivemind_tui.services import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "FULL_TASK_SYNC_EVERY", 1)  # every refresh lists everything
+    client = PoolClient(pool.settings, pool.address)
+    session = Session(client, tmp_path / "t")
+    await session.login("alice", PASSWORD)
+    for i in range(3):
+        await client.upload_task(session.data.token, f"k{i}", task_zip())
+    monitor = monitor_module.Monitor(pool.settings, session, None, None, None)
+    first = (await monitor.refresh()).tasks
+    await client.stop_task(session.data.token, "k1")
+    second = (await monitor.refresh()).tasks
+    assert second.by_id["k1"].status == "STOPPED" and second.by_id["k1"] is not first.by_id["k1"]
+    assert second.by_id["k0"] is first.by_id["k0"] and second.by_id["k2"] is first.by_id["k2"]
+    await client.close()

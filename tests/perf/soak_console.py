@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import pty
 import select
@@ -32,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -144,30 +144,62 @@ async def cluster_load(address: str, data: Path, nodes: int, tasks: bool, stop: 
             await manager.SetNodeState(pb.SetNodeStateRequest(token=token, node_id=node_id, state="cordoned"))
         await master.UploadTask(pb.UploadTaskRequest(task_id="soak-long", task_zip=task_zip(LONG_TASK), token=token))
         short = task_zip("import time\nprint('working')\ntime.sleep(2)\nprint('done')\n")
-        beat = failed = 0
-        while not stop.is_set():
-            # An rpc that fails (1,000 heartbeats at once now and then meet CANCELLED) is counted and the load
-            # goes on: it stopped for good at the first one, and nodes then went offline all at once.
-            upload = pb.UploadTaskRequest(task_id=f"soak-t{beat:06d}", task_zip=short, token=token)
-            calls: list[Awaitable[object]] = [master.UploadTask(upload)] if tasks else []
-            calls += [
-                manager.ReportStatus(
-                    pb.RunningStatusRequest(
-                        node_id=node_id, status="Idle", cpu_usage=float((i + beat) % 100), memory_usage=40.0
-                    ),
-                    metadata=meta,
-                )
-                for i, node_id in enumerate(ids)
-            ]
-            outcomes = await asyncio.gather(*calls, return_exceptions=True)
-            failed += sum(isinstance(o, grpc.aio.AioRpcError) for o in outcomes)
-            if errors := [
-                o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, grpc.aio.AioRpcError)
-            ]:
-                raise errors[0]
-            beat += 1
-            await asyncio.sleep(2.0)
-        print(f"load: {beat} beats, {failed} rpcs failed and were not retried", flush=True)
+        # Tasks and heartbeats go at their own pace: 1,000 heartbeats keep the pool busy for seconds (a core),
+        # and a task waiting on them came every 6.5 s instead of 2.
+        runs = [heartbeats(manager, meta, ids, stop)] + ([submit_tasks(master, token, short, stop)] if tasks else [])
+        for name, (done, failed) in zip(("beats", "tasks"), await asyncio.gather(*runs), strict=False):
+            print(f"load: {done} {name}, {failed} rpcs failed and were not retried", flush=True)
+
+
+async def heartbeats(
+    manager: pb_grpc.NodeManagerServiceStub, meta: tuple[tuple[str, str], ...], ids: list[str], stop: asyncio.Event
+) -> tuple[int, int]:
+    """Every node reports moving figures, then the next round 2 s later; the rounds and the failed rpcs."""
+    beat = failed = 0
+    while not stop.is_set():
+        # An rpc that fails (1,000 heartbeats at once now and then meet CANCELLED) is counted and the load goes
+        # on: it stopped for good at the first one, and nodes then went offline all at once.
+        calls = [
+            manager.ReportStatus(
+                pb.RunningStatusRequest(
+                    node_id=node_id, status="Idle", cpu_usage=float((i + beat) % 100), memory_usage=40.0
+                ),
+                metadata=meta,
+            )
+            for i, node_id in enumerate(ids)
+        ]
+        failed += count_failed(await asyncio.gather(*calls, return_exceptions=True))
+        beat += 1
+        await wait_or_stop(stop, 2.0)
+    return beat, failed
+
+
+async def submit_tasks(
+    master: pb_grpc.MasterNodeServiceStub, token: str, task: bytes, stop: asyncio.Event
+) -> tuple[int, int]:
+    """A short task every 2 s; the tasks submitted and the uploads that failed."""
+    submitted = failed = 0
+    while not stop.is_set():
+        upload = pb.UploadTaskRequest(task_id=f"soak-t{submitted:06d}", task_zip=task, token=token)
+        try:
+            await master.UploadTask(upload)
+        except grpc.aio.AioRpcError:
+            failed += 1
+        submitted += 1
+        await wait_or_stop(stop, 2.0)
+    return submitted, failed
+
+
+def count_failed(outcomes: list[object]) -> int:
+    """How many rpcs failed; anything else raised is the load's own bug and stops the run."""
+    if errors := [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, grpc.aio.AioRpcError)]:
+        raise errors[0]
+    return sum(isinstance(o, grpc.aio.AioRpcError) for o in outcomes)
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 class Sample(NamedTuple):
