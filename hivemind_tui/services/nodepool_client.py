@@ -124,13 +124,21 @@ def tasks_from_pb(tasks: Iterable[pb.TaskInfo]) -> list[TaskInfo]:
 _NODE_FIELDS = attrgetter(*NodeInfo._fields)
 _NODE_STATE = NodeInfo._fields.index("state")
 _NODE_HEARTBEAT = NodeInfo._fields.index("last_heartbeat")
+# The fields a few values repeat in, across a fleet: interned, as a task's are.
+_NODE_WORDS = [
+    NodeInfo._fields.index(name) for name in ("status", "gpu_name", "location", "docker_status", "isolation")
+]
 
 
 def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
-    """As `task_from_pb`: all wire fields in one call, the two that need a look set apart."""
+    """As `task_from_pb`: all wire fields in one call, those that need a look set apart. A refresh converts
+    each node a heartbeat changed, and 1,000 nodes held 1,000 copies of "Idle" and of every other word they
+    share (twice while a refresh replaced the list)."""
     fields = list(_NODE_FIELDS(n))
-    fields[_NODE_STATE] = fields[_NODE_STATE] or "active"
+    fields[_NODE_STATE] = intern(fields[_NODE_STATE] or "active")
     fields[_NODE_HEARTBEAT] = fields[_NODE_HEARTBEAT] or None
+    for index in _NODE_WORDS:
+        fields[index] = intern(fields[index])
     return _new_tuple(NodeInfo, fields)
 
 
