@@ -71,7 +71,9 @@ _new_tuple = tuple.__new__
 def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
     # Made as namedtuple's own __new__ makes it, without that call's Python frame. The fields a few values repeat
     # in are interned: each read of a message's string field makes a new string, and 100,000 copies of
-    # "COMPLETED", of owners and of workers were 16 MB of the console's memory.
+    # "COMPLETED", of owners and of workers were 16 MB of the console's memory. The message is one of a few
+    # too (the reasons a task waits, "completed"), and an unused figure is the one 0.0, not a float of its own
+    # (each read of a float field makes a new one): a task that runs on in the console's memory for weeks.
     (
         task_id,
         status,
@@ -98,7 +100,7 @@ def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
         (
             task_id,
             intern(status),
-            message,
+            intern(message),
             intern(worker),
             intern(owner),
             created or None,
@@ -107,10 +109,10 @@ def task_from_pb(t: pb.TaskInfo) -> TaskInfo:
             intern(task_type),
             intern(parent),
             exit_code,
-            cpu,
-            memory,
-            gpu,
-            gpu_memory,
+            cpu or 0.0,
+            memory or 0.0,
+            gpu or 0.0,
+            gpu_memory or 0.0,
             started or None,
             finished or None,
         ),
@@ -125,6 +127,8 @@ _NODE_FIELDS = attrgetter(*NodeInfo._fields)
 _NODE_STATE = NodeInfo._fields.index("state")
 _NODE_HEARTBEAT = NodeInfo._fields.index("last_heartbeat")
 # The fields a few values repeat in, across a fleet: interned, as a task's are.
+# Figures mostly unused (a node without a GPU): 0.0 is one float, where each read of the field made one.
+_NODE_FIGURES = [NodeInfo._fields.index(name) for name in ("gpu_usage", "gpu_memory_usage")]
 _NODE_WORDS = [
     NodeInfo._fields.index(name) for name in ("status", "gpu_name", "location", "docker_status", "isolation")
 ]
@@ -139,6 +143,8 @@ def node_from_pb(n: pb.NodeInfo) -> NodeInfo:
     fields[_NODE_HEARTBEAT] = fields[_NODE_HEARTBEAT] or None
     for index in _NODE_WORDS:
         fields[index] = intern(fields[index])
+    for index in _NODE_FIGURES:
+        fields[index] = fields[index] or 0.0
     return _new_tuple(NodeInfo, fields)
 
 

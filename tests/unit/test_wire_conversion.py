@@ -24,14 +24,17 @@ def test_a_nodes_repeated_words_are_one_string_across_nodes() -> None:
         )
         for i in range(2)
     ]
-    for field in ("status", "state", "location", "gpu_name", "docker_status", "isolation"):
+    for field in ("status", "state", "location", "gpu_name", "docker_status", "isolation", "gpu_usage"):
         assert getattr(made[0], field) is getattr(made[1], field), field
     assert made[0].hostname == "host-0" and made[0].status == "Idle" and made[0].state == "cordoned"
 
 
 def test_a_tasks_repeated_words_are_one_string_across_tasks() -> None:
     made = [
-        task_from_pb(pb.TaskInfo(task_id=f"t{i}", status="COMPLETED", owner="alice", worker_ip="w-1")) for i in range(2)
+        task_from_pb(
+            pb.TaskInfo(task_id=f"t{i}", status="COMPLETED", message="completed", owner="alice", worker_ip="w-1")
+        )
+        for i in range(2)
     ]
-    for field in ("status", "owner", "worker"):
+    for field in ("status", "message", "owner", "worker", "cpu_usage", "gpu_memory_usage"):
         assert getattr(made[0], field) is getattr(made[1], field), field
