@@ -17,6 +17,9 @@ sampled the same way on the same pool: an A/B of a setting under the very same l
 PYTHONMALLOC=malloc`); given again, it adds another console (A/B/C). `--screens` names what the console walks
 through (default `d,t,log`); `--beside-screens` gives the other consoles their own walk (which also starts one
 without `--beside`), to find which screen's use grows: `--beside-screens d` keeps it on the dashboard.
+`--allocators` puts `alloc_probe/` on each console's PYTHONPATH: each sample then says where the memory sits
+(pymalloc's arenas and live blocks, glibc's heap and what of it is in use), and the end, how much of the growth
+after minute 5 each holds: live objects, or memory an allocator keeps for reuse.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import pty
 import select
@@ -57,13 +61,18 @@ SAMPLE_EVERY = 30.0
 SWITCH_EVERY = 30.0
 # What the console is shown in turn: the dashboard, the tasks screen, the log of the long task.
 SCREENS = "d,t,log"
+PROBE_DIR = Path(__file__).resolve().parent / "alloc_probe"
 LONG_TASK = "import time\nfor i in range(100000):\n    print('line', i, flush=True)\n    time.sleep(1)\n"
 
 
 class Terminal:
     """A process in a pseudo-terminal whose output is read (and dropped) so that it never blocks."""
 
-    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str], probe: Path | None = None) -> None:
+        self.probe = probe  # where its allocator probe writes (alloc_probe/sitecustomize.py), if it has one
+        if probe is not None:
+            path = os.pathsep.join(filter(None, [str(PROBE_DIR), env.get("PYTHONPATH", "")]))
+            env = {**env, "PYTHONPATH": path, "HIVEMIND_ALLOC_PROBE": str(probe)}
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
         os.close(slave)
@@ -109,6 +118,13 @@ class Terminal:
         the pages of its libraries' files that it has touched so far, which grow as code runs the first time."""
         memory = psutil.Process(self.proc.pid).memory_info()
         return memory.rss / 2**20, (memory.rss - memory.shared) / 2**20
+
+    def allocators(self) -> dict[str, float] | None:
+        """The probe's latest figures (bytes), if the console has a probe and it has written."""
+        if self.probe is None or not self.probe.exists():
+            return None
+        lines = self.probe.read_text().splitlines()
+        return json.loads(lines[-1]) if lines else None
 
     def cpu_seconds(self) -> float:
         return float(sum(psutil.Process(self.proc.pid).cpu_times()[:2]))
@@ -208,6 +224,8 @@ class Sample(NamedTuple):
     cpu: float
     """% of a core used since the previous sample."""
     anon: float
+    allocators: dict[str, float] | None
+    """The console's allocator probe at about that time (--allocators), in bytes."""
 
 
 def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samples: list[list[Sample]]) -> None:
@@ -235,12 +253,34 @@ def drive(consoles: list[Terminal], walks: list[list[str]], minutes: float, samp
                 used = 100 * (cpu - last[n][0]) / max(now - last[n][1], 1e-9) if samples[n] else 0.0
                 last[n] = (cpu, now)
                 rss, anon = console.memory_mb()
-                sample = Sample((now - start) / 60, rss, used, anon)
+                sample = Sample((now - start) / 60, rss, used, anon, console.allocators())
                 samples[n].append(sample)
                 line.append(f"RSS {sample.rss:.0f} MB (anon {sample.anon:.0f}), CPU {used:.1f}%")
+                if sample.allocators:
+                    line[-1] += " " + allocator_text(sample.allocators)
             print(f"  {(now - start) / 60:5.1f} min: console " + " | beside: ".join(line), flush=True)
             next_sample = now + SAMPLE_EVERY
         time.sleep(0.5)
+
+
+def allocator_text(figures: dict[str, float]) -> str:
+    mb = {name: value / 2**20 for name, value in figures.items()}
+    return (
+        f"[pymalloc {mb['pymalloc_arenas']:.0f} MB, live {mb['pymalloc_live']:.1f}; "
+        f"glibc heap {mb['glibc_heap']:.1f} MB, in use {mb['glibc_in_use']:.1f}]"
+    )
+
+
+def allocator_growth(samples: list[Sample]) -> str:
+    """How each allocator figure moved from the 5-minute sample to the last (MB): where the growth sits."""
+    probed = [sample for sample in samples if sample.allocators]
+    if not probed:
+        return ""
+    first = next((sample for sample in probed if sample.minute >= 5.0), probed[0]).allocators or {}
+    last = probed[-1].allocators or {}
+    names = ("pymalloc_arenas", "pymalloc_live", "pymalloc_free_blocks", "pymalloc_empty_pools", "glibc_heap")
+    names += ("glibc_in_use", "glibc_free", "glibc_mmapped")
+    return ", ".join(f"{name} {(last[name] - first[name]) / 2**20:+.1f}" for name in names)
 
 
 def growth(samples: list[Sample], figure: str = "rss") -> float:
@@ -272,6 +312,9 @@ def main() -> None:
     )
     parser.add_argument("--screens", default=SCREENS, help=f"what the console walks through (default {SCREENS})")
     parser.add_argument("--beside-screens", help="what the other consoles walk through (default: --screens)")
+    parser.add_argument(
+        "--allocators", action="store_true", help="probe each console's allocators (alloc_probe/sitecustomize.py)"
+    )
     args = parser.parse_args()
     # Stopped with SIGTERM (kill, pkill), it still closes its consoles, pool and minimal app: left behind
     # with their terminal gone, they spun at up to 70% of a core each.
@@ -307,8 +350,11 @@ def main() -> None:
         work = cluster_load(address, data, args.nodes, not args.no_tasks, stop)
         load = threading.Thread(target=lambda: loop.run_until_complete(work))
         load.start()
-        consoles = [Terminal([*base, "--pool", address], env)]
-        consoles += [Terminal([*base, "--pool", address], {**env, **beside}) for beside in besides]
+        probes = [data / f"alloc-probe-{n}.jsonl" if args.allocators else None for n in range(1 + len(besides))]
+        consoles = [
+            Terminal([*base, "--pool", address], {**env, **beside}, probe)
+            for beside, probe in zip([{}, *besides], probes, strict=True)
+        ]
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
         samples: list[list[Sample]] = [[] for _ in consoles]
         minimal_start = 0.0
@@ -335,6 +381,8 @@ def main() -> None:
             f"the first 5 min {growth(taken):+.1f}% (goal <= 5%); of which its own (RssAnon) "
             f"{taken[0].anon:.0f} -> {taken[-1].anon:.0f} MB, {growth(taken, 'anon'):+.1f}%"
         )
+        if held := allocator_growth(taken):
+            print(f"  after the first 5 min, in MB: {held}")
         end = taken[-1].minute
         print(
             f"  its CPU: {cpu_between(taken, 0.0, 5.0):.1f}% of a core in the first 5 min, "
