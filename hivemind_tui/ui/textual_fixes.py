@@ -5,10 +5,13 @@ Applied once, when the app module is imported (ui/app.py), and idempotent.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
+from rich.style import Style
 from textual._styles_cache import StylesCache
+from textual.strip import Strip
 
 
 def release_styles_caches() -> None:
@@ -28,3 +31,32 @@ def release_styles_caches() -> None:
 
     get_inner_outer._colours_only = True  # type: ignore[attr-defined]
     StylesCache.get_inner_outer = get_inner_outer  # type: ignore[assignment,method-assign]
+
+
+def strips_do_not_cache_themselves() -> None:
+    """`Strip.divide` and `Strip.crop_extend` answer the strip itself without caching it in itself.
+
+    When the answer is the strip itself (cut at its own end: a line one widget wide, which the compositor
+    divides at every paint; or cropped and extended to exactly its own cells), Textual 8 stores it in the
+    strip's own cache: a reference cycle, freed only when the collector goes through the generation the strip
+    reached. The console collects rarely (core/heap.py), and its soak left ~2,000 painted strips a minute, with
+    their segments, styles and seven caches each, as garbage waiting for it (several MB at a time). Those cases
+    now answer before the cache is looked at; every other answer is Textual's own, cached as before."""
+    if getattr(Strip.divide, "_no_self_cycle", False):
+        return
+    divide, crop_extend = Strip.divide, Strip.crop_extend
+
+    def divide_without_cycle(self: Strip, cuts: Iterable[int]) -> Sequence[Strip]:
+        cuts = [cut for cut in cuts if cut <= self.cell_length]
+        if cuts == [self.cell_length]:
+            return [self]
+        return divide(self, cuts)
+
+    def crop_extend_without_cycle(self: Strip, start: int, end: int, style: Style | None) -> Strip:
+        if start <= 0 and end == self.cell_length:
+            return self
+        return crop_extend(self, start, end, style)
+
+    divide_without_cycle._no_self_cycle = True  # type: ignore[attr-defined]
+    Strip.divide = divide_without_cycle  # type: ignore[method-assign]
+    Strip.crop_extend = crop_extend_without_cycle  # type: ignore[method-assign]
