@@ -126,9 +126,9 @@ def tasks_from_pb(tasks: Iterable[pb.TaskInfo]) -> list[TaskInfo]:
 _NODE_FIELDS = attrgetter(*NodeInfo._fields)
 _NODE_STATE = NodeInfo._fields.index("state")
 _NODE_HEARTBEAT = NodeInfo._fields.index("last_heartbeat")
-# The fields a few values repeat in, across a fleet: interned, as a task's are.
 # Figures mostly unused (a node without a GPU): 0.0 is one float, where each read of the field made one.
 _NODE_FIGURES = [NodeInfo._fields.index(name) for name in ("gpu_usage", "gpu_memory_usage")]
+# The fields a few values repeat in, across a fleet: interned, as a task's are.
 _NODE_WORDS = [
     NodeInfo._fields.index(name) for name in ("status", "gpu_name", "location", "docker_status", "isolation")
 ]

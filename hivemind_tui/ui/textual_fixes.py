@@ -1,6 +1,7 @@
-"""Workarounds for Textual behaviour that costs a console open for weeks; each names its upstream issue.
+"""Workarounds for Textual behaviour that costs a console open for weeks; each names its upstream issue, or
+says that none was filed yet (found against Textual 8.2.8, where this project had no way to file one).
 
-Applied once, when the app module is imported (ui/app.py), and idempotent.
+Applied once, when the app is made (ui/app.py `HivemindApp.__init__`), and idempotent.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def strips_do_not_cache_themselves() -> None:
     strip's own cache: a reference cycle, freed only when the collector goes through the generation the strip
     reached. The console collects rarely (core/heap.py), and its soak left ~2,000 painted strips a minute, with
     their segments, styles and seven caches each, as garbage waiting for it (several MB at a time). Those cases
-    now answer before the cache is looked at; every other answer is Textual's own, cached as before."""
+    now answer before the cache is looked at; every other answer is Textual's own, cached as before. Upstream:
+    not filed yet."""
     if getattr(Strip.divide, "_no_self_cycle", False):
         return
     divide, crop_extend = Strip.divide, Strip.crop_extend
@@ -71,7 +73,8 @@ def workers_let_go_of_themselves() -> None:
     keeps its task: every finished worker was a reference cycle, with its task, context, events and locks, freed
     only by a collection of the generation it had reached. The console starts a few workers a second (the
     refresh, the screens' loaders): ~280 waited for the collector in 90 s of the soak. The task now puts
-    `active_worker` back as it found it when the worker's run ends, and the worker goes when it is let go."""
+    `active_worker` back as it found it when the worker's run ends, and the worker goes when it is let go.
+    Upstream: not filed yet."""
     if getattr(Worker._run, "_lets_go", False):
         return
     run = Worker._run
