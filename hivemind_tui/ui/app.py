@@ -26,11 +26,7 @@ from textual.timer import Timer
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
-from hivemind_tui.ui.textual_fixes import (
-    release_styles_caches,
-    strips_do_not_cache_themselves,
-    workers_let_go_of_themselves,
-)
+from hivemind_tui.ui.textual_fixes import release_styles_caches, strips_do_not_cache_themselves
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
@@ -102,7 +98,6 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
         release_styles_caches()
         strips_do_not_cache_themselves()
-        workers_let_go_of_themselves()
         super().__init__()
         self.backend = backend
         self.deterministic = deterministic

@@ -12,9 +12,7 @@ from typing import Any
 
 from rich.style import Style
 from textual._styles_cache import StylesCache
-from textual.app import App
 from textual.strip import Strip
-from textual.worker import Worker, active_worker
 
 
 def release_styles_caches() -> None:
@@ -64,27 +62,3 @@ def strips_do_not_cache_themselves() -> None:
     divide_without_cycle._no_self_cycle = True  # type: ignore[attr-defined]
     Strip.divide = divide_without_cycle  # type: ignore[method-assign]
     Strip.crop_extend = crop_extend_without_cycle  # type: ignore[method-assign]
-
-
-def workers_let_go_of_themselves() -> None:
-    """A worker's task gives up the worker in its context when it ends.
-
-    Textual runs a worker's task with the worker set in the task's context (`active_worker`), and the worker
-    keeps its task: every finished worker was a reference cycle, with its task, context, events and locks, freed
-    only by a collection of the generation it had reached. The console starts a few workers a second (the
-    refresh, the screens' loaders): ~280 waited for the collector in 90 s of the soak. The task now puts
-    `active_worker` back as it found it when the worker's run ends, and the worker goes when it is let go.
-    Upstream: not filed yet."""
-    if getattr(Worker._run, "_lets_go", False):
-        return
-    run = Worker._run
-
-    async def run_and_let_go(self: Worker[Any], app: App[Any]) -> None:
-        token = active_worker.set(self)
-        try:
-            await run(self, app)
-        finally:
-            active_worker.reset(token)
-
-    run_and_let_go._lets_go = True  # type: ignore[attr-defined]
-    Worker._run = run_and_let_go  # type: ignore[method-assign]

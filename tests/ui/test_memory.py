@@ -17,15 +17,10 @@ from textual.containers import Vertical
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Label
-from textual.worker import Worker
 
 from hivemind_tui.core.heap import OldGarbageSweeper
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.textual_fixes import (
-    release_styles_caches,
-    strips_do_not_cache_themselves,
-    workers_let_go_of_themselves,
-)
+from hivemind_tui.ui.textual_fixes import release_styles_caches, strips_do_not_cache_themselves
 from tests.helpers import old_cyclic_garbage
 from tests.ui.demo_shots import demo_app, settle
 
@@ -216,37 +211,4 @@ async def test_painted_strips_are_freed_as_soon_as_they_are_dropped() -> None:
             left = strips_in_cycles_of_their_own()
     finally:
         gc.enable()
-    assert left == 0
-
-
-def finished_workers_in_cycles() -> int:
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        return sum(isinstance(o, Worker) for o in gc.garbage)
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-
-
-async def test_a_finished_worker_is_freed_when_it_is_let_go() -> None:
-    """A Textual worker's task runs with the worker in its context (`active_worker`), and the worker keeps its
-    task: every finished worker was a reference cycle (with its task, context, events and locks), freed only by
-    a collection. The console starts a few a second (each refresh, the screens' loaders), ~280 in 90 s of the
-    soak, all waiting for the collector."""
-    workers_let_go_of_themselves()
-    app = demo_app(nodes=50)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await settle(pilot)
-        gc.collect()
-        gc.disable()
-        try:
-            for key in ("t", "d"):
-                await pilot.press(key)
-                await settle(pilot)
-                app.action_refresh()
-                await settle(pilot)
-            left = finished_workers_in_cycles()
-        finally:
-            gc.enable()
     assert left == 0
