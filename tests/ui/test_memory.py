@@ -44,6 +44,17 @@ RENDER_CACHES = [
 RENDER_CACHES += [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<string>")]
 
 
+def unreachable_now() -> list[object]:
+    """Everything a full collection finds unreachable now: what only the cyclic collector would free."""
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        return list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+
+
 def live_widgets() -> int:
     gc.collect()
     return sum(isinstance(o, Widget) for o in gc.get_objects())
@@ -132,12 +143,8 @@ async def test_a_refresh_leaves_no_snapshot_in_cyclic_garbage() -> None:
                 app.action_refresh()
                 await settle(pilot)
                 assert app.snapshot is not before
-            gc.set_debug(gc.DEBUG_SAVEALL)
-            gc.collect()
-            garbage = [o for o in gc.garbage if isinstance(o, ClusterSnapshot)]
+            garbage = [o for o in unreachable_now() if isinstance(o, ClusterSnapshot)]
         finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
             gc.enable()
     assert garbage == []
 
@@ -175,13 +182,7 @@ def in_its_own_cache(strip: Strip) -> bool:
 def strips_in_cycles_of_their_own() -> int:
     """Strips that only a collection of reference cycles could free because they hold themselves, made since the
     collector last ran (a strip held by other garbage, a dropped toast's painted lines, does not count)."""
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        gc.collect()
-        return sum(isinstance(o, Strip) and in_its_own_cache(o) for o in gc.garbage)
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
+    return sum(isinstance(o, Strip) and in_its_own_cache(o) for o in unreachable_now())
 
 
 async def test_painted_strips_are_freed_as_soon_as_they_are_dropped() -> None:
