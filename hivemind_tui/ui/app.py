@@ -26,7 +26,12 @@ from textual.timer import Timer
 from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
-from hivemind_tui.ui.textual_fixes import release_styles_caches, strips_do_not_cache_themselves
+from hivemind_tui.ui.textual_fixes import (
+    release_styles_caches,
+    strips_do_not_cache_themselves,
+    thread_jobs_keep_nothing,
+    workers_let_go_of_themselves,
+)
 from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 if TYPE_CHECKING:
@@ -98,6 +103,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
         release_styles_caches()
         strips_do_not_cache_themselves()
+        workers_let_go_of_themselves()
         super().__init__()
         self.backend = backend
         self.deterministic = deterministic
@@ -124,6 +130,9 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     def get_default_screen(self) -> Screen[Any]:
         """Without a session the first screen is the login itself, so the very first frame shows it."""
         return Screen(id="_default") if self.backend.has_session() else LoginScreen(first=True)
+
+    def on_load(self) -> None:
+        thread_jobs_keep_nothing(asyncio.get_running_loop())  # before any thread job (ui/textual_fixes.py)
 
     async def on_mount(self) -> None:
         self.call_after_refresh(gc.enable)  # off since `cli.main()`, so that start-up paints sooner

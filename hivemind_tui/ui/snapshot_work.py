@@ -6,7 +6,9 @@ collector goes through the generation it reached, which a console with a large h
 (core/heap.py sweeps at most once a minute): each refresh's snapshot (every node of the fleet, every task)
 stayed alive in the worker that showed it until then. The soak's console
 held a dozen snapshots of 1,000 nodes at a time that way. `@snapshot_work` runs the coroutine itself: its
-arguments go with its frame when it ends, and the worker that stays keeps nothing of the cluster.
+arguments go with its frame when it ends, and the worker that stays keeps nothing of the cluster. (The cycle
+itself is broken when a worker's run ends, ui/textual_fixes.py `workers_let_go_of_themselves`; the snapshot
+still goes first, with the frame, whoever holds the worker after.)
 """
 
 from __future__ import annotations
