@@ -7,7 +7,8 @@ import tracemalloc
 
 from textual.widgets import Input, Log
 
-from hivemind_tui.ui.screens.log_view import LogViewScreen
+from hivemind_tui.ui.screens.log_view import LogLine, LogViewScreen
+from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
 from tests.ui.demo import CannedLog
 from tests.ui.demo_shots import demo_app, settle
 
@@ -98,3 +99,50 @@ async def test_the_log_view_keeps_a_line_in_about_the_memory_of_its_text(monkeyp
             tracemalloc.stop()
     # What the screen holds, its widgets included (~2 MB here), by line: ~700 B now, ~3,500 B in RichLog.
     assert held / lines < 1_000, f"{held / lines:.0f} bytes a line of ~55 characters"
+
+
+async def test_a_dismissed_log_view_lets_go_of_its_lines_at_once(monkeypatch) -> None:
+    """A dismissed screen is a reference cycle (a widget tree is one) that waits for the collector, which a
+    console with a large heap runs about once a minute or two. With the lines in it, each log view the soak
+    opened and closed left its whole log to the collector: ~700 B a line, megabytes after an hour of a task
+    that prints a line a second, more each time."""
+    lines = 2_000
+    text = "".join(f"[{i:05d}] rows {i * 100} loaded\n" for i in range(lines))
+    app = demo_app(start="tasks")
+    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, LogViewScreen) and len(screen.lines) == lines
+        view = screen.query_one("#logview", Log)
+        del screen
+        gc.collect()
+        gc.disable()
+        try:
+            await pilot.press("escape")
+            await settle(pilot)
+            assert not isinstance(app.screen, LogViewScreen)
+            kept = sum(isinstance(o, LogLine) for o in gc.get_objects())
+        finally:
+            gc.enable()
+    assert (kept, view.line_count) == (0, 0)
+
+
+async def test_a_dismissed_task_screen_lets_go_of_its_log_at_once(monkeypatch) -> None:
+    """The task screen's log tail (up to 5,000 lines, twice: its own and its view's) went the same way."""
+    text = "".join(f"[{i:05d}] rows {i * 100} loaded\n" for i in range(1_000))
+    app = demo_app(start="tasks")
+    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("down", "enter")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TaskDetailScreen) and len(screen.log_lines) == 1_000
+        view = screen.query_one("#task-log", Log)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is not screen
+    assert (len(screen.log_lines), view.line_count, screen.log_source) == (0, 0, None)

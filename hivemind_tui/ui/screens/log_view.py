@@ -84,6 +84,13 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
         if not hive_of(self).deterministic:
             self.set_interval(POLL_SECONDS, self.poll)
 
+    def on_unmount(self) -> None:
+        """Dismissed, the screen and its widgets are a reference cycle left to the collector: the lines (and
+        the source's unfinished line) go now (`GrowingLog.on_unmount`)."""
+        self.lines = []
+        self.matches = []
+        self._source = None
+
     @work(exclusive=True, group="log-view", exit_on_error=False)
     async def poll(self) -> None:
         if self._source is None:

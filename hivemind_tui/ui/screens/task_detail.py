@@ -96,6 +96,12 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         if not getattr(self.app, "deterministic", False):
             self.set_interval(LOG_POLL, self.poll_log)
 
+    def on_unmount(self) -> None:
+        """Dismissed, the screen and its widgets are a reference cycle left to the collector: the kept log
+        lines go now (`GrowingLog.on_unmount`)."""
+        self.log_lines.clear()
+        self.log_source = None
+
     # -- facts and subtasks -----------------------------------------------------------------------
     def show(self, snap: ClusterSnapshot | None) -> None:
         if snap is not None:
