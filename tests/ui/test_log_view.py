@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from typing import TYPE_CHECKING
 
 from textual.widgets import Input, Log
 
@@ -11,6 +12,22 @@ from hivemind_tui.ui.screens.log_view import LogLine, LogViewScreen
 from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
 from tests.ui.demo import CannedLog
 from tests.ui.demo_shots import demo_app, settle
+
+if TYPE_CHECKING:
+    import pytest
+
+    from hivemind_tui.ui.app import HivemindApp
+
+
+def tasks_with_log(monkeypatch: pytest.MonkeyPatch, text: str) -> HivemindApp:
+    """The demo console on its tasks screen, where every task's log is `text`."""
+    app = demo_app(start="tasks")
+    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    return app
+
+
+def numbered_log(lines: int) -> str:
+    return "".join(f"[{i:05d}] rows {i * 100} loaded\n" for i in range(lines))
 
 
 async def test_full_screen_log_from_the_tasks_list() -> None:
@@ -58,8 +75,7 @@ async def test_full_screen_log_from_a_task() -> None:
 
 
 async def test_wrapped_lines_fold_at_the_width_of_the_view_and_again_when_it_changes(monkeypatch) -> None:
-    app = demo_app(start="tasks")
-    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog("x" * 250 + "\nshort\n"))
+    app = tasks_with_log(monkeypatch, "x" * 250 + "\nshort\n")
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("l", "w")
@@ -82,8 +98,7 @@ async def test_the_log_view_keeps_a_line_in_about_the_memory_of_its_text(monkeyp
     growth: RSS 87 -> 104 MB in 20 minutes, against 78 -> 80 MB for a console left on the dashboard)."""
     lines = 5_000
     text = "".join(f"[{i:05d}] rows {i * 100} to {i * 100 + 99} loaded and checked\n" for i in range(lines))
-    app = demo_app(start="tasks")
-    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    app = tasks_with_log(monkeypatch, text)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         gc.collect()
@@ -107,9 +122,7 @@ async def test_a_dismissed_log_view_lets_go_of_its_lines_at_once(monkeypatch) ->
     opened and closed left its whole log to the collector: ~700 B a line, megabytes after an hour of a task
     that prints a line a second, more each time."""
     lines = 2_000
-    text = "".join(f"[{i:05d}] rows {i * 100} loaded\n" for i in range(lines))
-    app = demo_app(start="tasks")
-    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    app = tasks_with_log(monkeypatch, numbered_log(lines))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("l")
@@ -132,9 +145,7 @@ async def test_a_dismissed_log_view_lets_go_of_its_lines_at_once(monkeypatch) ->
 
 async def test_a_dismissed_task_screen_lets_go_of_its_log_at_once(monkeypatch) -> None:
     """The task screen's log tail (up to 5,000 lines, twice: its own and its view's) went the same way."""
-    text = "".join(f"[{i:05d}] rows {i * 100} loaded\n" for i in range(1_000))
-    app = demo_app(start="tasks")
-    monkeypatch.setattr(app.backend, "log_follower", lambda task_id: CannedLog(text))
+    app = tasks_with_log(monkeypatch, numbered_log(1_000))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("down", "enter")

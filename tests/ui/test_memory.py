@@ -22,11 +22,7 @@ from textual.worker import Worker
 
 from hivemind_tui.core.heap import OldGarbageSweeper
 from hivemind_tui.services.monitor import ClusterSnapshot
-from hivemind_tui.ui.textual_fixes import (
-    release_styles_caches,
-    strips_do_not_cache_themselves,
-    workers_let_go_of_themselves,
-)
+from hivemind_tui.ui.textual_fixes import release_styles_caches, strips_do_not_cache_themselves
 from tests.helpers import old_cyclic_garbage
 from tests.ui.demo_shots import demo_app, settle
 
@@ -225,8 +221,7 @@ async def test_a_finished_worker_is_freed_when_it_is_let_go() -> None:
     """A Textual worker's task runs with the worker in its context (`active_worker`), and the worker keeps its
     task: every finished worker was a reference cycle (with its task, context, events and locks), freed only by
     a collection. The console starts a few a second (each refresh, the screens' loaders), ~280 in 90 s of the
-    soak, all waiting for the collector."""
-    workers_let_go_of_themselves()
+    soak, all waiting for the collector. (The app applies the fix when it is made.)"""
     app = demo_app(nodes=50)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
