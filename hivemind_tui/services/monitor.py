@@ -186,13 +186,13 @@ class Monitor:
         since = 0.0 if full else max((self._tasks_since or 0.0) - SKEW, 0.0)
         after = None if full else self._tasks_seq
         client = self.session.client
-        listed = await self.session.call(lambda token: client.list_tasks(token, since, after_seq=after))
+        known = self._tasks
+        listed = await self.session.call(lambda token: client.list_tasks(token, since, after_seq=after, known=known))
         changed: set[str] | None = None
         if full:
-            # An unchanged task keeps its object: the tasks screen keeps the rows of the objects it has seen,
-            # and a console that runs for weeks does not make every task again every FULL_TASK_SYNC_EVERY.
-            kept = self._tasks
-            self._tasks = {t.task_id: old if (old := kept.get(t.task_id)) == t else t for t in listed.tasks}
+            # An unchanged task came back as its known object (`known`): the tasks screen keeps the rows of the
+            # objects it has seen, and a console that runs for weeks does not make every task again.
+            self._tasks = {t.task_id: t for t in listed.tasks}
             self._counts = Counter(t.status for t in listed.tasks)
         else:
             changed = set()

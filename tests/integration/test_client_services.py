@@ -248,9 +248,9 @@ async def test_monitor_fetches_only_changed_tasks_and_runs_the_alert_hook(pool: 
     calls: list[int | None] = []
     original = client.list_tasks
 
-    async def counting(tok: str, updated_since: float = 0.0, limit: int = 0, after_seq: int | None = None):
+    async def counting(tok: str, updated_since: float = 0.0, limit: int = 0, after_seq: int | None = None, **kw):
         calls.append(after_seq)
-        return await original(tok, updated_since, limit, after_seq)
+        return await original(tok, updated_since, limit, after_seq, **kw)
 
     client.list_tasks = counting  # type: ignore[method-assign]
     async with Store(tmp_path / "console.db") as store:
