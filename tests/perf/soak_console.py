@@ -7,6 +7,7 @@ The real console, in a pseudo-terminal, on a real embedded pool with 2 local wor
 - a task submitted every 2 s, each finishing within seconds (tasks finish all the time);
 - the console shows the dashboard, then the tasks screen, then follows the log of a long task that prints a
   line a second, switching every 30 s.
+Each console has a data dir of its own (its own `console.db`), logged in as the pool's admin.
 The console's RSS (and its RssAnon, RSS less the pages of files) and CPU are sampled every 30 s. Printed: the
 samples, and the growth from the 5-minute sample to the last (goal <= 5%), next to the growth of a minimal
 Textual app left running in a pseudo-terminal as long, and the console's CPU in the first and the last 5
@@ -31,6 +32,7 @@ import json
 import os
 import pty
 import select
+import shutil
 import signal
 import statistics
 import subprocess
@@ -306,6 +308,15 @@ def cpu_between(samples: list[Sample], first: float, last: float) -> float:
     return sum(used) / max(len(used), 1)
 
 
+def console_command(data: Path, n: int, address: str) -> list[str]:
+    """Console `n` in a data dir of its own, logged in as the pool's admin (the login's tokens copied), as an
+    operator runs one console per data dir: consoles sharing one `console.db` each wrote their history into
+    it (137 MB after an hour of three) and read back each other's."""
+    own = data / f"console-{n}"
+    shutil.copytree(data / "tokens", own / "tokens")
+    return [sys.executable, "-m", "hivemind_tui", "--data-dir", str(own), "--pool", address]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
@@ -363,8 +374,8 @@ def main() -> None:
         load.start()
         probes = [data / f"alloc-probe-{n}.jsonl" if args.allocators else None for n in range(1 + len(besides))]
         consoles = [
-            Terminal([*base, "--pool", address], {**env, **beside}, probe)
-            for beside, probe in zip([{}, *besides], probes, strict=True)
+            Terminal(console_command(data, n, address), {**env, **beside}, probe)
+            for n, (beside, probe) in enumerate(zip([{}, *besides], probes, strict=True))
         ]
         minimal = Terminal([sys.executable, "-c", MINIMAL], env)
         samples: list[list[Sample]] = [[] for _ in consoles]
