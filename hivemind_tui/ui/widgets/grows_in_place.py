@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich.style import Style
+from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.reactive import Reactive
+from textual.strip import Strip
 from textual.widgets import Log
 
 if TYPE_CHECKING:
@@ -32,8 +35,29 @@ class GrowsInPlace(_Scrollable):
             self._scroll_update(size)
 
 
+PAINTED_LINES = 256
+"""Painted lines a log keeps: a tall screen's rows twice over (Textual's `Log` would keep 1,024)."""
+
+
 class GrowingLog(GrowsInPlace, Log):
     """The task's log and the full-screen log, which gain a line a second while a task is followed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._render_line_cache: LRUCache[int, Strip] = LRUCache(PAINTED_LINES)
+
+    def _render_line_strip(self, y: int, rich_style: Style) -> Strip:
+        """Textual's `Log` stores a painted line in its line cache only while text is selected, and reads the
+        cache only while none is: every line on screen was painted again at every repaint (a followed log
+        repaints each second), each time with new styles for its selection offsets, which turned over Rich's
+        style cache. A painted line is kept until its text, the styles or the selection change (`Log` drops
+        the cache then), as Textual meant."""
+        if self.text_selection is not None:
+            return super()._render_line_strip(y, rich_style)
+        painted = self._render_line_cache.get(y)
+        if painted is None:
+            painted = self._render_line_cache[y] = super()._render_line_strip(y, rich_style)
+        return painted
 
     def on_unmount(self) -> None:
         """A removed widget is a reference cycle (with its screen) that waits for the collector, which a
