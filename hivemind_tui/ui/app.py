@@ -27,6 +27,7 @@ from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import (
+    plain_text_widths_uncached,
     release_styles_caches,
     strips_do_not_cache_themselves,
     thread_jobs_keep_nothing,
@@ -104,6 +105,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         release_styles_caches()
         strips_do_not_cache_themselves()
         workers_let_go_of_themselves()
+        plain_text_widths_uncached()
         super().__init__()
         self.backend = backend
         self.deterministic = deterministic

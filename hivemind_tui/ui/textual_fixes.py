@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache, partial
@@ -67,6 +68,34 @@ def strips_do_not_cache_themselves() -> None:
     divide_without_cycle._no_self_cycle = True  # type: ignore[attr-defined]
     Strip.divide = divide_without_cycle  # type: ignore[method-assign]
     Strip.crop_extend = crop_extend_without_cycle  # type: ignore[method-assign]
+
+
+def plain_text_widths_uncached() -> None:
+    """Rich measures a string's width through a cache of the last 4,096 strings under 512 characters, and
+    Textual measures every painted line, log line, cell and clock with it. In the soak's console the cache
+    turned over 400-1,200 entries a minute: a key, a node and the string it keeps alive, made among a frame's
+    short-lived objects and freed minutes later, which pins the allocator's pools and arenas (RSS grows with
+    no growth of live objects). A string of printable ASCII is as wide as it is long, which takes no cache to
+    know: only other text goes through it. Textual binds the cached function by name at import
+    (`textual._cells.cell_len`, and the modules that import that); each such name is pointed here."""
+    import rich.cells
+
+    cached = rich.cells.cached_cell_len
+    if getattr(cached, "_plain_uncached", False):
+        return
+
+    def cell_len(text: str, unicode_version: str = "auto") -> int:
+        if text.isascii() and text.isprintable():
+            return len(text)
+        return cached(text, unicode_version)
+
+    cell_len._plain_uncached = True  # type: ignore[attr-defined]
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("rich.", "textual.")):
+            continue
+        for attr in ("cell_len", "cached_cell_len"):
+            if getattr(module, attr, None) is cached:
+                setattr(module, attr, cell_len)
 
 
 def workers_let_go_of_themselves() -> None:

@@ -7,6 +7,7 @@ footer recompose left its FooterKeys bound to `compact` (ui/hive.py `forget_gone
 from __future__ import annotations
 
 import gc
+import sys
 import tracemalloc
 import weakref
 
@@ -254,3 +255,32 @@ async def test_a_finished_thread_worker_is_not_kept_by_its_thread() -> None:
         del worker
         gc.collect()
         assert gone() is None
+
+
+def test_measuring_plain_text_keeps_no_copy_of_it() -> None:
+    """Rich's width cache kept every string under 512 characters that Textual measured (the last 4,096), and
+    the soak's console turned it over 400-1,200 times a minute (clocks, ages, figures, log lines): entries made
+    among a frame's short-lived objects and freed minutes later pin the allocator's pools. Printable ASCII is
+    as wide as it is long; other text is still measured through the cache."""
+    import rich.cells
+    import rich.segment
+    import textual._cells
+    import textual._compositor
+    import textual.content
+
+    demo_app()  # the console applies its Textual fixes as it is made
+    plain = f"cpu 42.0% at {id(object())}"
+    held = sys.getrefcount(plain)
+    measures = (
+        rich.cells.cell_len,
+        rich.cells.cached_cell_len,
+        rich.segment.cached_cell_len,
+        textual._cells.cell_len,
+        textual._compositor.cell_len,
+        textual.content.cell_len,
+    )
+    assert [measure(plain) for measure in measures] == [len(plain)] * len(measures)
+    assert sys.getrefcount(plain) == held
+    wide = f"节点 {id(object())}"
+    assert [measure(wide) for measure in measures] == [len(wide) + 2] * len(measures)
+    assert [measure("tab\there") for measure in measures] == [7] * len(measures)
