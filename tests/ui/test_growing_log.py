@@ -7,8 +7,9 @@ import pytest
 from textual.app import App, ComposeResult
 from textual.screen import Screen
 from textual.widgets import Log, Static
+from textual.worker import Worker
 
-from hivemind_tui.ui.widgets.grows_in_place import GrowingLog
+from hivemind_tui.ui.widgets.grows_in_place import MEASURED_ON_THE_LOOP, GrowingLog
 from tests.ui.demo_shots import record_calls, settle
 
 
@@ -56,3 +57,22 @@ async def test_a_log_paints_a_line_once_until_its_text_changes(monkeypatch: pyte
         await settle(pilot)
         assert painted == [5]
         assert log.render_line(5).text.rstrip() == "partial and more"
+
+
+async def test_a_few_new_lines_are_measured_on_the_loop_not_in_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Textual's `Log` measures the width of what is written in a thread worker it starts for each write: a
+    worker a second for a followed log. A few lines are measured where they are written; a large write (a
+    whole log at once) still goes to a thread."""
+    app = LogApp()
+    async with app.run_test(size=(60, 12)) as pilot:
+        log = app.query_one(GrowingLog)
+        await settle(pilot)
+        started = record_calls(monkeypatch, Worker, "_start", lambda worker, *args: worker.name)
+        for i in range(5):
+            log.write_line(f"line {i} " + "x" * i * 10)
+            await settle(pilot)
+        assert started == []
+        assert log.virtual_size.width == len("line 4 ") + 40
+        log.write_lines([f"row {i}" for i in range(2 * MEASURED_ON_THE_LOOP)])
+        await settle(pilot)
+        assert len(started) == 1

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from textual.widgets import Input, Log
 
-from hivemind_tui.ui.screens.log_view import LogLine, LogViewScreen
+from hivemind_tui.ui.screens.log_view import KEPT_LINES, LogViewScreen
 from hivemind_tui.ui.screens.task_detail import TaskDetailScreen
 from tests.ui.demo import CannedLog
 from tests.ui.demo_shots import demo_app, settle
+from tests.ui.test_memory import live_widgets
 
 if TYPE_CHECKING:
     import pytest
@@ -116,31 +117,102 @@ async def test_the_log_view_keeps_a_line_in_about_the_memory_of_its_text(monkeyp
     assert held / lines < 1_000, f"{held / lines:.0f} bytes a line of ~55 characters"
 
 
-async def test_a_dismissed_log_view_lets_go_of_its_lines_at_once(monkeypatch) -> None:
-    """A dismissed screen is a reference cycle (a widget tree is one) that waits for the collector, which a
-    console with a large heap runs about once a minute or two. With the lines in it, each log view the soak
-    opened and closed left its whole log to the collector: ~700 B a line, megabytes after an hour of a task
-    that prints a line a second, more each time."""
-    lines = 2_000
-    app = tasks_with_log(monkeypatch, numbered_log(lines))
+class CountedLog(CannedLog):
+    """A canned log that counts its polls and gives one more line at each poll after the first."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.polls = 0
+
+    async def poll(self) -> list[str]:
+        self.polls += 1
+        return await super().poll() if self.polls == 1 else [f"more {self.polls}"]
+
+
+def counted_logs(monkeypatch: pytest.MonkeyPatch, app: HivemindApp, text: str) -> dict[str, list[CountedLog]]:
+    """The log sources made for each task, in order: one for each view made."""
+    made: dict[str, list[CountedLog]] = {}
+
+    def follower(task_id: str) -> CountedLog:
+        made.setdefault(task_id, []).append(CountedLog(text))
+        return made[task_id][-1]
+
+    monkeypatch.setattr(app.backend, "log_follower", follower)
+    return made
+
+
+async def test_a_reopened_log_is_the_same_view_and_fetches_only_new_lines(monkeypatch) -> None:
+    """Each `l` made a whole screen (~1.7 MB of widgets and caches) and fetched the whole log again, and each
+    escape left it all to the collector: the soak opens and closes a log every 90 s, and its console grew with
+    that walk (75 -> 77 MB in ten minutes) where consoles that walked only the dashboard and the tasks screen
+    stayed at 70 MB. The last log closed is kept, not polled while hidden, and shown again as it was left."""
+    app = demo_app(start="tasks")
+    sources = counted_logs(monkeypatch, app, numbered_log(100))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("l")
         await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, LogViewScreen) and len(screen.lines) == lines
-        view = screen.query_one("#logview", Log)
-        del screen
-        gc.collect()
-        gc.disable()
-        try:
-            await pilot.press("escape")
-            await settle(pilot)
-            assert not isinstance(app.screen, LogViewScreen)
-            kept = sum(isinstance(o, LogLine) for o in gc.get_objects())
-        finally:
-            gc.enable()
-    assert (kept, view.line_count) == (0, 0)
+        first = app.screen
+        assert isinstance(first, LogViewScreen) and len(first.lines) == 100
+        await pilot.press("g", "escape")  # paused at the start, then closed
+        await settle(pilot)
+        assert not isinstance(app.screen, LogViewScreen) and sources[first.task_id][0].polls == 1
+        widgets = live_widgets()
+        await pilot.press("l")
+        await settle(pilot)
+        assert app.screen is first and not first.following
+        assert [line.text for line in first.lines[-2:]] == ["[00099] rows 9900 loaded", "more 2"]
+        assert first.view.line_count == 101 and [source.polls for source in sources[first.task_id]] == [2]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert live_widgets() == widgets
+
+
+async def test_another_tasks_log_replaces_the_kept_view_and_its_lines_go_at_once(monkeypatch) -> None:
+    """The kept view is one task's: opening another's removes it, and its lines go then, not with the
+    collector (a widget tree is a reference cycle, collected a minute or more later in a large heap)."""
+    app = demo_app(start="tasks")
+    counted_logs(monkeypatch, app, numbered_log(2_000))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        first = app.screen
+        assert isinstance(first, LogViewScreen) and len(first.lines) == 2_000
+        view = first.view
+        await pilot.press("escape", "down", "down", "l")
+        await settle(pilot)
+        second = app.screen
+        assert isinstance(second, LogViewScreen) and second.task_id != first.task_id
+        assert (len(first.lines), view.line_count, first.is_attached) == (0, 0, False)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is not second and len(second.lines) == 2_000
+
+
+async def test_a_log_left_open_under_another_section_is_not_shown_twice(monkeypatch) -> None:
+    """A log left open on the tasks section stays on that section's stack; a log opened from another section
+    meanwhile is a view of its own, and the one left open catches up when its section is shown again."""
+    app = demo_app(start="tasks")
+    counted_logs(monkeypatch, app, numbered_log(10))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        left_open = app.screen
+        assert isinstance(left_open, LogViewScreen)
+        await app.switch_mode("dashboard")
+        await settle(pilot)
+        app.push_screen(TaskDetailScreen(left_open.task_id))
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        assert isinstance(app.screen, LogViewScreen) and app.screen is not left_open
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+        await app.switch_mode("tasks")
+        await settle(pilot)
+        assert app.screen is left_open and left_open.lines[-1].text == "more 2"  # what came meanwhile
 
 
 async def test_a_dismissed_task_screen_lets_go_of_its_log_at_once(monkeypatch) -> None:
@@ -157,3 +229,23 @@ async def test_a_dismissed_task_screen_lets_go_of_its_log_at_once(monkeypatch) -
         await settle(pilot)
         assert app.screen is not screen
     assert (len(screen.log_lines), view.line_count, screen.log_source) == (0, 0, None)
+
+
+async def test_a_line_that_comes_to_a_long_log_is_added_to_its_lines_not_to_a_copy(monkeypatch) -> None:
+    """Each poll made the kept lines anew twice (the old and new ones added up, then the last KEPT_LINES cut
+    from that): two lists as long as the log every second, in the C library's heap (lists that size are not
+    pymalloc's), each a little longer than the last. They grow in place now, and the oldest go from the
+    front."""
+    app = demo_app(start="tasks")
+    sources = counted_logs(monkeypatch, app, numbered_log(KEPT_LINES))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, LogViewScreen) and len(screen.lines) == KEPT_LINES
+        kept = screen.lines
+        for _ in range(2):
+            await screen.poll().wait()
+        assert screen.lines is kept and len(kept) == KEPT_LINES and sources[screen.task_id][0].polls == 3
+        assert [line.text for line in kept[:1] + kept[-2:]] == ["[00002] rows 200 loaded", "more 2", "more 3"]

@@ -4,18 +4,26 @@ end/start, `/` searches and `n`/`N` step through the matches. The log is text, n
 
 The lines are shown by Textual's `Log`, which keeps text and paints only the rows on screen: `RichLog` kept
 each line as a painted strip with seven caches of its own, ~3.3 KB a line (55 bytes of text), so a console
-following a task that prints a line a second grew ~12 MB an hour."""
+following a task that prints a line a second grew ~12 MB an hour.
+
+The last log closed is kept (`show_log`): opening it again shows it as it was left and fetches only the lines
+that came meanwhile. A new screen each time was ~1.7 MB of widgets and caches made and left to the collector,
+and the whole log fetched again: the soak's console, which opens and closes a log every 90 s, grew with that
+walk where consoles walking only the dashboard and the tasks screen stayed flat."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rich.cells import chop_cells
 from textual import events, on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Input, Log, Static
 
 from hivemind_tui.core.errors import HivemindError
@@ -29,6 +37,35 @@ from hivemind_tui.ui.worker_errors import ReportsWorkerErrors
 
 KEPT_LINES = 20_000
 POLL_SECONDS = 1.0
+KEPT_VIEW = "log-view"
+"""The name the last log view is installed under: an installed screen outlives its dismissal."""
+
+
+def show_log(app: App[object], task_id: str) -> None:
+    """Shows the log of `task_id` in the kept view when it is that task's and on no screen stack, else in a
+    new view that is kept in its place. A view left open under another section (a mode's stack) stays there,
+    and the one shown here is not kept: a screen may be on one stack only."""
+    kept = app.get_screen(KEPT_VIEW, LogViewScreen) if app.is_screen_installed(KEPT_VIEW) else None
+    if kept is not None and _on_a_stack(app, kept):
+        app.push_screen(LogViewScreen(task_id))
+        return
+    if kept is not None and kept.task_id == task_id:
+        app.push_screen(kept)
+        return
+    if kept is not None:
+        app.uninstall_screen(kept)
+        kept.remove()
+    view = LogViewScreen(task_id)
+    app.install_screen(view, KEPT_VIEW)
+    app.push_screen(view)
+
+
+def _on_a_stack(app: App[object], screen: Screen[Any]) -> bool:
+    stacks = [app.screen_stack]
+    for mode in app.MODES:
+        with contextlib.suppress(KeyError):  # a section not shown yet has no stack
+            stacks.append(app.get_screen_stack(mode))
+    return any(screen in stack for stack in stacks)
 
 
 def fold(text: str, width: int) -> list[str]:
@@ -66,6 +103,7 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
         self.matches: list[int] = []
         self.match = -1
         self._source: LogSource | None = None
+        self._poller: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield ConsoleHeader()
@@ -80,12 +118,22 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#logview-search", Input).display = False
+
+    def on_screen_resume(self) -> None:
+        """Shown (first, or again): what came while it was hidden, then a poll a second."""
         self.poll()
-        if not hive_of(self).deterministic:
-            self.set_interval(POLL_SECONDS, self.poll)
+        if self._poller is not None:
+            self._poller.resume()
+        elif not hive_of(self).deterministic:
+            self._poller = self.set_interval(POLL_SECONDS, self.poll)
+
+    def on_screen_suspend(self) -> None:
+        """Hidden (closed, or under another screen or section) it asks the pool for nothing."""
+        if self._poller is not None:
+            self._poller.pause()
 
     def on_unmount(self) -> None:
-        """Dismissed, the screen and its widgets are a reference cycle left to the collector: the lines (and
+        """Removed, the screen and its widgets are a reference cycle left to the collector: the lines (and
         the source's unfinished line) go now (`GrowingLog.on_unmount`)."""
         self.lines = []
         self.matches = []
@@ -103,7 +151,8 @@ class LogViewScreen(ReportsWorkerErrors, Screen[None]):
         if complete:
             now = hive_of(self).backend.clock() if hive_of(self).deterministic else time.time()
             fresh = [LogLine(now, line) for line in complete]
-            self.lines = (self.lines + fresh)[-KEPT_LINES:]
+            self.lines.extend(fresh)  # in place: two new lists as long as the log each second were churn
+            del self.lines[:-KEPT_LINES]
             self.view.write_lines(self._rows(fresh), scroll_end=self.following)
         self._title()
 

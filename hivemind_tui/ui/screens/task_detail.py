@@ -269,9 +269,9 @@ class TaskDetailScreen(ReportsWorkerErrors, Screen[None]):
         hive_of(self).download_result(self.task_id, Path(event.value.strip()).expanduser())
 
     def action_full_log(self) -> None:
-        from hivemind_tui.ui.screens.log_view import LogViewScreen
+        from hivemind_tui.ui.screens.log_view import show_log
 
-        self.app.push_screen(LogViewScreen(self.log_task))
+        show_log(self.app, self.log_task)
 
     def action_copy_id(self) -> None:
         hive_of(self).copy(self.log_task, "the task id")

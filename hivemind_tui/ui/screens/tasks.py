@@ -254,9 +254,9 @@ class TasksScreen(Section):
         parent = await self.hive.backend.parent(task_id, snap.tasks if snap else [])
         if parent is not None and parent.split and parent.subtasks:
             task_id = parent.subtasks[0].task_id
-        from hivemind_tui.ui.screens.log_view import LogViewScreen
+        from hivemind_tui.ui.screens.log_view import show_log
 
-        self.app.push_screen(LogViewScreen(task_id))
+        show_log(self.app, task_id)
 
     def _targets(self) -> list[str]:
         return sorted(map(str, self.table.marked)) or ([str(self.table.cursor_key)] if self.table.cursor_key else [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.style import Style
 from textual.cache import LRUCache
 from textual.geometry import Size
@@ -37,6 +38,8 @@ class GrowsInPlace(_Scrollable):
 
 PAINTED_LINES = 256
 """Painted lines a log keeps: a tall screen's rows twice over (Textual's `Log` would keep 1,024)."""
+MEASURED_ON_THE_LOOP = 1_000
+"""Lines of one write a log measures where they are written; more go to Textual's thread worker."""
 
 
 class GrowingLog(GrowsInPlace, Log):
@@ -58,6 +61,15 @@ class GrowingLog(GrowsInPlace, Log):
         if painted is None:
             painted = self._render_line_cache[y] = super()._render_line_strip(y, rich_style)
         return painted
+
+    def _update_size(self, updates: int, lines: list[str]) -> None:  # type: ignore[override]  # its caller drops the worker
+        """Textual's `Log` measures each write's lines in a thread worker of its own, so that a large write does
+        not hold the loop: a followed log made a worker (with its context and a job for the executor's threads)
+        every second. A few lines take microseconds to measure, and are measured here."""
+        if len(lines) > MEASURED_ON_THE_LOOP:
+            super()._update_size(updates, lines)
+        elif lines:
+            self._update_maximum_width(updates, max(cell_len(self._process_line(line)) for line in lines))
 
     def on_unmount(self) -> None:
         """A removed widget is a reference cycle (with its screen) that waits for the collector, which a
