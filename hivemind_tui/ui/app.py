@@ -27,9 +27,9 @@ from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import (
-    plain_text_widths_uncached,
     release_styles_caches,
     strips_do_not_cache_themselves,
+    text_widths_uncached,
     thread_jobs_keep_nothing,
     workers_let_go_of_themselves,
 )
@@ -105,7 +105,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         release_styles_caches()
         strips_do_not_cache_themselves()
         workers_let_go_of_themselves()
-        plain_text_widths_uncached()
+        text_widths_uncached()
         super().__init__()
         self.backend = backend
         self.deterministic = deterministic

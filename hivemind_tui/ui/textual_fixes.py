@@ -70,26 +70,29 @@ def strips_do_not_cache_themselves() -> None:
     Strip.crop_extend = crop_extend_without_cycle  # type: ignore[method-assign]
 
 
-def plain_text_widths_uncached() -> None:
+def text_widths_uncached() -> None:
     """Rich measures a string's width through a cache of the last 4,096 strings under 512 characters, and
     Textual measures every painted line, log line, cell and clock with it. In the soak's console the cache
     turned over 400-1,200 entries a minute: a key, a node and the string it keeps alive, made among a frame's
     short-lived objects and freed minutes later, which pins the allocator's pools and arenas (RSS grows with
-    no growth of live objects). A string of printable ASCII is as wide as it is long, which takes no cache to
-    know: only other text goes through it. Textual binds the cached function by name at import
-    (`textual._cells.cell_len`, and the modules that import that); each such name is pointed here."""
+    no growth of live objects). A string of printable ASCII is as wide as it is long. Other text (the header's
+    connection dot and clock, bars, separators) still missed ~150 times a minute and filled the cache over the
+    first half hour, ~1 MB when full: it is measured each time (1-6 us a string, against 0.1 us for a hit).
+    Textual binds the cached function by name at import (`textual._cells.cell_len`, and the modules that
+    import that); each such name is pointed here."""
     import rich.cells
 
     cached = rich.cells.cached_cell_len
-    if getattr(cached, "_plain_uncached", False):
+    if getattr(cached, "_uncached", False):
         return
+    measure = rich.cells._cell_len
 
     def cell_len(text: str, unicode_version: str = "auto") -> int:
         if text.isascii() and text.isprintable():
             return len(text)
-        return cached(text, unicode_version)
+        return measure(text, unicode_version)
 
-    cell_len._plain_uncached = True  # type: ignore[attr-defined]
+    cell_len._uncached = True  # type: ignore[attr-defined]
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith(("rich.", "textual.")):
             continue
