@@ -27,6 +27,7 @@ from hivemind_tui.core.errors import HivemindError, NotAuthenticatedError
 from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_freed_memory
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import (
+    component_styles_kept,
     release_styles_caches,
     strips_do_not_cache_themselves,
     text_widths_uncached,
@@ -104,6 +105,7 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
     def __init__(self, backend: ConsoleBackend, deterministic: bool = False, start: str = "dashboard") -> None:
         release_styles_caches()
         strips_do_not_cache_themselves()
+        component_styles_kept()
         workers_let_go_of_themselves()
         text_widths_uncached()
         super().__init__()
