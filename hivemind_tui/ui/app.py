@@ -28,6 +28,7 @@ from hivemind_tui.core.heap import TRIM_EVERY, OldGarbageSweeper, give_back_free
 from hivemind_tui.ui.screens.login import LoginScreen
 from hivemind_tui.ui.textual_fixes import (
     component_styles_kept,
+    compositor_maps_freed_at_once,
     release_styles_caches,
     strips_do_not_cache_themselves,
     text_widths_uncached,
@@ -106,6 +107,8 @@ class HivemindApp(ReportsWorkerErrors, App[None]):
         release_styles_caches()
         strips_do_not_cache_themselves()
         component_styles_kept()
+        if not compositor_maps_freed_at_once():
+            log.info("Textual's compositor is not the one compositor_maps_freed_at_once knows: left as it is")
         workers_let_go_of_themselves()
         text_widths_uncached()
         super().__init__()

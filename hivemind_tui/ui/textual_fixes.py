@@ -5,16 +5,20 @@ Applied once, when the app is made (ui/app.py `HivemindApp.__init__`), and idemp
 """
 
 from __future__ import annotations
+import __future__
 
 import asyncio
 import contextvars
+import inspect
 import sys
+import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache, partial
 from typing import Any, ParamSpec, TypeVar
 
 from rich.style import Style
+from textual._compositor import Compositor
 from textual._styles_cache import StylesCache
 from textual.app import App
 from textual.css.stylesheet import Stylesheet
@@ -110,6 +114,43 @@ def component_styles_kept() -> None:
 
     process_component_classes._keeps_nodes = True  # type: ignore[attr-defined]
     Stylesheet._process_component_classes = process_component_classes  # type: ignore[method-assign]
+
+
+ARRANGE_RETURN = "    widgets -= invisible_widgets\n    return map, widgets\n"
+"""The end of Textual 8's `Compositor._arrange_root` (dedented), after which its placing function may go."""
+
+
+def compositor_maps_freed_at_once() -> bool:
+    """The compositor's layout lets go of its placing function when it is done.
+
+    `Compositor._arrange_root` places widgets with an inner function that calls itself: the function, the cell
+    it is kept in (its own closure) and everything the closure holds (the whole map of the screen, its sets of
+    widgets) are a reference cycle made at every layout. A layout during a refresh often outlived a young
+    collection, and then waited for the sweep: half of what the soak's console left to the collector after
+    its young collections was such maps. The method is Textual's own source with `del add_widget` before its
+    return, compiled in its module; where the source is not the one this was written against, Textual's stays
+    (False). Upstream: not filed yet."""
+    if getattr(Compositor._arrange_root, "_lets_go", False):
+        return True
+    try:
+        lines, first = inspect.getsourcelines(Compositor._arrange_root)
+    except (OSError, TypeError):
+        return False
+    source = "\n" * (first - 1) + textwrap.dedent("".join(lines))  # a traceback shows Textual's line numbers
+    if source.count(ARRANGE_RETURN) != 1 or "def add_widget(" not in source:
+        return False
+    source = source.replace(
+        ARRANGE_RETURN, "    widgets -= invisible_widgets\n    del add_widget\n    return map, widgets\n"
+    )
+    module = sys.modules[Compositor.__module__]
+    flags = __future__.annotations.compiler_flag  # as Textual's module is compiled
+    code = compile(source, inspect.getsourcefile(Compositor) or "<compositor>", "exec", flags, dont_inherit=True)
+    made: dict[str, Any] = {}
+    exec(code, module.__dict__, made)  # noqa: S102 - Textual's own source, one line added
+    arrange = made["_arrange_root"]
+    arrange._lets_go = True
+    Compositor._arrange_root = arrange  # type: ignore[method-assign]
+    return True
 
 
 def text_widths_uncached() -> None:

@@ -18,6 +18,7 @@ from textual.cache import FIFOCache
 from textual.color import Color
 from textual.containers import Vertical
 from textual.dom import DOMNode
+from textual.map_geometry import MapGeometry
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Label
@@ -27,6 +28,7 @@ from hivemind_tui.core.heap import OldGarbageSweeper
 from hivemind_tui.services.monitor import ClusterSnapshot
 from hivemind_tui.ui.textual_fixes import (
     component_styles_kept,
+    compositor_maps_freed_at_once,
     release_styles_caches,
     strips_do_not_cache_themselves,
 )
@@ -336,3 +338,22 @@ async def test_restyling_a_widget_keeps_its_parts_styles_without_making_garbage(
         await pilot.pause()
         assert parts.render() == Color.parse("red").hex
     assert gone == []
+
+
+async def test_laying_a_screen_out_leaves_no_map_for_the_collector() -> None:
+    """Textual's compositor places widgets with a function that calls itself, made anew at each layout: the
+    function, its closure and the whole map it fills were a reference cycle, and a layout in the middle of a
+    refresh often outlived a young collection, so each map waited minutes for the sweep (half the objects the
+    soak's console left to it). The function now lets go of itself when the layout is done."""
+    compositor_maps_freed_at_once()
+    app = Churn()
+    async with app.run_test(size=(60, 50)) as pilot:
+        await app.rebuild()
+        await pilot.pause()
+        unreachable_now()
+        for _ in range(5):
+            app.screen._refresh_layout(app.size)
+            await pilot.pause()
+        maps = [o for o in unreachable_now() if isinstance(o, MapGeometry)]
+        assert len(app.screen._compositor.full_map) > 40  # the map itself is whole
+    assert maps == []
