@@ -212,7 +212,8 @@ async def test_a_hivemind_restart_asks_for_the_password_over_the_current_screen(
             await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen")
             await asyncio.to_thread(pool.kill)
             await asyncio.to_thread(pool.restart)
-            await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen), timeout=30)
+            # Pushed, the login screen is composed a moment later: its fields are there once it is.
+            await wait_until(pilot, lambda: isinstance(app.screen, LoginScreen) and bool(app.screen.query("#user")), 30)
             await log_in(pilot, app, "admin", pool.admin_password)
             await wait_until(pilot, lambda: type(app.screen).__name__ == "TasksScreen")  # back where it was
 
