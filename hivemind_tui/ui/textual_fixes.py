@@ -139,9 +139,7 @@ def compositor_maps_freed_at_once() -> bool:
     source = "\n" * (first - 1) + textwrap.dedent("".join(lines))  # a traceback shows Textual's line numbers
     if source.count(ARRANGE_RETURN) != 1 or "def add_widget(" not in source:
         return False
-    source = source.replace(
-        ARRANGE_RETURN, "    widgets -= invisible_widgets\n    del add_widget\n    return map, widgets\n"
-    )
+    source = source.replace(ARRANGE_RETURN, ARRANGE_RETURN.replace("    return", "    del add_widget\n    return"))
     module = sys.modules[Compositor.__module__]
     flags = __future__.annotations.compiler_flag  # as Textual's module is compiled
     code = compile(source, inspect.getsourcefile(Compositor) or "<compositor>", "exec", flags, dont_inherit=True)

@@ -16,6 +16,7 @@ from tests.ui.test_memory import live_widgets
 
 if TYPE_CHECKING:
     import pytest
+    from textual.pilot import Pilot
 
     from hivemind_tui.ui.app import HivemindApp
 
@@ -141,6 +142,15 @@ def counted_logs(monkeypatch: pytest.MonkeyPatch, app: HivemindApp, text: str) -
     return made
 
 
+async def open_log(pilot: Pilot[None]) -> LogViewScreen:
+    """`l` on the tasks screen's cursor row: the log view it shows."""
+    await pilot.press("l")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, LogViewScreen)
+    return screen
+
+
 async def test_a_reopened_log_is_the_same_view_and_fetches_only_new_lines(monkeypatch) -> None:
     """Each `l` made a whole screen (~1.7 MB of widgets and caches) and fetched the whole log again, and each
     escape left it all to the collector: the soak opens and closes a log every 90 s, and its console grew with
@@ -150,10 +160,8 @@ async def test_a_reopened_log_is_the_same_view_and_fetches_only_new_lines(monkey
     sources = counted_logs(monkeypatch, app, numbered_log(100))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        await settle(pilot)
-        first = app.screen
-        assert isinstance(first, LogViewScreen) and len(first.lines) == 100
+        first = await open_log(pilot)
+        assert len(first.lines) == 100
         await pilot.press("g", "escape")  # paused at the start, then closed
         await settle(pilot)
         assert not isinstance(app.screen, LogViewScreen) and sources[first.task_id][0].polls == 1
@@ -175,10 +183,8 @@ async def test_another_tasks_log_replaces_the_kept_view_and_its_lines_go_at_once
     counted_logs(monkeypatch, app, numbered_log(2_000))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        await settle(pilot)
-        first = app.screen
-        assert isinstance(first, LogViewScreen) and len(first.lines) == 2_000
+        first = await open_log(pilot)
+        assert len(first.lines) == 2_000
         view = first.view
         await pilot.press("escape", "down", "down", "l")
         await settle(pilot)
@@ -197,10 +203,7 @@ async def test_a_log_left_open_under_another_section_is_not_shown_twice(monkeypa
     counted_logs(monkeypatch, app, numbered_log(10))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        await settle(pilot)
-        left_open = app.screen
-        assert isinstance(left_open, LogViewScreen)
+        left_open = await open_log(pilot)
         await app.switch_mode("dashboard")
         await settle(pilot)
         app.push_screen(TaskDetailScreen(left_open.task_id))
@@ -240,10 +243,8 @@ async def test_a_line_that_comes_to_a_long_log_is_added_to_its_lines_not_to_a_co
     sources = counted_logs(monkeypatch, app, numbered_log(KEPT_LINES))
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("l")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, LogViewScreen) and len(screen.lines) == KEPT_LINES
+        screen = await open_log(pilot)
+        assert len(screen.lines) == KEPT_LINES
         kept = screen.lines
         for _ in range(2):
             await screen.poll().wait()
